@@ -1,0 +1,46 @@
+"""servcore: durable background jobs with an HTTP JSON API.
+
+from servcore import Service
+
+service = Service("sqlite:///jobs.db")
+
+@service.task("send_email", max_attempts=5)
+async def send_email(job):
+    ...
+    return {"sent": True}
+"""
+
+from servcore.clock import Clock, SystemClock
+from servcore.config import ConfigError, ServiceConfig
+from servcore.http.app import create_app, job_routes
+from servcore.jobs import Job, JobError, JobStatus, NewJob
+from servcore.retry import Backoff
+from servcore.service import JobRequestError, Service
+from servcore.store import MemoryStore, SqliteStore, Store, StoreError, store_from_url
+from servcore.tasks import Cancel, Discard, Retry, TaskRegistry, default_handler
+
+__all__ = [
+    "Backoff",
+    "Cancel",
+    "Clock",
+    "ConfigError",
+    "Discard",
+    "Job",
+    "JobError",
+    "JobRequestError",
+    "JobStatus",
+    "MemoryStore",
+    "NewJob",
+    "Retry",
+    "Service",
+    "ServiceConfig",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "SystemClock",
+    "TaskRegistry",
+    "create_app",
+    "default_handler",
+    "job_routes",
+    "store_from_url",
+]

@@ -1,0 +1,234 @@
+"""``servcore``: serve, worker, enqueue, jobs, migrate — thin over :class:`Service`.
+
+Every failure a user can cause (a bad flag, an unreachable store, a taken
+port) ends with one line on stderr and a non-zero exit: 2 for bad usage,
+1 for everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+import msgspec
+import uvloop
+
+from servcore.config import ConfigError, env_overrides
+from servcore.http.serialization import job_to_json
+from servcore.logs import LEVELS, configure_logging
+from servcore.service import JobRequestError, Service
+from servcore.serving import ServeError, run_workers, serve
+from servcore.store.base import JobQuery, StatusFilter, StoreError
+from servcore.timestamps import TimestampError, parse_timestamp
+
+T = TypeVar("T")
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run on uvloop, turning known failures into one line."""
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main())
+    except (StoreError, ServeError, ConfigError, JobRequestError) as error:
+        raise click.ClickException(str(error)) from None
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _load_service(target: str | None) -> Service:
+    if target is None:
+        return Service()
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise click.BadParameter("write it as module:attribute, e.g. myapp.jobs:service")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise click.BadParameter(f"cannot import {module_name!r}: {error}") from None
+    value = getattr(module, attribute, None)
+    if callable(value) and not isinstance(value, Service):
+        value = value()
+    if not isinstance(value, Service):
+        raise click.BadParameter(f"{target} is not a servcore Service")
+    return value
+
+
+def _prepare(target: str | None, **flags: Any) -> Service:
+    """The service with environment, then flags, laid over its own settings."""
+    try:
+        service = _load_service(target)
+        service.configure(**env_overrides(), **flags)
+    except (ConfigError, StoreError) as error:
+        raise click.ClickException(str(error)) from None
+    return service
+
+
+_TARGET = click.argument("target", required=False, metavar="[MODULE:SERVICE]")
+_STORE = click.option(
+    "--store", help="Store URL (env SERVCORE_STORE). Default sqlite:///servcore.db"
+)
+_NODE = click.option("--node", help="Node name (env SERVCORE_NODE). Default hostname-pid")
+_CONCURRENCY = click.option(
+    "--concurrency",
+    type=click.IntRange(1, 10_000),
+    help="Jobs run at once per queue (env SERVCORE_CONCURRENCY). Default: CPU count",
+)
+_LOG_LEVEL = click.option(
+    "--log-level", type=click.Choice(LEVELS), default="info", show_default=True
+)
+
+
+@click.group()
+@click.version_option(package_name="servcore")
+def main() -> None:
+    """Durable background jobs with an HTTP JSON API."""
+
+
+@main.command(name="serve")
+@_TARGET
+@click.option("--host", help="Bind address (env SERVCORE_HOST). Default 127.0.0.1")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (env PORT). Default 4000")
+@_STORE
+@_NODE
+@_CONCURRENCY
+@_LOG_LEVEL
+def serve_command(target: str | None, log_level: str, **flags: Any) -> None:
+    """Serve the HTTP API and run the workers."""
+    configure_logging(log_level)
+    service = _prepare(target, **flags)
+    _run(lambda: serve(service))
+
+
+@main.command(name="worker")
+@_TARGET
+@_STORE
+@_NODE
+@_CONCURRENCY
+@_LOG_LEVEL
+def worker_command(target: str | None, log_level: str, **flags: Any) -> None:
+    """Run the workers only, without HTTP."""
+    configure_logging(log_level)
+    service = _prepare(target, **flags)
+    _run(lambda: run_workers(service))
+
+
+@main.command(name="migrate")
+@_TARGET
+@_STORE
+def migrate_command(target: str | None, **flags: Any) -> None:
+    """Create or upgrade the store's schema, then exit."""
+    service = _prepare(target, **flags)
+
+    async def migrate() -> None:
+        await service.start(workers=False)
+        await service.stop()
+
+    _run(migrate)
+    click.echo(f"store ready: {service.config.store}")
+
+
+def _parse_run_at(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except TimestampError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _parse_payload(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    try:
+        payload = msgspec.json.decode(value)
+    except msgspec.DecodeError as error:
+        raise click.BadParameter(f"not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise click.BadParameter('must be a JSON object, e.g. \'{"to": "a@example.com"}\'')
+    return payload
+
+
+@main.command(name="enqueue")
+@click.argument("task")
+@click.option("--payload", default="{}", callback=_parse_payload, help="JSON object")
+@click.option(
+    "--run-at", callback=_parse_run_at, help="ISO 8601 with zone, e.g. 2030-01-01T00:00:00Z"
+)
+@click.option("--delay", type=click.FloatRange(0), help="Seconds from now")
+@click.option("--queue")
+@click.option("--priority", type=click.IntRange(0, 9), default=0, show_default=True)
+@click.option("--max-attempts", type=click.IntRange(1, 1000))
+@click.option("--timeout", type=click.FloatRange(0, min_open=True))
+@click.argument("target", required=False, metavar="[MODULE:SERVICE]")
+@_STORE
+def enqueue_command(
+    task: str, payload: dict[str, Any], target: str | None, store: str | None, **options: Any
+) -> None:
+    """Submit a job for TASK straight into the store; prints the stored job."""
+    service = _prepare(target, store=store)
+    options = {name: value for name, value in options.items() if value is not None}
+
+    async def enqueue() -> dict[str, Any]:
+        await service.start(workers=False)
+        try:
+            job = await service.enqueue(task, payload, **options)
+        finally:
+            await service.stop()
+        return job_to_json(job, service.clock.now())
+
+    click.echo(msgspec.json.encode(_run(enqueue)).decode())
+
+
+@main.group(name="jobs")
+def jobs_group() -> None:
+    """Look at stored jobs."""
+
+
+@jobs_group.command(name="list")
+@click.option("--status", type=click.Choice(sorted(StatusFilter.ALL)))
+@click.option("--queue")
+@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--per-page", type=click.IntRange(1, 200), default=50, show_default=True)
+@_STORE
+def jobs_list(
+    status: str | None, queue: str | None, page: int, per_page: int, store: str | None
+) -> None:
+    """Jobs, newest first, one JSON object per line."""
+    service = _prepare(None, store=store)
+
+    async def listing() -> list[dict[str, Any]]:
+        await service.start(workers=False)
+        try:
+            result = await service.list_jobs(
+                JobQuery(status, queue, (page - 1) * per_page, per_page)
+            )
+        finally:
+            await service.stop()
+        now = service.clock.now()
+        return [job_to_json(job, now) for job in result.jobs]
+
+    for job in _run(listing):
+        click.echo(msgspec.json.encode(job).decode())
+
+
+@jobs_group.command(name="get")
+@click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
+@_STORE
+def jobs_get(job_id: int, store: str | None) -> None:
+    """One job as JSON."""
+    service = _prepare(None, store=store)
+
+    async def get() -> dict[str, Any] | None:
+        await service.start(workers=False)
+        try:
+            job = await service.get_job(job_id)
+        finally:
+            await service.stop()
+        return None if job is None else job_to_json(job, service.clock.now())
+
+    job = _run(get)
+    if job is None:
+        raise click.ClickException(f"job {job_id} not found")
+    click.echo(msgspec.json.format(msgspec.json.encode(job)).decode())

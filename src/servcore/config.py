@@ -1,0 +1,117 @@
+"""Service settings: frozen, typed, validated once; read from the environment at the edge.
+
+One name per setting everywhere (see DESIGN.md): ``SERVCORE_STORE`` /
+``--store``, ``PORT`` or ``SERVCORE_PORT`` / ``--port``, ``SERVCORE_HOST`` /
+``--host``, ``SERVCORE_NODE`` / ``--node``, ``SERVCORE_CONCURRENCY`` /
+``--concurrency``. Flags override the environment, which overrides defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from servcore.retry import DEFAULT_BACKOFF, Backoff
+
+DEFAULT_STORE = "sqlite:///servcore.db"
+DEFAULT_PORT = 4000
+DEFAULT_HOST = "127.0.0.1"
+
+
+class ConfigError(ValueError):
+    """A setting with a value that cannot be used; the message names it."""
+
+
+def default_node() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def default_concurrency() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """Everything a :class:`~servcore.service.Service` needs to know.
+
+    Times are seconds. ``lease`` is how long a claim holds without renewal;
+    running jobs renew theirs every ``lease / 3``. ``poll_interval`` caps how
+    long an idle queue waits before looking at the store on its own (it is
+    woken at once by local submissions and at each job's ``run_at``).
+    """
+
+    store: str = DEFAULT_STORE
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    node: str = field(default_factory=default_node)
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = field(default_factory=default_concurrency)
+    lease: float = 30.0
+    max_rescues: int = 3
+    rescue_interval: float = 10.0
+    poll_interval: float = 1.0
+    shutdown_grace: float = 15.0
+    retention: float = 7 * 24 * 3600.0
+    prune_interval: float = 3600.0
+    backoff: Backoff = DEFAULT_BACKOFF
+    max_body_bytes: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        checks = [
+            (1 <= self.port <= 65535, "port must be between 1 and 65535"),
+            (bool(self.node), "node name must not be empty"),
+            (bool(self.queues) and all(self.queues), "queues must be non-empty names"),
+            (1 <= self.concurrency <= 10_000, "concurrency must be between 1 and 10000"),
+            (self.lease > 0, "lease must be > 0 seconds"),
+            (self.max_rescues >= 0, "max_rescues must be >= 0"),
+            (self.rescue_interval > 0, "rescue_interval must be > 0 seconds"),
+            (self.poll_interval > 0, "poll_interval must be > 0 seconds"),
+            (self.shutdown_grace >= 0, "shutdown_grace must be >= 0 seconds"),
+            (self.retention > 0, "retention must be > 0 seconds"),
+            (self.prune_interval > 0, "prune_interval must be > 0 seconds"),
+            (self.max_body_bytes >= 1024, "max_body_bytes must be >= 1024"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def with_overrides(self, **overrides: Any) -> ServiceConfig:
+        """A copy with the given settings changed; ``None`` values are ignored."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServiceConfig:
+        """Defaults, then the environment, then ``overrides`` (the CLI's flags)."""
+        return cls().with_overrides(**env_overrides(env), **overrides)
+
+
+def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings the environment gives, by setting name."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if store := env.get("SERVCORE_STORE"):
+        values["store"] = store
+    if host := env.get("SERVCORE_HOST"):
+        values["host"] = host
+    port = env.get("PORT") or env.get("SERVCORE_PORT")
+    if port:
+        values["port"] = _integer("PORT", port)
+    if node := env.get("SERVCORE_NODE"):
+        values["node"] = node
+    if concurrency := env.get("SERVCORE_CONCURRENCY"):
+        values["concurrency"] = _integer("SERVCORE_CONCURRENCY", concurrency)
+    return values
+
+
+def _integer(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None

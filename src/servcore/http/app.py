@@ -1,0 +1,99 @@
+"""The ASGI app: every route of the seed's API, mountable whole or in parts."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from servcore.http import handlers
+from servcore.http.openapi import openapi_document
+from servcore.service import Service
+
+Endpoint = Callable[..., Awaitable[Response]]
+
+
+def _bind(
+    endpoint: Endpoint, service: Service, **extra: Any
+) -> Callable[[Request], Awaitable[Response]]:
+    bound = functools.partial(endpoint, service=service, **extra)
+    functools.update_wrapper(bound, endpoint)
+    return bound
+
+
+def job_routes(
+    service: Service, prefix: str = "/jobs", queue: str | None = None
+) -> list[BaseRoute]:
+    """The four job routes under ``prefix``, for one queue or (``None``) all.
+
+    ``job_routes(service, "/email_jobs", queue="email")`` gives the seed's
+    per-pipeline routes: ``POST /email_jobs``, ``POST /email_jobs/schedule``,
+    ``GET /email_jobs``, ``GET /email_jobs/{id}``.
+    """
+    return [
+        Route(prefix, _bind(handlers.create_job, service, queue=queue), methods=["POST"]),
+        Route(
+            f"{prefix}/schedule",
+            _bind(handlers.schedule_job, service, queue=queue),
+            methods=["POST"],
+        ),
+        Route(prefix, _bind(handlers.list_jobs, service, queue=queue), methods=["GET"]),
+        Route(f"{prefix}/{{id}}", _bind(handlers.get_job, service, queue=queue), methods=["GET"]),
+    ]
+
+
+def service_routes(service: Service) -> list[BaseRoute]:
+    """``/``, ``/health``, ``/stats`` and ``/openapi.json``."""
+
+    async def openapi(request: Request) -> Response:
+        return handlers.json_response(openapi_document())
+
+    return [
+        Route("/", _bind(handlers.root, service), methods=["GET"]),
+        Route("/health", _bind(handlers.health, service), methods=["GET"]),
+        Route("/stats", _bind(handlers.stats, service), methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    message = "Not found" if error.status_code == 404 else str(error.detail)
+    headers = dict(error.headers) if error.headers else None
+    return handlers.json_response({"error": message}, error.status_code, headers)
+
+
+async def _server_error(request: Request, error: Exception) -> Response:
+    return handlers.error_response("Internal server error", 500)
+
+
+def create_app(service: Service, *, manage_service: bool = True) -> Starlette:
+    """The whole API for ``service``.
+
+    With ``manage_service`` the app's lifespan starts the service (store and
+    workers) and stops it gracefully; pass ``False`` when something else
+    (the CLI, your own app) owns the service's life.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_service:
+            await service.start()
+        try:
+            yield
+        finally:
+            if manage_service:
+                await service.stop()
+
+    return Starlette(
+        routes=[*service_routes(service), *job_routes(service)],
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )

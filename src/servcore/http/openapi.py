@@ -1,0 +1,185 @@
+"""The OpenAPI 3.1 description of the API, served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from servcore.http.validation import MAX_PER_PAGE
+from servcore.jobs import MAX_PRIORITY
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_TIME = {"type": "string", "format": "date-time", "example": "2025-12-28T17:24:48.957749Z"}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+_JOB_REQUEST = {
+    "type": "object",
+    "required": ["payload"],
+    "additionalProperties": False,
+    "properties": {
+        "payload": {
+            "type": "object",
+            "description": "Any JSON object; its 'task' names the handler.",
+        },
+        "queue": {"type": "string", "default": "default"},
+        "run_at": {**_TIME, "description": "Do not start before this time (needs a zone)."},
+        "delay": {"type": "number", "minimum": 0, "description": "Seconds from now."},
+        "priority": {"type": "integer", "minimum": 0, "maximum": MAX_PRIORITY, "default": 0},
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 3},
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds."},
+        "backoff": {"type": "number", "minimum": 0, "description": "Base retry delay, s."},
+        "unique_key": {"type": "string", "maxLength": 255},
+    },
+}
+
+_JOB = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "payload": {"type": "object"},
+        "status": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
+        "inserted_at": _TIME,
+        "started_at": _NULLABLE_TIME,
+        "finished_at": _NULLABLE_TIME,
+        "result": {},
+        "queue": {"type": "string"},
+        "task": {"type": "string"},
+        "priority": {"type": "integer"},
+        "attempt": {"type": "integer"},
+        "max_attempts": {"type": "integer"},
+        "run_at": _TIME,
+        "scheduled": {"type": "boolean", "description": "Queued but not yet due."},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "attempt": {"type": "integer"},
+                    "at": _TIME,
+                    "error": {"type": "string"},
+                    "traceback": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "unique_key": {"type": ["string", "null"]},
+        "timeout": {"type": ["number", "null"]},
+        "backoff": {"type": ["number", "null"]},
+        "locked_by": {"type": ["string", "null"]},
+        "locked_until": _NULLABLE_TIME,
+        "lease_token": {"type": "integer"},
+        "rescued": {"type": "integer"},
+    },
+}
+
+_STATUS_FILTER = ["queued", "running", "done", "failed", "cancelled", "scheduled", "available"]
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    bad = _error("Bad input; 'error' says what to fix")
+    too_large = _error("Body over the size limit")
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "servcore", "version": "0.1.0"},
+        "paths": {
+            "/": {"get": {"responses": {"200": {"description": "Server is running"}}}},
+            "/health": {
+                "get": {
+                    "responses": {
+                        "200": _json("Healthy", {"type": "object"}),
+                        "503": _json("A part is down", {"type": "object"}),
+                    }
+                }
+            },
+            "/stats": {
+                "get": {"responses": {"200": _json("Counts by status", {"type": "object"})}}
+            },
+            "/jobs": {
+                "post": {
+                    "requestBody": {"content": {"application/json": {"schema": _JOB_REQUEST}}},
+                    "responses": {
+                        "202": _json("Stored", {"type": "object"}),
+                        "400": bad,
+                        "413": too_large,
+                    },
+                },
+                "get": {
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"enum": _STATUS_FILTER}},
+                        {"name": "queue", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "page",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1},
+                        },
+                        {
+                            "name": "per_page",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "Newest first; X-Total-Count has the total",
+                            {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+                        ),
+                        "400": bad,
+                    },
+                },
+            },
+            "/jobs/schedule": {
+                "post": {
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {**_JOB_REQUEST, "required": ["payload", "run_at"]}
+                            }
+                        }
+                    },
+                    "responses": {
+                        "202": _json("Stored", {"type": "object"}),
+                        "400": bad,
+                        "413": too_large,
+                    },
+                }
+            },
+            "/jobs/{id}": {
+                "get": {
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json("The job", {"$ref": "#/components/schemas/Job"}),
+                        "400": bad,
+                        "404": _error("Job not found"),
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Job": _JOB,
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                },
+            }
+        },
+    }

@@ -1,0 +1,66 @@
+"""Jobs and counts as the JSON the API returns (the seed's fields first)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from servcore.jobs import Job
+from servcore.store.base import JobCounts
+from servcore.timestamps import format_timestamp
+
+encode = msgspec.json.Encoder().encode
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else format_timestamp(moment)
+
+
+def job_to_json(job: Job, now: datetime) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "payload": job.payload,
+        "status": job.status.value,
+        "inserted_at": format_timestamp(job.inserted_at),
+        "started_at": _time(job.started_at),
+        "finished_at": _time(job.finished_at),
+        "result": job.result,
+        "queue": job.queue,
+        "task": job.task,
+        "priority": job.priority,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "run_at": format_timestamp(job.run_at),
+        "scheduled": job.is_scheduled(now),
+        "errors": [
+            {
+                "attempt": error.attempt,
+                "at": format_timestamp(error.at),
+                "error": error.error,
+                "traceback": error.traceback,
+            }
+            for error in job.errors
+        ],
+        "unique_key": job.unique_key,
+        "timeout": job.timeout,
+        "backoff": job.backoff,
+        "locked_by": job.locked_by,
+        "locked_until": _time(job.locked_until),
+        "lease_token": job.lease_token,
+        "rescued": job.rescued,
+    }
+
+
+def counts_to_json(counts: JobCounts) -> dict[str, int]:
+    return {
+        "queued": counts.queued,
+        "running": counts.running,
+        "done": counts.done,
+        "failed": counts.failed,
+        "total": counts.total,
+        "cancelled": counts.cancelled,
+        "scheduled": counts.scheduled,
+        "available": counts.available,
+    }

@@ -1,0 +1,159 @@
+"""Reading requests: bodies within a size limit, JSON, fields of the right type.
+
+Every problem becomes a :class:`BadRequest` whose message says what to fix;
+nothing here lets bad input through to the store or raises anything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+
+from servcore.store.base import StatusFilter
+from servcore.timestamps import TimestampError, parse_timestamp
+
+MISSING_PAYLOAD = "Missing 'payload' field"
+SCHEDULE_FIELDS = "Required fields: payload (object), run_at (ISO8601)"
+MAX_PER_PAGE = 200
+DEFAULT_PER_PAGE = 50
+MAX_PAGE = 1_000_000
+MAX_JOB_ID = 2**63 - 1
+
+_JOB_FIELDS = {
+    "payload": "object",
+    "queue": "string",
+    "run_at": "string",
+    "delay": "number",
+    "priority": "integer",
+    "max_attempts": "integer",
+    "timeout": "number",
+    "backoff": "number",
+    "unique_key": "string",
+}
+_decode = msgspec.json.Decoder().decode
+
+
+@dataclass
+class BadRequest(Exception):
+    """A request the API refuses; ``status`` is 400 unless said otherwise."""
+
+    message: str
+    status: int = 400
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object, at most ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(_too_large(limit), 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(_too_large(limit), 413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise BadRequest("Request body is empty: send a JSON object")
+    try:
+        document = _decode(body)
+    except msgspec.DecodeError as error:
+        raise BadRequest(f"Malformed JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise BadRequest(f"Request body must be a JSON object, not {_json_type(document)}")
+    return document
+
+
+def _too_large(limit: int) -> str:
+    return f"Request body is larger than the limit of {limit} bytes"
+
+
+def job_options(body: dict[str, Any], *, missing_message: str) -> dict[str, Any]:
+    """Check a job request's fields; the keyword arguments for ``Service.build_job``."""
+    unknown = sorted(set(body) - set(_JOB_FIELDS))
+    if unknown:
+        raise BadRequest(
+            f"Unknown field(s): {', '.join(unknown)}. Allowed: {', '.join(_JOB_FIELDS)}"
+        )
+    if "payload" not in body:
+        raise BadRequest(missing_message)
+    options: dict[str, Any] = {}
+    for name, kind in _JOB_FIELDS.items():
+        if name not in body or (body[name] is None and name != "payload"):
+            continue
+        value = body[name]
+        if not _is_kind(value, kind):
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise BadRequest(f"'{name}' must be {article} {kind}, not {_json_type(value)}")
+        options[name] = value
+    if "run_at" in options:
+        try:
+            options["run_at"] = parse_timestamp(options["run_at"])
+        except TimestampError as error:
+            raise BadRequest(f"Invalid 'run_at': {error}") from None
+    if "unique_key" in options and not 0 < len(options["unique_key"]) <= 255:
+        raise BadRequest("'unique_key' must be 1 to 255 characters")
+    return options
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "object":
+        return isinstance(value, dict)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def job_id(text: str) -> int:
+    if not text.isdigit() or not text.isascii():
+        raise BadRequest(f"Job id must be a positive integer, got {text[:40]!r}")
+    value = int(text) if len(text) <= 20 else MAX_JOB_ID + 1
+    if not 1 <= value <= MAX_JOB_ID:
+        raise BadRequest(f"Job id must be between 1 and {MAX_JOB_ID}")
+    return value
+
+
+@dataclass(frozen=True)
+class ListParams:
+    status: str | None
+    queue: str | None
+    page: int
+    per_page: int
+
+
+def list_params(query: dict[str, str]) -> ListParams:
+    status = query.get("status") or None
+    if status is not None and status not in StatusFilter.ALL:
+        allowed = ", ".join(sorted(StatusFilter.ALL))
+        raise BadRequest(f"Unknown status {status!r}: use one of {allowed}")
+    page = _bounded_int(query, "page", 1, 1, MAX_PAGE)
+    per_page = _bounded_int(query, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+    return ListParams(status, query.get("queue") or None, page, per_page)
+
+
+def _bounded_int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    if not (text.isdigit() and text.isascii() and len(text) <= 20) or not low <= int(text) <= high:
+        raise BadRequest(f"'{name}' must be a whole number from {low} to {high}, got {text[:40]!r}")
+    return int(text)

@@ -1,0 +1,113 @@
+"""The job record, its states, and the request to create one.
+
+Jobs are pure data: stores build them, the runtime reads them, nothing here
+does I/O. A job's life::
+
+                      claim                  success
+    queued ──────────────────▶ running ─────────────────▶ done
+      ▲  (run_at > now:                │
+      │   "scheduled")                 │ error, attempts left
+      └────────────────────────────────┤   (run_at = now + backoff)
+                                       │ error, last attempt / discard
+                                       ├──────────────────▶ failed
+                                       │ cancel
+                                       └──────────────────▶ cancelled
+
+A queued job whose ``run_at`` lies in the future is *scheduled*: it keeps the
+seed's ``queued`` status (so clients that know only the four seed states keep
+working) and is told apart by the ``scheduled`` flag, the ``scheduled`` status
+filter and the ``scheduled`` count in ``/stats``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+DEFAULT_QUEUE = "default"
+DEFAULT_MAX_ATTEMPTS = 3
+MAX_PRIORITY = 9
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life. The first four are the seed's."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class JobError(msgspec.Struct, frozen=True):
+    """One failed attempt: which, when, what went wrong and where."""
+
+    attempt: int
+    at: datetime
+    error: str
+    traceback: str | None = None
+
+
+class Job(msgspec.Struct, frozen=True):
+    """A stored job. Timestamps are aware UTC datetimes.
+
+    ``lease_token`` is the fencing token of the current claim: it grows by one
+    on every claim, and a worker's completion only counts while its token is
+    still the job's (see ``store.base``).
+    """
+
+    id: int
+    queue: str
+    task: str
+    payload: dict[str, Any]
+    status: JobStatus
+    priority: int
+    attempt: int
+    max_attempts: int
+    run_at: datetime
+    inserted_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+    errors: tuple[JobError, ...] = ()
+    unique_key: str | None = None
+    timeout: float | None = None
+    backoff: float | None = None
+    locked_by: str | None = None
+    locked_until: datetime | None = None
+    lease_token: int = 0
+    rescued: int = 0
+
+    def is_scheduled(self, now: datetime) -> bool:
+        """True while the job is queued but not yet due."""
+        return self.status is JobStatus.QUEUED and self.run_at > now
+
+
+class NewJob(msgspec.Struct, frozen=True):
+    """What a caller asks for; the store turns it into a :class:`Job`."""
+
+    payload: dict[str, Any]
+    run_at: datetime
+    queue: str = DEFAULT_QUEUE
+    task: str = ""
+    priority: int = 0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    unique_key: str | None = None
+    timeout: float | None = None
+    backoff: float | None = None
+
+
+def task_name(payload: dict[str, Any]) -> str:
+    """The handler name a payload asks for (the seed's ``payload.task``)."""
+    task = payload.get("task")
+    return task if isinstance(task, str) else ""

@@ -1,0 +1,1 @@
+"""Periodic upkeep: rescuing jobs whose worker died, pruning old finished jobs."""

@@ -1,0 +1,22 @@
+"""Deletes finished jobs older than the retention period (default 7 days, hourly)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from servcore.store.base import Store
+
+log = logging.getLogger("servcore.maintenance")
+
+
+class Pruner:
+    def __init__(self, store: Store, retention: float) -> None:
+        self._store = store
+        self._retention = timedelta(seconds=retention)
+
+    async def run_once(self, now: datetime) -> int:
+        pruned = await self._store.prune_finished(now - self._retention)
+        if pruned:
+            log.info("Pruned %d finished job(s) older than %s", pruned, self._retention)
+        return pruned

@@ -1,0 +1,39 @@
+"""Puts jobs whose worker died back in the queue (or fails poison pills)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from servcore.store.base import RescueReport, Store
+
+log = logging.getLogger("servcore.maintenance")
+
+
+class Rescuer:
+    def __init__(self, store: Store, max_rescues: int) -> None:
+        self._store = store
+        self._max_rescues = max_rescues
+        self.rescued = 0
+
+    async def run_once(self, now: datetime) -> RescueReport:
+        report = await self._store.rescue_expired_leases(now, self._max_rescues)
+        self.rescued += len(report.requeued) + len(report.failed)
+        if report.requeued:
+            log.warning(
+                "Rescued %d job(s) whose worker was lost: %s",
+                len(report.requeued),
+                _ids(report.requeued),
+            )
+        if report.failed:
+            log.error(
+                "Failed %d job(s) that kept losing their worker or had no attempts left: %s",
+                len(report.failed),
+                _ids(report.failed),
+            )
+        return report
+
+
+def _ids(ids: list[int], shown: int = 20) -> str:
+    text = ", ".join(str(job_id) for job_id in ids[:shown])
+    return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")

@@ -1,0 +1,1 @@
+"""Running jobs: the executor, the completer and one runtime per queue."""

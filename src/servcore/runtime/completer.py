@@ -1,0 +1,82 @@
+"""Records finished executions in batches.
+
+Workers hand their outcomes over and move on; the completer writes whatever
+has gathered with one ``complete_jobs`` and one ``fail_jobs`` call, then
+looks again. Under load the batches grow by themselves, which is what makes
+completing fast (one statement and one commit for many jobs). Nothing is
+dropped when the store fails: the batch is kept and written on the next try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from servcore.store.base import Completion, Failure, JobWriter
+
+log = logging.getLogger("servcore.runtime")
+
+
+class Completer:
+    def __init__(
+        self,
+        store: JobWriter,
+        on_stale: Callable[[list[int]], None],
+        on_recorded: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._on_stale = on_stale
+        self._on_recorded = on_recorded
+        self._completions: list[Completion] = []
+        self._failures: list[Failure] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def add_completion(self, completion: Completion) -> None:
+        self._completions.append(completion)
+        self._idle.clear()
+        self._wake.set()
+
+    def add_failure(self, failure: Failure) -> None:
+        self._failures.append(failure)
+        self._idle.clear()
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._completions) + len(self._failures)
+
+    async def run(self) -> None:
+        """Write batches until cancelled; raises (for the supervisor) if the store fails."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush_once()
+
+    async def flush_once(self) -> None:
+        completions, self._completions = self._completions, []
+        failures, self._failures = self._failures, []
+        stale: list[int] = []
+        try:
+            if completions:
+                stale += await self._store.complete_jobs(completions)
+                completions = []
+            if failures:
+                stale += await self._store.fail_jobs(failures)
+        except BaseException:
+            # Keep what was not written for the next try: no outcome is dropped.
+            self._completions[:0] = completions
+            self._failures[:0] = failures
+            self._wake.set()
+            raise
+        if stale:
+            self._on_stale(stale)
+        if not self._completions and not self._failures:
+            self._idle.set()
+        self._on_recorded()
+
+    async def drain(self) -> None:
+        """Wait until everything handed over so far is written."""
+        await self._idle.wait()

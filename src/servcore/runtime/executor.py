@@ -1,0 +1,137 @@
+"""Runs one job through its handler and says how it ended.
+
+The steps, in order: resolve the handler → apply the timeout → perform →
+classify the outcome (result, retry, discard, cancel, error). ``async def``
+handlers run on the event loop; plain ``def`` handlers in a thread pool, so a
+blocking handler never stalls the loop. A thread cannot be killed: on timeout
+the job is failed and the thread's eventual answer is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from servcore.clock import Clock
+from servcore.jobs import Job, JobError
+from servcore.retry import Backoff
+from servcore.store.base import Completion, Failure
+from servcore.tasks import Cancel, Discard, Retry, TaskRegistry, TaskSpec
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one execution ended: exactly one of the two is set."""
+
+    completion: Completion | None = None
+    failure: Failure | None = None
+
+
+class Executor:
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        clock: Clock,
+        threads: ThreadPoolExecutor,
+        default_backoff: Backoff,
+    ) -> None:
+        self._registry = registry
+        self._clock = clock
+        self._threads = threads
+        self._default_backoff = default_backoff
+
+    async def execute(self, job: Job) -> Outcome:
+        spec = self._registry.resolve(job.task)
+        timeout = job.timeout if job.timeout is not None else spec.timeout
+        deadline: asyncio.Timeout | None = None
+        try:
+            if timeout is None:
+                value = await self._perform(spec, job)
+            else:
+                async with asyncio.timeout(timeout) as deadline:
+                    value = await self._perform(spec, job)
+            result = _json_copy(value)
+        except TimeoutError as error:
+            if deadline is not None and deadline.expired():
+                return self._failed(job, spec, f"timed out after {timeout:g} s", None)
+            return self._failed(job, spec, _describe(error), traceback.format_exc())
+        except _Unserialisable as error:
+            return self._failed(job, spec, str(error), None, final=True)
+        except Retry as retry:
+            return self._failed(job, spec, retry.reason, None, delay=retry.after)
+        except Discard as discard:
+            return self._failed(job, spec, discard.reason, None, final=True)
+        except Cancel as cancel:
+            return self._failed(job, spec, cancel.reason, None, final=True, cancel=True)
+        except Exception as error:
+            return self._failed(job, spec, _describe(error), traceback.format_exc())
+        return Outcome(completion=Completion(job.id, job.lease_token, self._clock.now(), result))
+
+    def crashed(self, job: Job, error: Exception) -> Outcome:
+        """The outcome for a job whose execution broke outside its handler."""
+        return self._failed(
+            job, self._registry.resolve(job.task), _describe(error), traceback.format_exc()
+        )
+
+    async def _perform(self, spec: TaskSpec, job: Job) -> Any:
+        if spec.is_async:
+            return await spec.handler(job)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, spec.handler, job)
+
+    def _failed(
+        self,
+        job: Job,
+        spec: TaskSpec,
+        message: str,
+        trace: str | None,
+        *,
+        delay: float | None = None,
+        final: bool = False,
+        cancel: bool = False,
+    ) -> Outcome:
+        now = self._clock.now()
+        retry_at: datetime | None = None
+        if not final and job.attempt < job.max_attempts:
+            if delay is None:
+                delay = self._backoff(job, spec).delay(job.attempt)
+            retry_at = now + timedelta(seconds=delay)
+        error = JobError(job.attempt, now, message, trace)
+        return Outcome(failure=Failure(job.id, job.lease_token, error, retry_at, cancel))
+
+    def _backoff(self, job: Job, spec: TaskSpec) -> Backoff:
+        if job.backoff is not None:
+            base = self._default_backoff
+            return Backoff(job.backoff, base.factor, base.max_delay, base.jitter)
+        return spec.backoff or self._default_backoff
+
+
+class _Unserialisable(Exception):
+    pass
+
+
+def _json_copy(value: Any) -> Any:
+    """The result as it will read back from any store: plain JSON values."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    try:
+        return _decode(_encode(value))
+    except (TypeError, ValueError, OverflowError) as error:
+        raise _Unserialisable(
+            f"handler returned a value that is not JSON-serialisable "
+            f"({type(value).__name__}): {error}"
+        ) from None
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

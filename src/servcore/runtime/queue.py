@@ -1,0 +1,268 @@
+"""One queue's runtime: claim as many jobs as there are free slots, run them.
+
+::
+
+    claim loop ── claim_jobs(limit=free slots) ──▶ ready ──▶ worker slots (concurrency)
+        ▲                                                        │ executor
+        │ woken by: a local submit, the next run_at,             ▼
+        │ a freed slot, or the poll cap                      completer (batches)
+
+The claim loop never polls on a fixed beat while work flows: it sleeps until
+it is notified of a submission, until the earliest ``run_at`` in its queue,
+or at most ``poll_interval`` (which covers submissions it cannot hear, e.g.
+from another process on the same SQLite file). A heartbeat renews the leases
+of running jobs every ``lease / 3``.
+
+Stopping has two scopes: ``stop_claiming`` ends the claim loop; ``drain``
+lets running jobs finish within a grace period, then cancels what is left
+and puts those jobs back in the queue without spending their attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+
+from servcore.clock import Clock
+from servcore.jobs import Job
+from servcore.runtime.completer import Completer
+from servcore.runtime.executor import Executor, Outcome
+from servcore.store.base import ClaimParams, Lease, Store
+from servcore.supervisor import Supervisor
+
+log = logging.getLogger("servcore.runtime")
+
+_MIN_WAIT = 0.001
+
+
+class QueueRuntime:
+    def __init__(
+        self,
+        name: str,
+        *,
+        store: Store,
+        executor: Executor,
+        clock: Clock,
+        node: str,
+        concurrency: int,
+        lease: float,
+        poll_interval: float,
+    ) -> None:
+        self.name = name
+        self.concurrency = concurrency
+        self._store = store
+        self._executor = executor
+        self._clock = clock
+        self._node = node
+        self._lease = timedelta(seconds=lease)
+        self._poll_interval = poll_interval
+        self.completer = Completer(store, self._on_stale)
+        self.in_flight: dict[int, Job] = {}
+        self._ready: asyncio.Queue[Job] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._supervisor: Supervisor | None = None
+        self.stale_outcomes = 0
+        self.executed = 0
+
+    @property
+    def claim_part(self) -> str:
+        return f"queue {self.name}"
+
+    # -- life cycle -------------------------------------------------------
+
+    def start(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"{self.name} worker {slot}")
+            for slot in range(self.concurrency)
+        ]
+        supervisor.start(f"completer {self.name}", self.completer.run)
+        supervisor.start(f"heartbeat {self.name}", self._heartbeat)
+        supervisor.start(self.claim_part, self._claim_loop)
+        log.info(
+            "Worker started: queue %s, concurrency %d, node %s",
+            self.name,
+            self.concurrency,
+            self._node,
+        )
+
+    async def stop_claiming(self) -> None:
+        if self._supervisor is not None:
+            await self._supervisor.stop(self.claim_part)
+        # Claimed but not started: back to the queue at once.
+        waiting = []
+        while not self._ready.empty():
+            waiting.append(self._ready.get_nowait())
+        await self._release(waiting)
+
+    async def drain(self, grace: float, hurry: asyncio.Event | None = None) -> None:
+        """Let running jobs finish within ``grace`` s (or until ``hurry`` is set);
+        return the rest to the queue."""
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.in_flight and not (hurry is not None and hurry.is_set()):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            self._slot_freed.clear()
+            waits = [asyncio.ensure_future(self._slot_freed.wait())]
+            if hurry is not None:
+                waits.append(asyncio.ensure_future(hurry.wait()))
+            _, pending = await asyncio.wait(
+                waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in pending:
+                waiter.cancel()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        if self._supervisor is not None:
+            await self._supervisor.stop(f"heartbeat {self.name}")
+            await self._supervisor.stop(f"completer {self.name}")
+        while self.completer.pending:
+            await self.completer.flush_once()
+        leftover = list(self.in_flight.values())
+        if leftover:
+            log.warning(
+                "Queue %s: %d job(s) still running after %.1f s grace; returning them to the queue",
+                self.name,
+                len(leftover),
+                grace,
+            )
+        await self._release(leftover)
+
+    async def _release(self, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        await self._store.release_jobs([Lease(job.id, job.lease_token) for job in jobs])
+        for job in jobs:
+            self.in_flight.pop(job.id, None)
+
+    # -- waking -----------------------------------------------------------
+
+    def notify(self, run_at: datetime | None = None) -> None:
+        """A job was submitted to this queue (due at ``run_at``)."""
+        if run_at is None or (run_at - self._clock.now()).total_seconds() < self._poll_interval:
+            self._wake.set()
+
+    # -- claiming ---------------------------------------------------------
+
+    async def claim_once(self, now: datetime) -> list[Job]:
+        free = self.concurrency - len(self.in_flight)
+        if free <= 0:
+            return []
+        params = ClaimParams(self.name, free, self._node, now, now + self._lease)
+        jobs = await self._store.claim_jobs(params)
+        for job in jobs:
+            self.in_flight[job.id] = job
+            self._ready.put_nowait(job)
+        return jobs
+
+    async def _claim_loop(self) -> None:
+        assert self._supervisor is not None
+        health = self._supervisor.health
+        while True:
+            if len(self.in_flight) >= self.concurrency:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self._wake.clear()
+            asked = self.concurrency - len(self.in_flight)
+            claimed = await self.claim_once(self._clock.now())
+            health.ok(self.claim_part)
+            if len(claimed) < asked:
+                await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        if self._wake.is_set():
+            return
+        next_at = await self._store.next_run_at(self.name)
+        if self._wake.is_set():
+            return
+        wait = self._poll_interval
+        if next_at is not None:
+            wait = min(wait, (next_at - self._clock.now()).total_seconds())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(wait, _MIN_WAIT)):
+                await self._wake.wait()
+
+    # -- running ----------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._ready.get()
+            if log.isEnabledFor(logging.INFO):
+                log.info("Executing job %d (%s, attempt %d)", job.id, job.task, job.attempt)
+            try:
+                outcome = await self._executor.execute(job)
+            except Exception as error:  # a fault in servcore itself, not in the handler
+                log.exception("Job %d: the executor failed", job.id)
+                outcome = self._executor.crashed(job, error)
+            self._record(job, outcome)
+
+    def _record(self, job: Job, outcome: Outcome) -> None:
+        self.executed += 1
+        if outcome.completion is not None:
+            self.completer.add_completion(outcome.completion)
+            if log.isEnabledFor(logging.INFO):
+                log.info("Job %d completed successfully", job.id)
+        elif outcome.failure is not None:
+            self.completer.add_failure(outcome.failure)
+            _log_failure(job, outcome)
+        del self.in_flight[job.id]
+        self._slot_freed.set()
+
+    async def run_once(self, now: datetime) -> int:
+        """Claim what is due and run it to the end, recorded (for tests and tools)."""
+        jobs = await self.claim_once(now)
+        for _ in jobs:
+            self._ready.get_nowait()
+        outcomes = await asyncio.gather(*(self._executor.execute(job) for job in jobs))
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            self._record(job, outcome)
+        while self.completer.pending:
+            await self.completer.flush_once()
+        return len(jobs)
+
+    # -- leases -----------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval = self._lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            held = [Lease(job.id, job.lease_token) for job in self.in_flight.values()]
+            if held:
+                lost = await self._store.extend_leases(held, self._clock.now() + self._lease)
+                for job_id in lost:
+                    log.warning("Job %d: lease lost while running (rescued elsewhere)", job_id)
+
+    def _on_stale(self, ids: list[int]) -> None:
+        self.stale_outcomes += len(ids)
+        for job_id in ids:
+            log.warning(
+                "Job %d: outcome refused, its lease was taken over (stale fencing token)", job_id
+            )
+
+
+def _log_failure(job: Job, outcome: Outcome) -> None:
+    failure = outcome.failure
+    assert failure is not None
+    message = failure.error.error
+    if failure.retry_at is not None:
+        delay = (failure.retry_at - failure.error.at).total_seconds()
+        log.warning(
+            "Job %d failed (attempt %d of %d), retrying in %.2f s: %s",
+            job.id,
+            job.attempt,
+            job.max_attempts,
+            delay,
+            message,
+        )
+    elif failure.cancel:
+        log.info("Job %d cancelled: %s", job.id, message)
+    else:
+        log.error("Job %d failed: %s", job.id, message)

@@ -1,0 +1,290 @@
+"""The composition root: one object that holds the store, the task registry
+and the queue runtimes, and starts and stops them in the right order.
+
+    service = Service("sqlite:///jobs.db")
+
+    @service.task("send_email", max_attempts=5)
+    async def send_email(job): ...
+
+    await service.start()
+    await service.enqueue("send_email", {"to": "a@example.com"})
+    ...
+    await service.stop()      # graceful: see QueueRuntime.drain
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+from servcore.clock import SYSTEM_CLOCK, Clock
+from servcore.config import ServiceConfig
+from servcore.jobs import DEFAULT_QUEUE, MAX_PRIORITY, Job, NewJob, task_name
+from servcore.maintenance.periodic import Periodic
+from servcore.maintenance.pruner import Pruner
+from servcore.maintenance.rescuer import Rescuer
+from servcore.retry import Backoff
+from servcore.runtime.executor import Executor
+from servcore.runtime.queue import QueueRuntime
+from servcore.store import store_from_url
+from servcore.store.base import JobCounts, JobPage, JobQuery, Store
+from servcore.supervisor import Health, Supervisor
+from servcore.tasks import Handler, HandlerT, TaskRegistry
+
+log = logging.getLogger("servcore")
+
+MAX_ATTEMPTS_LIMIT = 1000
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_DELAY = 365 * 24 * 3600.0
+
+
+class JobRequestError(ValueError):
+    """A job request that cannot be accepted; the message says what to fix."""
+
+
+class Service:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        store: str | Store | None = None,
+        *,
+        config: ServiceConfig | None = None,
+        registry: TaskRegistry | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        config = config or ServiceConfig()
+        if isinstance(store, str):
+            config = config.with_overrides(store=store)
+        self.config = config
+        self.store: Store = (
+            store
+            if store is not None and not isinstance(store, str)
+            else (store_from_url(config.store))
+        )
+        self.registry = registry or TaskRegistry()
+        self.clock = clock
+        self.health_state = Health()
+        self._supervisor = Supervisor(self.health_state)
+        self._threads: ThreadPoolExecutor | None = None
+        self.runtimes: dict[str, QueueRuntime] = {}
+        self.rescuer = Rescuer(self.store, config.max_rescues)
+        self.pruner = Pruner(self.store, config.retention)
+        self._started = False
+        self._stopping = False
+        self._hurry = asyncio.Event()
+
+    def configure(self, **overrides: Any) -> None:
+        """Change settings before :meth:`start` (the CLI applies env and flags here)."""
+        if self._started:
+            raise RuntimeError("configure() must be called before start()")
+        config = self.config.with_overrides(**overrides)
+        if config.store != self.config.store:
+            self.store = store_from_url(config.store)
+            self.rescuer = Rescuer(self.store, config.max_rescues)
+            self.pruner = Pruner(self.store, config.retention)
+        self.config = config
+
+    # -- tasks ------------------------------------------------------------
+
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        queue: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+    ) -> Callable[[HandlerT], HandlerT]:
+        """Register a handler: ``@service.task("resize_image", timeout=30)``."""
+        return self.registry.task(
+            name, queue=queue, max_attempts=max_attempts, timeout=timeout, backoff=backoff
+        )
+
+    def set_default_handler(self, handler: Handler) -> None:
+        self.registry.set_default(handler)
+
+    # -- life cycle -------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def start(self, *, workers: bool = True, queues: Sequence[str] | None = None) -> None:
+        """Open the store and, with ``workers``, start running queues."""
+        if self._started:
+            return
+        await self.store.open()
+        self._started = True
+        self._stopping = False
+        self._hurry = asyncio.Event()
+        if not workers:
+            return
+        names = tuple(queues) if queues is not None else self.config.queues
+        self._threads = ThreadPoolExecutor(
+            self.config.concurrency * len(names), thread_name_prefix="servcore-handler"
+        )
+        await self.store.register_node(self.config.node)
+        # Jobs of workers that died while we were down go back before we claim.
+        await self.rescuer.run_once(self.clock.now())
+        executor = Executor(self.registry, self.clock, self._threads, self.config.backoff)
+        for name in names:
+            runtime = QueueRuntime(
+                name,
+                store=self.store,
+                executor=executor,
+                clock=self.clock,
+                node=self.config.node,
+                concurrency=self.config.concurrency,
+                lease=self.config.lease,
+                poll_interval=self.config.poll_interval,
+            )
+            self.runtimes[name] = runtime
+            runtime.start(self._supervisor)
+        for periodic in (
+            Periodic(
+                "rescuer",
+                self.rescuer.run_once,
+                interval=self.config.rescue_interval,
+                clock=self.clock,
+                health=self.health_state,
+            ),
+            Periodic(
+                "pruner",
+                self.pruner.run_once,
+                interval=self.config.prune_interval,
+                clock=self.clock,
+                health=self.health_state,
+            ),
+        ):
+            self._supervisor.start(periodic.name, periodic.run)
+
+    def hurry(self) -> None:
+        """Cut a graceful stop short: requeue running jobs now."""
+        self._hurry.set()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, let running jobs finish within ``grace`` s, requeue the rest."""
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        grace = self.config.shutdown_grace if grace is None else grace
+        runtimes = list(self.runtimes.values())
+        if runtimes:
+            log.info(
+                "Stopping: no new jobs are claimed; waiting up to %.1f s for running jobs", grace
+            )
+        await asyncio.gather(*(runtime.stop_claiming() for runtime in runtimes))
+        await asyncio.gather(*(runtime.drain(grace, self._hurry) for runtime in runtimes))
+        await self._supervisor.stop()
+        self.runtimes.clear()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
+        await self.store.close()
+        self._started = False
+
+    # -- submitting -------------------------------------------------------
+
+    def build_job(
+        self,
+        payload: dict[str, Any],
+        *,
+        queue: str | None = None,
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        backoff: float | None = None,
+        unique_key: str | None = None,
+    ) -> NewJob:
+        """Validate a request and fill in its task's defaults."""
+        if not isinstance(payload, dict):
+            raise JobRequestError("'payload' must be a JSON object")
+        if run_at is not None and delay is not None:
+            raise JobRequestError("give 'run_at' or 'delay', not both")
+        if run_at is not None and run_at.tzinfo is None:
+            raise JobRequestError("'run_at' needs a time zone")
+        if delay is not None and not 0 <= delay <= MAX_DELAY:
+            raise JobRequestError(f"'delay' must be between 0 and {MAX_DELAY:g} seconds")
+        if not 0 <= priority <= MAX_PRIORITY:
+            raise JobRequestError(f"'priority' must be between 0 and {MAX_PRIORITY}")
+        if max_attempts is not None and not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+            raise JobRequestError(f"'max_attempts' must be between 1 and {MAX_ATTEMPTS_LIMIT}")
+        if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+            raise JobRequestError(f"'timeout' must be > 0 and at most {MAX_TIMEOUT:g} seconds")
+        if backoff is not None and not 0 <= backoff <= 86400:
+            raise JobRequestError("'backoff' must be between 0 and 86400 seconds")
+        if queue is not None and not _valid_name(queue):
+            raise JobRequestError("'queue' must be 1-100 letters, digits, '_', '-' or '.'")
+        name = task_name(payload)
+        spec = self.registry.get(name)
+        now = self.clock.now()
+        return NewJob(
+            payload=payload,
+            run_at=run_at if run_at is not None else now + timedelta(seconds=delay or 0),
+            queue=queue or (spec.queue if spec and spec.queue else DEFAULT_QUEUE),
+            task=name,
+            priority=priority,
+            max_attempts=max_attempts or (spec.max_attempts if spec and spec.max_attempts else 3),
+            unique_key=unique_key,
+            timeout=timeout,
+            backoff=backoff,
+        )
+
+    async def submit(self, new_jobs: Sequence[NewJob]) -> list[Job]:
+        """Store jobs (durably, for durable stores) and wake the queues that run them."""
+        jobs = await self.store.insert_jobs(new_jobs, self.clock.now())
+        runtimes = self.runtimes
+        if runtimes:
+            for job in jobs:
+                runtime = runtimes.get(job.queue)
+                if runtime is not None:
+                    runtime.notify(job.run_at)
+        return jobs
+
+    async def enqueue(
+        self, task: str, payload: dict[str, Any] | None = None, **options: Any
+    ) -> Job:
+        """Submit one job for ``task`` from Python; options as in :meth:`build_job`."""
+        body = {"task": task, **(payload or {})}
+        (job,) = await self.submit([self.build_job(body, **options)])
+        return job
+
+    async def enqueue_many(self, new_jobs: Sequence[NewJob]) -> list[Job]:
+        """Submit many jobs in one store transaction."""
+        return await self.submit(new_jobs)
+
+    # -- reading ----------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job | None:
+        return await self.store.get_job(job_id)
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        return await self.store.list_jobs(query, self.clock.now())
+
+    async def count_jobs(self) -> JobCounts:
+        return await self.store.count_jobs(self.clock.now())
+
+    def problems(self) -> dict[str, str]:
+        """Parts that are down right now, and why (empty when healthy)."""
+        problems = self.health_state.problems()
+        if not self._started:
+            problems["service"] = "not started"
+        store_problem = self.store.problem()
+        if store_problem is not None:
+            problems["store"] = store_problem
+        return problems
+
+    @property
+    def stale_outcomes(self) -> int:
+        return sum(runtime.stale_outcomes for runtime in self.runtimes.values())
+
+
+def _valid_name(name: str) -> bool:
+    return 0 < len(name) <= 100 and all(c.isalnum() or c in "_-." for c in name)

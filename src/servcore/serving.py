@@ -1,0 +1,122 @@
+"""Running a service as a process: HTTP + workers, or workers alone, until a signal.
+
+SIGTERM or SIGINT starts a graceful stop: the HTTP server stops accepting,
+the queues stop claiming, running jobs get ``shutdown_grace`` seconds to
+finish, and what is still running then goes back to the queue without
+spending an attempt. A second signal cuts the wait short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Iterator
+
+import uvicorn
+
+from servcore.http.app import create_app
+from servcore.service import Service
+
+log = logging.getLogger("servcore")
+
+
+class ServeError(Exception):
+    """The process cannot run (port taken, store unreachable); one line says why."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.contextmanager
+def _on_signals(first: Callable[[], None], again: Callable[[], None]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    received = 0
+
+    def handle(signum: int) -> None:
+        nonlocal received
+        received += 1
+        log.info("Received %s", signal.Signals(signum).name)
+        (first if received == 1 else again)()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, handle, signum)
+    try:
+        yield
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(service: Service) -> None:
+    """Serve the HTTP API and run the workers until SIGTERM/SIGINT."""
+    config = service.config
+    sock = _listen(config.host, config.port)
+    await service.start()
+    server = _Server(
+        uvicorn.Config(
+            create_app(service, manage_service=False),
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
+    )
+
+    def stop() -> None:
+        server.should_exit = True
+
+    def hurry() -> None:
+        server.force_exit = True
+        service.hurry()
+
+    try:
+        with _on_signals(stop, hurry):
+            host = f"[{config.host}]" if ":" in config.host else config.host
+            log.info("Starting server on http://%s:%d", host, config.port)
+            await server.serve(sockets=[sock])
+            log.info("HTTP server stopped")
+            await service.stop()
+    finally:
+        sock.close()
+        await service.stop(0)
+    log.info("Stopped")
+
+
+async def run_workers(service: Service) -> None:
+    """Run the workers only (no HTTP) until SIGTERM/SIGINT."""
+    stopping = asyncio.Event()
+
+    def hurry() -> None:
+        stopping.set()
+        service.hurry()
+
+    await service.start()
+    try:
+        with _on_signals(stopping.set, hurry):
+            await stopping.wait()
+            await service.stop()
+    finally:
+        await service.stop(0)
+    log.info("Stopped")

@@ -1,0 +1,43 @@
+"""Job stores behind URLs: ``memory://`` and ``sqlite:///path.db``."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from servcore.store.base import Store, StoreError
+from servcore.store.memory import MemoryStore
+from servcore.store.sqlite import SqliteStore
+
+__all__ = ["MemoryStore", "SqliteStore", "Store", "StoreError", "store_from_url"]
+
+
+def store_from_url(url: str) -> Store:
+    """Build (not open) the store a URL names.
+
+    ``memory://`` — in-process, nothing durable.
+    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` — add
+    ``?synchronous=NORMAL`` to trade power-loss durability for speed.
+    """
+    parts = urlsplit(url)
+    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    if parts.scheme == "memory":
+        _no_options(url, options, set())
+        return MemoryStore(url)
+    if parts.scheme == "sqlite":
+        if parts.netloc:
+            raise StoreError(
+                f"bad store URL {url!r}: write sqlite:///relative.db or sqlite:////absolute.db"
+            )
+        _no_options(url, options, {"synchronous"})
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        try:
+            return SqliteStore(url, path, synchronous=options.get("synchronous", "FULL"))
+        except ValueError as error:
+            raise StoreError(f"bad store URL {url!r}: {error}") from None
+    raise StoreError(f"unsupported store URL {url!r}: use memory:// or sqlite:///path.db")
+
+
+def _no_options(url: str, options: dict[str, str], allowed: set[str]) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise StoreError(f"bad store URL {url!r}: unknown option(s) {', '.join(unknown)}")

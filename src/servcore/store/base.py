@@ -1,0 +1,206 @@
+"""The store protocol: every state change of a job is one (batch) call here.
+
+Leases and fencing
+------------------
+``claim_jobs`` hands each job to one worker with a lease: ``locked_by`` (the
+node), ``locked_until`` (when the claim lapses unless extended) and a fresh
+``lease_token`` (one more than the job's last). Every later write about that
+run — complete, fail, release, extend — names the token it holds and only
+takes effect while the job is still ``running`` with that same token. So when
+a worker dies, ``rescue_expired_leases`` puts its jobs back in the queue, the
+next claim bumps the token, and a late completion from the old run is refused
+(its id is returned as *stale*) instead of overwriting the new run.
+
+A job rescued more than ``max_rescues`` times is failed rather than requeued:
+something in it keeps killing its worker (a poison pill).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from servcore.jobs import Job, JobError, JobStatus, NewJob
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (unreachable, corrupt, closed)."""
+
+
+class StatusFilter:
+    """The values ``list_jobs`` accepts for ``status``."""
+
+    SCHEDULED = "scheduled"  # queued, run_at in the future
+    AVAILABLE = "available"  # queued, due now
+    ALL = frozenset({*(s.value for s in JobStatus), SCHEDULED, AVAILABLE})
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimParams:
+    queue: str
+    limit: int
+    node: str
+    now: datetime
+    lease_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The claim a worker holds on a running job."""
+
+    id: int
+    lease_token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    id: int
+    lease_token: int
+    finished_at: datetime
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An attempt that did not succeed.
+
+    ``retry_at`` set: back to ``queued`` until then. Otherwise the job ends
+    ``cancelled`` if ``cancel`` is true, else ``failed``.
+    """
+
+    id: int
+    lease_token: int
+    error: JobError
+    retry_at: datetime | None
+    cancel: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    status: str | None = None
+    queue: str | None = None
+    offset: int = 0
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: list[Job]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobCounts:
+    queued: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    scheduled: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.running + self.done + self.failed + self.cancelled
+
+    @property
+    def available(self) -> int:
+        return self.queued - self.scheduled
+
+
+@dataclass(frozen=True, slots=True)
+class RescueReport:
+    requeued: list[int]
+    failed: list[int]
+
+
+class JobReader(Protocol):
+    """What HTTP and the CLI need: reads only."""
+
+    async def get_job(self, job_id: int) -> Job | None: ...
+
+    async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
+        """Newest first. ``query.status`` is one of :attr:`StatusFilter.ALL`."""
+        ...
+
+    async def count_jobs(self, now: datetime) -> JobCounts: ...
+
+    async def next_run_at(self, queue: str) -> datetime | None:
+        """The earliest ``run_at`` among the queue's queued jobs."""
+        ...
+
+
+class JobWriter(Protocol):
+    """What submitters, the queue runtime and maintenance need."""
+
+    async def insert_jobs(self, new_jobs: Sequence[NewJob], now: datetime) -> list[Job]:
+        """All or none, in one transaction; returned in the order given."""
+        ...
+
+    async def claim_jobs(self, params: ClaimParams) -> list[Job]:
+        """Up to ``limit`` due jobs by (priority, id), now ``running`` under a lease."""
+        ...
+
+    async def complete_jobs(self, completions: Sequence[Completion]) -> list[int]:
+        """Mark jobs ``done``; returns the ids refused as stale."""
+        ...
+
+    async def fail_jobs(self, failures: Sequence[Failure]) -> list[int]:
+        """Record failed attempts; returns the ids refused as stale."""
+        ...
+
+    async def release_jobs(self, leases: Sequence[Lease]) -> list[int]:
+        """Put running jobs back to ``queued`` without spending their attempt."""
+        ...
+
+    async def extend_leases(self, leases: Sequence[Lease], until: datetime) -> list[int]:
+        """Push leases forward; returns the ids no longer held."""
+        ...
+
+    async def rescue_expired_leases(self, now: datetime, max_rescues: int) -> RescueReport: ...
+
+    async def prune_finished(self, before: datetime) -> int:
+        """Delete done/failed/cancelled jobs finished before ``before``."""
+        ...
+
+
+class Store(JobReader, JobWriter, Protocol):
+    """A backend: both halves, plus life cycle and liveness."""
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema. Idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and disconnect. Idempotent."""
+        ...
+
+    async def register_node(self, node: str) -> None:
+        """Announce a live worker node, so its death can be seen."""
+        ...
+
+    def problem(self) -> str | None:
+        """Why the store is unhealthy right now, or None."""
+        ...
+
+
+def rescue_verdict(job: Job, now: datetime, max_rescues: int) -> tuple[JobError, bool]:
+    """What to do with a running job whose worker was lost: (error, requeue?).
+
+    Requeued while it has attempts and rescues left; failed otherwise, with
+    the error saying which limit it hit.
+    """
+    lost = f"node lost: {job.locked_by or 'unknown'} stopped holding the job while it ran"
+    if job.rescued >= max_rescues:
+        return JobError(
+            job.attempt,
+            now,
+            f"{lost}; rescued {job.rescued + 1} times (limit {max_rescues}): the job keeps "
+            "losing its worker, so it is failed instead of retried",
+        ), False
+    if job.attempt >= job.max_attempts:
+        return JobError(job.attempt, now, f"{lost}; no attempts left"), False
+    return JobError(job.attempt, now, lost), True

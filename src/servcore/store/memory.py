@@ -1,0 +1,313 @@
+"""``memory://``: the store in a dict. Same semantics, nothing durable."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Sequence
+from datetime import datetime
+
+import msgspec
+
+from servcore.jobs import Job, JobStatus, NewJob
+from servcore.store.base import (
+    ClaimParams,
+    Completion,
+    Failure,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    Lease,
+    RescueReport,
+    StatusFilter,
+    rescue_verdict,
+)
+
+_replace = msgspec.structs.replace
+_QUEUED = JobStatus.QUEUED
+_RUNNING = JobStatus.RUNNING
+
+
+class MemoryStore:
+    """Jobs in a dict, due jobs in a heap per queue, waiting jobs in another."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._jobs: dict[int, Job] = {}
+        self._ids = itertools.count(1)
+        # queue -> heap of (priority, id): queued and due.
+        self._due: dict[str, list[tuple[int, int]]] = {}
+        # queue -> heap of (run_at, id): queued, maybe not yet due.
+        self._waiting: dict[str, list[tuple[datetime, int]]] = {}
+        self._counts = dict.fromkeys(JobStatus, 0)
+
+    # -- life cycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def register_node(self, node: str) -> None:
+        return None
+
+    def problem(self) -> str | None:
+        return None
+
+    # -- writes -----------------------------------------------------------
+
+    def _enqueue(self, job: Job, now: datetime) -> None:
+        if job.run_at <= now:
+            heapq.heappush(self._due.setdefault(job.queue, []), (job.priority, job.id))
+        else:
+            heapq.heappush(self._waiting.setdefault(job.queue, []), (job.run_at, job.id))
+
+    def _set(self, old: Job, new: Job) -> None:
+        self._jobs[new.id] = new
+        if old.status is not new.status:
+            self._counts[old.status] -= 1
+            self._counts[new.status] += 1
+
+    async def insert_jobs(self, new_jobs: Sequence[NewJob], now: datetime) -> list[Job]:
+        inserted = []
+        for new in new_jobs:
+            job = Job(
+                id=next(self._ids),
+                queue=new.queue,
+                task=new.task,
+                payload=new.payload,
+                status=_QUEUED,
+                priority=new.priority,
+                attempt=0,
+                max_attempts=new.max_attempts,
+                run_at=new.run_at,
+                inserted_at=now,
+                unique_key=new.unique_key,
+                timeout=new.timeout,
+                backoff=new.backoff,
+            )
+            self._jobs[job.id] = job
+            self._enqueue(job, now)
+            inserted.append(job)
+        self._counts[_QUEUED] += len(inserted)
+        return inserted
+
+    def _promote_due(self, queue: str, now: datetime) -> list[tuple[int, int]]:
+        due = self._due.setdefault(queue, [])
+        waiting = self._waiting.get(queue)
+        while waiting and waiting[0][0] <= now:
+            _, job_id = heapq.heappop(waiting)
+            job = self._jobs.get(job_id)
+            if job is not None and job.status is _QUEUED:
+                heapq.heappush(due, (job.priority, job_id))
+        return due
+
+    async def claim_jobs(self, params: ClaimParams) -> list[Job]:
+        due = self._promote_due(params.queue, params.now)
+        claimed: list[Job] = []
+        while due and len(claimed) < params.limit:
+            _, job_id = heapq.heappop(due)
+            job = self._jobs.get(job_id)
+            if job is None or job.status is not _QUEUED:
+                continue  # superseded entry
+            running = _replace(
+                job,
+                status=_RUNNING,
+                attempt=job.attempt + 1,
+                started_at=params.now,
+                locked_by=params.node,
+                locked_until=params.lease_until,
+                lease_token=job.lease_token + 1,
+            )
+            self._jobs[job_id] = running
+            claimed.append(running)
+        self._counts[_QUEUED] -= len(claimed)
+        self._counts[_RUNNING] += len(claimed)
+        return claimed
+
+    def _held(self, job_id: int, token: int) -> Job | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.status is not _RUNNING or job.lease_token != token:
+            return None
+        return job
+
+    async def complete_jobs(self, completions: Sequence[Completion]) -> list[int]:
+        stale = []
+        for done in completions:
+            job = self._held(done.id, done.lease_token)
+            if job is None:
+                stale.append(done.id)
+                continue
+            self._set(
+                job,
+                _replace(
+                    job,
+                    status=JobStatus.DONE,
+                    finished_at=done.finished_at,
+                    result=done.result,
+                    locked_by=None,
+                    locked_until=None,
+                ),
+            )
+        return stale
+
+    async def fail_jobs(self, failures: Sequence[Failure]) -> list[int]:
+        stale = []
+        for failure in failures:
+            job = self._held(failure.id, failure.lease_token)
+            if job is None:
+                stale.append(failure.id)
+                continue
+            errors = (*job.errors, failure.error)
+            if failure.retry_at is not None:
+                queued = _replace(
+                    job,
+                    status=_QUEUED,
+                    run_at=failure.retry_at,
+                    errors=errors,
+                    locked_by=None,
+                    locked_until=None,
+                )
+                self._set(job, queued)
+                self._enqueue(queued, failure.error.at)
+            else:
+                status = JobStatus.CANCELLED if failure.cancel else JobStatus.FAILED
+                self._set(
+                    job,
+                    _replace(
+                        job,
+                        status=status,
+                        finished_at=failure.error.at,
+                        errors=errors,
+                        locked_by=None,
+                        locked_until=None,
+                    ),
+                )
+        return stale
+
+    async def release_jobs(self, leases: Sequence[Lease]) -> list[int]:
+        stale = []
+        for lease in leases:
+            job = self._held(lease.id, lease.lease_token)
+            if job is None:
+                stale.append(lease.id)
+                continue
+            queued = _replace(
+                job,
+                status=_QUEUED,
+                attempt=job.attempt - 1,
+                started_at=None,
+                locked_by=None,
+                locked_until=None,
+            )
+            self._set(job, queued)
+            heapq.heappush(self._due.setdefault(job.queue, []), (job.priority, job.id))
+        return stale
+
+    async def extend_leases(self, leases: Sequence[Lease], until: datetime) -> list[int]:
+        lost = []
+        for lease in leases:
+            job = self._held(lease.id, lease.lease_token)
+            if job is None:
+                lost.append(lease.id)
+            else:
+                self._jobs[job.id] = _replace(job, locked_until=until)
+        return lost
+
+    async def rescue_expired_leases(self, now: datetime, max_rescues: int) -> RescueReport:
+        report = RescueReport(requeued=[], failed=[])
+        expired = [
+            job
+            for job in self._jobs.values()
+            if job.status is _RUNNING and job.locked_until is not None and job.locked_until <= now
+        ]
+        for job in expired:
+            error, requeue = rescue_verdict(job, now, max_rescues)
+            if requeue:
+                queued = _replace(
+                    job,
+                    status=_QUEUED,
+                    run_at=now,
+                    errors=(*job.errors, error),
+                    locked_by=None,
+                    locked_until=None,
+                    rescued=job.rescued + 1,
+                )
+                self._set(job, queued)
+                self._enqueue(queued, now)
+                report.requeued.append(job.id)
+            else:
+                self._set(
+                    job,
+                    _replace(
+                        job,
+                        status=JobStatus.FAILED,
+                        finished_at=now,
+                        errors=(*job.errors, error),
+                        locked_by=None,
+                        locked_until=None,
+                        rescued=job.rescued + 1,
+                    ),
+                )
+                report.failed.append(job.id)
+        return report
+
+    async def prune_finished(self, before: datetime) -> int:
+        doomed = [
+            job
+            for job in self._jobs.values()
+            if job.status.finished and job.finished_at is not None and job.finished_at < before
+        ]
+        for job in doomed:
+            del self._jobs[job.id]
+            self._counts[job.status] -= 1
+        return len(doomed)
+
+    # -- reads ------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job | None:
+        return self._jobs.get(job_id)
+
+    async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
+        status = query.status
+        matches = (
+            job
+            for job in reversed(self._jobs.values())
+            if (query.queue is None or job.queue == query.queue)
+            and (status is None or _matches(job, status, now))
+        )
+        selected = list(matches)
+        return JobPage(selected[query.offset : query.offset + query.limit], len(selected))
+
+    async def count_jobs(self, now: datetime) -> JobCounts:
+        scheduled = sum(
+            1 for job in self._jobs.values() if job.status is _QUEUED and job.run_at > now
+        )
+        counts = self._counts
+        return JobCounts(
+            queued=counts[_QUEUED],
+            running=counts[_RUNNING],
+            done=counts[JobStatus.DONE],
+            failed=counts[JobStatus.FAILED],
+            cancelled=counts[JobStatus.CANCELLED],
+            scheduled=scheduled,
+        )
+
+    async def next_run_at(self, queue: str) -> datetime | None:
+        if self._due.get(queue):
+            due = [self._jobs[i] for _, i in self._due[queue] if i in self._jobs]
+            runs = [job.run_at for job in due if job.status is _QUEUED]
+            if runs:
+                return min(runs)
+        waiting = self._waiting.get(queue, [])
+        runs = [at for at, i in waiting if (job := self._jobs.get(i)) and job.status is _QUEUED]
+        return min(runs) if runs else None
+
+
+def _matches(job: Job, status: str, now: datetime) -> bool:
+    if status == StatusFilter.SCHEDULED:
+        return job.status is _QUEUED and job.run_at > now
+    if status == StatusFilter.AVAILABLE:
+        return job.status is _QUEUED and job.run_at <= now
+    return job.status == status

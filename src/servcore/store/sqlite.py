@@ -1,0 +1,455 @@
+"""``sqlite:///path.db``: a durable store for one host.
+
+Writes go through one long-lived connection owned by a group-commit writer
+thread (see ``group_commit``); reads run on their own connections in a small
+thread pool, so listing jobs never waits behind a commit. WAL mode, and
+``synchronous=FULL`` unless the URL asks for ``?synchronous=NORMAL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from servcore.jobs import Job, JobStatus, NewJob
+from servcore.store.base import (
+    ClaimParams,
+    Completion,
+    Failure,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    Lease,
+    RescueReport,
+    StatusFilter,
+    StoreError,
+    rescue_verdict,
+)
+from servcore.store.group_commit import GroupCommitWriter
+from servcore.store.node_locks import NodeLocks
+from servcore.store.sqlite_rows import (
+    COLUMNS,
+    encode_json,
+    from_micros,
+    row_to_job,
+    to_micros,
+)
+from servcore.store.sqlite_schema import migrate
+
+T = TypeVar("T")
+_SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+_READERS = 2
+
+_STATUS_WHERE = {
+    "queued": "status IN ('queued', 'scheduled')",
+    "running": "status = 'running'",
+    "done": "status = 'done'",
+    "failed": "status = 'failed'",
+    "cancelled": "status = 'cancelled'",
+    StatusFilter.SCHEDULED: "status = 'scheduled' AND run_at > :now",
+    StatusFilter.AVAILABLE: "(status = 'queued' OR (status = 'scheduled' AND run_at <= :now))",
+}
+
+_CLAIM = f"""
+UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = :now,
+       locked_by = :node, locked_until = :until, lease_token = lease_token + 1
+WHERE id IN (
+    SELECT id FROM jobs INDEXED BY jobs_ready
+    WHERE status = 'queued' AND queue = :queue
+    ORDER BY priority, id LIMIT :limit
+)
+RETURNING {COLUMNS}
+"""
+
+
+class SqliteStore:
+    """See the module docstring."""
+
+    def __init__(self, url: str, path: str, *, synchronous: str = "FULL") -> None:
+        synchronous = synchronous.upper()
+        if synchronous not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
+        if not path or path == ":memory:":
+            raise ValueError("a SQLite store needs a file path (use memory:// for no file)")
+        self.url = url
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._writer = GroupCommitWriter(self._connect_writer)
+        self._reader_local = threading.local()
+        self._readers: ThreadPoolExecutor | None = None
+        self._nodes = NodeLocks(Path(f"{path}-nodes"))
+        self._opened = False
+
+    # -- life cycle -------------------------------------------------------
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA query_only = ON")
+            self._reader_local.conn = conn
+        return conn
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Connecting once here turns an unusable path into a clear error.
+            self._connect_writer().close()
+        except (OSError, sqlite3.Error) as error:
+            raise StoreError(f"cannot open SQLite database {str(self.path)!r}: {error}") from None
+        self._writer.start()
+        self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="servcore-sqlite-reader")
+        self._opened = True
+        try:
+            await self._write(migrate)
+        except (sqlite3.Error, RuntimeError) as error:
+            await self.close()
+            raise StoreError(
+                f"cannot prepare SQLite database {str(self.path)!r}: {error}"
+            ) from None
+
+    async def close(self) -> None:
+        if not self._opened:
+            return
+        self._opened = False
+        await asyncio.to_thread(self._writer.close)
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+        self._nodes.release_all()
+
+    async def register_node(self, node: str) -> None:
+        self._nodes.hold(node)
+
+    def problem(self) -> str | None:
+        return self._writer.problem
+
+    def _write(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        if not self._opened:
+            raise StoreError("the SQLite store is not open")
+        return self._writer.submit(operation)
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None or not self._opened:
+            raise StoreError("the SQLite store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: query(self._reader()))
+
+    # -- writes -----------------------------------------------------------
+
+    async def insert_jobs(self, new_jobs: Sequence[NewJob], now: datetime) -> list[Job]:
+        if not new_jobs:
+            return []
+        now_us = to_micros(now)
+        rows = [
+            (
+                new.queue,
+                new.task,
+                encode_json(new.payload),
+                "queued" if new.run_at <= now else "scheduled",
+                new.priority,
+                new.max_attempts,
+                to_micros(new.run_at),
+                now_us,
+                new.unique_key,
+                new.timeout,
+                new.backoff,
+            )
+            for new in new_jobs
+        ]
+
+        def insert(conn: sqlite3.Connection) -> int:
+            conn.executemany(
+                "INSERT INTO jobs (queue, task, payload, status, priority, max_attempts, "
+                "run_at, inserted_at, unique_key, timeout, backoff) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            # One writer inside one transaction: AUTOINCREMENT ids are consecutive.
+            last: int = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            return last - len(rows) + 1
+
+        first_id = await self._write(insert)
+        return [
+            Job(
+                id=first_id + index,
+                queue=new.queue,
+                task=new.task,
+                payload=new.payload,
+                status=JobStatus.QUEUED,
+                priority=new.priority,
+                attempt=0,
+                max_attempts=new.max_attempts,
+                run_at=new.run_at,
+                inserted_at=now,
+                unique_key=new.unique_key,
+                timeout=new.timeout,
+                backoff=new.backoff,
+            )
+            for index, new in enumerate(new_jobs)
+        ]
+
+    async def claim_jobs(self, params: ClaimParams) -> list[Job]:
+        values = {
+            "queue": params.queue,
+            "limit": params.limit,
+            "node": params.node,
+            "now": to_micros(params.now),
+            "until": to_micros(params.lease_until),
+        }
+
+        def claim(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            conn.execute(
+                "UPDATE jobs SET status = 'queued' "
+                "WHERE status = 'scheduled' AND queue = :queue AND run_at <= :now",
+                values,
+            )
+            return conn.execute(_CLAIM, values).fetchall()
+
+        rows = await self._write(claim)
+        jobs = [row_to_job(row) for row in rows]
+        jobs.sort(key=lambda job: (job.priority, job.id))
+        return jobs
+
+    def _held(
+        self, conn: sqlite3.Connection, leases: Sequence[Lease | Completion | Failure]
+    ) -> set[int]:
+        """Ids among ``leases`` that are still running under the same token."""
+        tokens = {lease.id: lease.lease_token for lease in leases}
+        marks = ",".join("?" * len(tokens))
+        rows = conn.execute(
+            f"SELECT id, lease_token FROM jobs WHERE status = 'running' AND id IN ({marks})",
+            list(tokens),
+        ).fetchall()
+        return {job_id for job_id, token in rows if tokens[job_id] == token}
+
+    async def complete_jobs(self, completions: Sequence[Completion]) -> list[int]:
+        if not completions:
+            return []
+        rows = [
+            (to_micros(done.finished_at), encode_json(done.result), done.id, done.lease_token)
+            for done in completions
+        ]
+
+        def complete(conn: sqlite3.Connection) -> list[int]:
+            held = self._held(conn, completions)
+            conn.executemany(
+                "UPDATE jobs SET status = 'done', finished_at = ?, result = ?, "
+                "locked_by = NULL, locked_until = NULL "
+                "WHERE id = ? AND status = 'running' AND lease_token = ?",
+                [row for row in rows if row[2] in held],
+            )
+            return [done.id for done in completions if done.id not in held]
+
+        return await self._write(complete)
+
+    async def fail_jobs(self, failures: Sequence[Failure]) -> list[int]:
+        if not failures:
+            return []
+
+        def fail(conn: sqlite3.Connection) -> list[int]:
+            held = self._held(conn, failures)
+            retries, finals = [], []
+            for failure in failures:
+                if failure.id not in held:
+                    continue
+                error = encode_json(failure.error)
+                at = to_micros(failure.error.at)
+                if failure.retry_at is not None:
+                    run_at = to_micros(failure.retry_at)
+                    status = "scheduled" if run_at > at else "queued"
+                    retries.append((status, run_at, error, failure.id))
+                else:
+                    status = "cancelled" if failure.cancel else "failed"
+                    finals.append((status, at, error, failure.id))
+            conn.executemany(
+                "UPDATE jobs SET status = ?, run_at = ?, errors = json_insert(errors, '$[#]', "
+                "json(?)), locked_by = NULL, locked_until = NULL WHERE id = ?",
+                retries,
+            )
+            conn.executemany(
+                "UPDATE jobs SET status = ?, finished_at = ?, errors = json_insert(errors, "
+                "'$[#]', json(?)), locked_by = NULL, locked_until = NULL WHERE id = ?",
+                finals,
+            )
+            return [failure.id for failure in failures if failure.id not in held]
+
+        return await self._write(fail)
+
+    async def release_jobs(self, leases: Sequence[Lease]) -> list[int]:
+        if not leases:
+            return []
+
+        def release(conn: sqlite3.Connection) -> list[int]:
+            held = self._held(conn, leases)
+            conn.executemany(
+                "UPDATE jobs SET status = 'queued', attempt = attempt - 1, started_at = NULL, "
+                "locked_by = NULL, locked_until = NULL WHERE id = ?",
+                [(job_id,) for job_id in held],
+            )
+            return [lease.id for lease in leases if lease.id not in held]
+
+        return await self._write(release)
+
+    async def extend_leases(self, leases: Sequence[Lease], until: datetime) -> list[int]:
+        if not leases:
+            return []
+        until_us = to_micros(until)
+
+        def extend(conn: sqlite3.Connection) -> list[int]:
+            held = self._held(conn, leases)
+            conn.executemany(
+                "UPDATE jobs SET locked_until = ? WHERE id = ?",
+                [(until_us, job_id) for job_id in held],
+            )
+            return [lease.id for lease in leases if lease.id not in held]
+
+        return await self._write(extend)
+
+    async def rescue_expired_leases(self, now: datetime, max_rescues: int) -> RescueReport:
+        now_us = to_micros(now)
+
+        def rescue(conn: sqlite3.Connection) -> RescueReport:
+            owners = [
+                node
+                for (node,) in conn.execute(
+                    "SELECT DISTINCT locked_by FROM jobs WHERE status = 'running'"
+                )
+            ]
+            dead = [node for node in owners if node is None or not self._nodes.is_alive(node)]
+            marks = ",".join("?" * len(dead))
+            lost_owner = f" OR locked_by IN ({marks})" if dead else ""
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM jobs WHERE status = 'running' "
+                f"AND (locked_until <= ? OR locked_by IS NULL{lost_owner})",
+                [now_us, *dead],
+            ).fetchall()
+            report = RescueReport(requeued=[], failed=[])
+            for row in rows:
+                job = row_to_job(row)
+                error, requeue = rescue_verdict(job, now, max_rescues)
+                if requeue:
+                    conn.execute(
+                        "UPDATE jobs SET status = 'queued', run_at = ?, rescued = rescued + 1, "
+                        "errors = json_insert(errors, '$[#]', json(?)), locked_by = NULL, "
+                        "locked_until = NULL WHERE id = ?",
+                        (now_us, encode_json(error), job.id),
+                    )
+                    report.requeued.append(job.id)
+                else:
+                    conn.execute(
+                        "UPDATE jobs SET status = 'failed', finished_at = ?, rescued = rescued + 1,"
+                        " errors = json_insert(errors, '$[#]', json(?)), locked_by = NULL, "
+                        "locked_until = NULL WHERE id = ?",
+                        (now_us, encode_json(error), job.id),
+                    )
+                    report.failed.append(job.id)
+            return report
+
+        return await self._write(rescue)
+
+    async def prune_finished(self, before: datetime) -> int:
+        before_us = to_micros(before)
+
+        def prune(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM jobs WHERE status IN ('done', 'failed', 'cancelled') "
+                "AND finished_at < ?",
+                (before_us,),
+            )
+            return cursor.rowcount
+
+        return await self._write(prune)
+
+    # -- reads ------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job | None:
+        def get(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return None if row is None else row_to_job(row)
+
+        return await self._read(get)
+
+    async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
+        clauses = []
+        values: dict[str, Any] = {
+            "now": to_micros(now),
+            "limit": query.limit,
+            "offset": query.offset,
+        }
+        if query.status is not None:
+            clauses.append(_STATUS_WHERE[query.status])
+        if query.queue is not None:
+            clauses.append("queue = :queue")
+            values["queue"] = query.queue
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+
+        def select(conn: sqlite3.Connection) -> JobPage:
+            conn.execute("BEGIN")  # one snapshot for the page and its total
+            try:
+                rows = conn.execute(
+                    f"SELECT {COLUMNS} FROM jobs {where} ORDER BY id DESC "
+                    "LIMIT :limit OFFSET :offset",
+                    values,
+                ).fetchall()
+                (total,) = conn.execute(f"SELECT count(*) FROM jobs {where}", values).fetchone()
+            finally:
+                conn.execute("COMMIT")
+            return JobPage([row_to_job(row) for row in rows], total)
+
+        return await self._read(select)
+
+    async def count_jobs(self, now: datetime) -> JobCounts:
+        def count(conn: sqlite3.Connection) -> JobCounts:
+            conn.execute("BEGIN")
+            try:
+                by_status = dict(
+                    conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+                )
+                (scheduled,) = conn.execute(
+                    "SELECT count(*) FROM jobs WHERE status = 'scheduled' AND run_at > ?",
+                    (to_micros(now),),
+                ).fetchone()
+            finally:
+                conn.execute("COMMIT")
+            return JobCounts(
+                queued=by_status.get("queued", 0) + by_status.get("scheduled", 0),
+                running=by_status.get("running", 0),
+                done=by_status.get("done", 0),
+                failed=by_status.get("failed", 0),
+                cancelled=by_status.get("cancelled", 0),
+                scheduled=scheduled,
+            )
+
+        return await self._read(count)
+
+    async def next_run_at(self, queue: str) -> datetime | None:
+        def earliest(conn: sqlite3.Connection) -> datetime | None:
+            row = conn.execute(
+                "SELECT run_at FROM jobs INDEXED BY jobs_ready "
+                "WHERE status = 'queued' AND queue = ? LIMIT 1",
+                (queue,),
+            ).fetchone()
+            if row is None:
+                row = conn.execute(
+                    "SELECT min(run_at) FROM jobs WHERE status = 'scheduled' AND queue = ?",
+                    (queue,),
+                ).fetchone()
+            return from_micros(row[0])
+
+        return await self._read(earliest)

@@ -1,0 +1,87 @@
+"""Turning SQLite rows into jobs and jobs' parts into column values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from servcore.jobs import Job, JobError, JobStatus
+
+COLUMNS = (
+    "id, queue, task, payload, status, priority, attempt, max_attempts, run_at, "
+    "inserted_at, started_at, finished_at, result, errors, unique_key, timeout, "
+    "backoff, locked_by, locked_until, lease_token, rescued"
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_STATUSES = {status.value: status for status in JobStatus}
+_STATUSES["scheduled"] = JobStatus.QUEUED
+
+encode_json = msgspec.json.Encoder().encode
+_decode_payload = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_any = msgspec.json.Decoder().decode
+_decode_errors = msgspec.json.Decoder(tuple[JobError, ...]).decode
+
+
+def to_micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int | None) -> datetime | None:
+    return None if micros is None else _EPOCH + timedelta(microseconds=micros)
+
+
+def _required_time(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def row_to_job(row: tuple[Any, ...]) -> Job:
+    (
+        job_id,
+        queue,
+        task,
+        payload,
+        status,
+        priority,
+        attempt,
+        max_attempts,
+        run_at,
+        inserted_at,
+        started_at,
+        finished_at,
+        result,
+        errors,
+        unique_key,
+        timeout,
+        backoff,
+        locked_by,
+        locked_until,
+        lease_token,
+        rescued,
+    ) = row
+    return Job(
+        id=job_id,
+        queue=queue,
+        task=task,
+        payload=_decode_payload(payload),
+        status=_STATUSES[status],
+        priority=priority,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        run_at=_required_time(run_at),
+        inserted_at=_required_time(inserted_at),
+        started_at=from_micros(started_at),
+        finished_at=from_micros(finished_at),
+        result=None if result is None else _decode_any(result),
+        errors=_decode_errors(errors) if errors != "[]" else (),
+        unique_key=unique_key,
+        timeout=timeout,
+        backoff=backoff,
+        locked_by=locked_by,
+        locked_until=from_micros(locked_until),
+        lease_token=lease_token,
+        rescued=rescued,
+    )

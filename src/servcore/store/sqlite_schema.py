@@ -1,0 +1,81 @@
+"""The SQLite schema, versioned; ``migrate`` brings any older file forward.
+
+Stored ``status`` has one value the model does not: ``scheduled``, a queued
+job whose ``run_at`` was in the future when it was written. Keeping those
+apart lets the claim query read the ready index in (priority, id) order
+without stepping over future jobs; a claim first *stages* the scheduled jobs
+that have come due. Readers map ``scheduled`` back to ``queued``.
+Timestamps are integer microseconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE jobs (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue         TEXT    NOT NULL,
+        task          TEXT    NOT NULL,
+        payload       TEXT    NOT NULL,
+        status        TEXT    NOT NULL,
+        priority      INTEGER NOT NULL DEFAULT 0,
+        attempt       INTEGER NOT NULL DEFAULT 0,
+        max_attempts  INTEGER NOT NULL,
+        run_at        INTEGER NOT NULL,
+        inserted_at   INTEGER NOT NULL,
+        started_at    INTEGER,
+        finished_at   INTEGER,
+        result        TEXT,
+        errors        TEXT    NOT NULL DEFAULT '[]',
+        unique_key    TEXT,
+        timeout       REAL,
+        backoff       REAL,
+        locked_by     TEXT,
+        locked_until  INTEGER,
+        lease_token   INTEGER NOT NULL DEFAULT 0,
+        rescued       INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_ready ON jobs (queue, priority, id) WHERE status = 'queued';
+    CREATE INDEX jobs_scheduled ON jobs (queue, run_at) WHERE status = 'scheduled';
+    CREATE INDEX jobs_leases ON jobs (locked_until) WHERE status = 'running';
+    CREATE INDEX jobs_status ON jobs (status);
+    CREATE INDEX jobs_finished ON jobs (finished_at)
+        WHERE status IN ('done', 'failed', 'cancelled');
+    """,
+}
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS servcore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+    )
+    row = conn.execute("SELECT value FROM servcore_meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration newer than the file's version, in one transaction.
+
+    Runs inside the writer's transaction (``BEGIN IMMEDIATE``), so two
+    processes starting on one file do not both migrate it.
+    """
+    current = schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the database has schema version {current}, newer than this servcore "
+            f"({SCHEMA_VERSION}); upgrade servcore"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        for statement in _MIGRATIONS[version].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO servcore_meta (key, value) VALUES ('schema_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(version),),
+        )
+    return SCHEMA_VERSION

@@ -1,0 +1,144 @@
+"""Task handlers: the registry, the ``@task`` decorator, and handler outcomes.
+
+A handler is ``def handler(job) -> result`` or ``async def handler(job) ->
+result``; the job's ``payload["task"]`` picks it (the seed's ``perform_work``
+pattern). Whatever it returns is stored as the job's JSON result. To steer the
+job instead, raise :class:`Retry`, :class:`Discard` or :class:`Cancel`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from servcore.clock import SYSTEM_CLOCK
+from servcore.jobs import Job
+from servcore.retry import Backoff
+from servcore.timestamps import format_timestamp
+
+Handler = Callable[[Job], Any]
+HandlerT = TypeVar("HandlerT", bound=Handler)
+
+
+class Retry(Exception):
+    """Ask for another attempt after ``after`` seconds (counts as an attempt)."""
+
+    def __init__(self, after: float | None = None, reason: str = "retry requested") -> None:
+        super().__init__(reason)
+        if after is not None and after < 0:
+            raise ValueError("Retry(after=...) needs seconds >= 0")
+        self.after = after
+        self.reason = reason
+
+
+class Discard(Exception):
+    """Fail the job now, with no further attempts."""
+
+    def __init__(self, reason: str = "discarded by handler") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Cancel(Exception):
+    """End the job as ``cancelled``: it should not run, and that is no error."""
+
+    def __init__(self, reason: str = "cancelled by handler") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A registered handler and the defaults its jobs get."""
+
+    name: str
+    handler: Handler
+    is_async: bool
+    queue: str | None = None
+    max_attempts: int | None = None
+    timeout: float | None = None
+    backoff: Backoff | None = None
+
+
+async def default_handler(job: Job) -> dict[str, Any]:
+    """Complete the job with the seed's result shape."""
+    return {
+        "status": "completed",
+        "job_id": job.id,
+        "processed_at": format_timestamp(SYSTEM_CLOCK.now()),
+    }
+
+
+def _is_async(handler: Handler) -> bool:
+    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects too
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+
+
+class TaskRegistry:
+    """Task name → :class:`TaskSpec`, with a fallback for unknown names."""
+
+    def __init__(self, default: Handler = default_handler) -> None:
+        self._specs: dict[str, TaskSpec] = {}
+        self._default = TaskSpec("", default, _is_async(default))
+
+    def register(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        queue: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+    ) -> TaskSpec:
+        if not name:
+            raise ValueError("a task needs a non-empty name")
+        if max_attempts is not None and max_attempts < 1:
+            raise ValueError(f"task {name!r}: max_attempts must be >= 1")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"task {name!r}: timeout must be > 0 seconds")
+        if name in self._specs:
+            raise ValueError(f"task {name!r} is already registered")
+        spec = TaskSpec(name, handler, _is_async(handler), queue, max_attempts, timeout, backoff)
+        self._specs[name] = spec
+        return spec
+
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        queue: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+    ) -> Callable[[HandlerT], HandlerT]:
+        """Decorator: ``@registry.task("send_email", max_attempts=5)``."""
+
+        def decorate(handler: HandlerT) -> HandlerT:
+            task_name = name or str(getattr(handler, "__name__", ""))
+            self.register(
+                task_name,
+                handler,
+                queue=queue,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                backoff=backoff,
+            )
+            return handler
+
+        return decorate
+
+    def set_default(self, handler: Handler) -> None:
+        """Replace the handler for jobs whose task has none registered."""
+        self._default = TaskSpec("", handler, _is_async(handler))
+
+    def resolve(self, name: str) -> TaskSpec:
+        return self._specs.get(name, self._default)
+
+    def get(self, name: str) -> TaskSpec | None:
+        return self._specs.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)

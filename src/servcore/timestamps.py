@@ -1,0 +1,30 @@
+"""ISO 8601 text for timestamps: UTC, microseconds, ``Z`` (the seed's shape)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+class TimestampError(ValueError):
+    """A timestamp that cannot be read, or that has no time zone."""
+
+
+def format_timestamp(moment: datetime) -> str:
+    """``2025-12-28T17:24:48.957749Z``: always six fractional digits."""
+    utc = moment.astimezone(UTC) if moment.utcoffset() else moment
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Read an ISO 8601 timestamp with a zone (``Z`` or ``±HH:MM``) into UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise TimestampError(
+            f"{text!r} is not an ISO 8601 timestamp (e.g. 2025-12-31T23:59:59Z)"
+        ) from None
+    if moment.tzinfo is None:
+        raise TimestampError(
+            f"{text!r} has no time zone; add Z or an offset (e.g. 2025-12-31T23:59:59Z)"
+        )
+    return moment.astimezone(UTC)

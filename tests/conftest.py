@@ -1,0 +1,71 @@
+"""Shared fixtures: stores of every backend, services, and waiting on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from servcore import ServiceConfig
+from servcore.store import MemoryStore, SqliteStore, Store
+
+BACKENDS = ["memory", "sqlite"]
+
+
+def make_store(backend: str, tmp_path: Path) -> Store:
+    if backend == "memory":
+        return MemoryStore()
+    if backend == "sqlite":
+        path = tmp_path / "jobs.db"
+        return SqliteStore(f"sqlite:///{path}", str(path))
+    raise ValueError(backend)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def store(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
+    opened = make_store(backend, tmp_path)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def fast_config(**overrides: object) -> ServiceConfig:
+    """Settings for tests: small pool, short timers, a fixed node name."""
+    values: dict[str, object] = {
+        "node": "test-node",
+        "concurrency": 4,
+        "poll_interval": 0.2,
+        "shutdown_grace": 2.0,
+    }
+    values.update(overrides)
+    return ServiceConfig(**values)  # type: ignore[arg-type]
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    message: str = "condition",
+) -> None:
+    """Wait until ``condition()`` is true, failing the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = condition()
+        if asyncio.iscoroutine(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        await asyncio.sleep(interval)
