@@ -61,7 +61,8 @@ def _prepare(target: str | None, **flags: Any) -> Service:
     """The service with environment, then flags, laid over its own settings."""
     try:
         service = _load_service(target)
-        service.configure(**env_overrides(), **flags)
+        given = {name: value for name, value in flags.items() if value is not None}
+        service.configure(**{**env_overrides(), **given})
     except (ConfigError, StoreError) as error:
         raise click.ClickException(str(error)) from None
     return service
@@ -76,6 +77,11 @@ _CONCURRENCY = click.option(
     "--concurrency",
     type=click.IntRange(1, 10_000),
     help="Jobs run at once per queue (env SERVCORE_CONCURRENCY). Default: CPU count",
+)
+_GRACE = click.option(
+    "--shutdown-grace",
+    type=click.FloatRange(0, 3600),
+    help="Seconds running jobs get to finish on SIGTERM (env SERVCORE_SHUTDOWN_GRACE). Default 15",
 )
 _LOG_LEVEL = click.option(
     "--log-level", type=click.Choice(LEVELS), default="info", show_default=True
@@ -95,6 +101,7 @@ def main() -> None:
 @_STORE
 @_NODE
 @_CONCURRENCY
+@_GRACE
 @_LOG_LEVEL
 def serve_command(target: str | None, log_level: str, **flags: Any) -> None:
     """Serve the HTTP API and run the workers."""
@@ -108,6 +115,7 @@ def serve_command(target: str | None, log_level: str, **flags: Any) -> None:
 @_STORE
 @_NODE
 @_CONCURRENCY
+@_GRACE
 @_LOG_LEVEL
 def worker_command(target: str | None, log_level: str, **flags: Any) -> None:
     """Run the workers only, without HTTP."""

@@ -3,7 +3,8 @@
 One name per setting everywhere (see DESIGN.md): ``SERVCORE_STORE`` /
 ``--store``, ``PORT`` or ``SERVCORE_PORT`` / ``--port``, ``SERVCORE_HOST`` /
 ``--host``, ``SERVCORE_NODE`` / ``--node``, ``SERVCORE_CONCURRENCY`` /
-``--concurrency``. Flags override the environment, which overrides defaults.
+``--concurrency``, ``SERVCORE_SHUTDOWN_GRACE`` / ``--shutdown-grace``.
+Flags override the environment, which overrides defaults.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class ServiceConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServiceConfig:
         """Defaults, then the environment, then ``overrides`` (the CLI's flags)."""
-        return cls().with_overrides(**env_overrides(env), **overrides)
+        given = {name: value for name, value in overrides.items() if value is not None}
+        return cls().with_overrides(**{**env_overrides(env), **given})
 
 
 def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -107,7 +109,16 @@ def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         values["node"] = node
     if concurrency := env.get("SERVCORE_CONCURRENCY"):
         values["concurrency"] = _integer("SERVCORE_CONCURRENCY", concurrency)
+    if grace := env.get("SERVCORE_SHUTDOWN_GRACE"):
+        values["shutdown_grace"] = _number("SERVCORE_SHUTDOWN_GRACE", grace)
     return values
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {text!r}") from None
 
 
 def _integer(name: str, text: str) -> int:

@@ -33,6 +33,7 @@ class Completer:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._flushing: asyncio.Future[None] | None = None
 
     def add_completion(self, completion: Completion) -> None:
         self._completions.append(completion)
@@ -53,6 +54,16 @@ class Completer:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            # Shielded: a write the store has begun must be seen to its end,
+            # or its batch would be written twice.
+            self._flushing = asyncio.ensure_future(self.flush_once())
+            await asyncio.shield(self._flushing)
+
+    async def flush_all(self) -> None:
+        """After ``run`` is cancelled: finish the write under way, then write the rest."""
+        if self._flushing is not None and not self._flushing.done():
+            await asyncio.wait([self._flushing])
+        while self.pending:
             await self.flush_once()
 
     async def flush_once(self) -> None:

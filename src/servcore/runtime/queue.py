@@ -123,8 +123,7 @@ class QueueRuntime:
         if self._supervisor is not None:
             await self._supervisor.stop(f"heartbeat {self.name}")
             await self._supervisor.stop(f"completer {self.name}")
-        while self.completer.pending:
-            await self.completer.flush_once()
+        await self.completer.flush_all()
         leftover = list(self.in_flight.values())
         if leftover:
             log.warning(
@@ -156,11 +155,23 @@ class QueueRuntime:
         if free <= 0:
             return []
         params = ClaimParams(self.name, free, self._node, now, now + self._lease)
-        jobs = await self._store.claim_jobs(params)
+        claim = asyncio.ensure_future(self._store.claim_jobs(params))
+        try:
+            jobs = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # Stopping mid-claim: keep what the store handed out, so that
+            # stop_claiming returns it to the queue instead of stranding it.
+            await asyncio.wait([claim])
+            if not claim.cancelled() and claim.exception() is None:
+                self._take(claim.result())
+            raise
+        self._take(jobs)
+        return jobs
+
+    def _take(self, jobs: list[Job]) -> None:
         for job in jobs:
             self.in_flight[job.id] = job
             self._ready.put_nowait(job)
-        return jobs
 
     async def _claim_loop(self) -> None:
         assert self._supervisor is not None

@@ -113,6 +113,7 @@ class SqliteStore:
             self._connect_writer().close()
         except (OSError, sqlite3.Error) as error:
             raise StoreError(f"cannot open SQLite database {str(self.path)!r}: {error}") from None
+        self._writer = GroupCommitWriter(self._connect_writer)
         self._writer.start()
         self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="servcore-sqlite-reader")
         self._opened = True

@@ -1,0 +1,297 @@
+"""Jobs running for real in a started service, on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from servcore import Cancel, Discard, Job, JobStatus, Retry, Service
+from tests.conftest import wait_for
+
+
+async def finished(service: Service, job_id: int) -> Job:
+    async def is_finished() -> bool:
+        job = await service.get_job(job_id)
+        return job is not None and job.status.finished
+
+    await wait_for(is_finished, message=f"job {job_id} to finish")
+    job = await service.get_job(job_id)
+    assert job is not None
+    return job
+
+
+async def test_async_and_sync_handlers_run_and_store_their_results(service: Service) -> None:
+    threads: list[str] = []
+
+    @service.task("double")
+    async def double(job: Job) -> dict[str, int]:
+        return {"value": job.payload["n"] * 2}
+
+    @service.task("blocking")
+    def blocking(job: Job) -> str:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.01)  # a handler that blocks: it must not stall the loop
+        return "slept"
+
+    await service.start()
+    first = await service.enqueue("double", {"n": 21})
+    second = await service.enqueue("blocking")
+    assert (await finished(service, first.id)).result == {"value": 42}
+    done = await finished(service, second.id)
+    assert done.result == "slept"
+    assert threads and threads[0].startswith("servcore-handler")
+    assert done.status is JobStatus.DONE and done.attempt == 1
+
+
+async def test_unknown_task_gets_the_seed_default_result(service: Service) -> None:
+    await service.start()
+    job = await service.enqueue("nobody_handles_this")
+    done = await finished(service, job.id)
+    assert done.result["status"] == "completed"
+    assert done.result["job_id"] == job.id
+    assert done.result["processed_at"].endswith("Z")
+
+
+async def test_failing_job_is_retried_with_backoff_then_failed(service: Service) -> None:
+    attempts: list[float] = []
+
+    @service.task("flaky")
+    async def flaky(job: Job) -> None:
+        attempts.append(time.monotonic())
+        raise ValueError(f"broken on attempt {job.attempt}")
+
+    await service.start()
+    job = await service.enqueue("flaky", max_attempts=3, backoff=0.1)
+    failed = await finished(service, job.id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.attempt == 3
+    assert [error.attempt for error in failed.errors] == [1, 2, 3]
+    assert failed.errors[0].error == "ValueError: broken on attempt 1"
+    assert failed.errors[0].traceback and "raise ValueError" in failed.errors[0].traceback
+    gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
+    # base 0.1 s, factor 2, jitter ±10 %: about 0.1 s, then about 0.2 s.
+    assert 0.085 <= gaps[0] and 0.17 <= gaps[1]
+
+
+async def test_retry_after_asks_for_a_delay_and_counts_an_attempt(service: Service) -> None:
+    starts: list[float] = []
+
+    @service.task("later")
+    async def later(job: Job) -> str:
+        starts.append(time.monotonic())
+        if job.attempt == 1:
+            raise Retry(after=0.2, reason="not yet")
+        return "now"
+
+    await service.start()
+    job = await service.enqueue("later")
+    done = await finished(service, job.id)
+    assert done.result == "now" and done.attempt == 2
+    assert done.errors[0].error == "not yet"
+    assert starts[1] - starts[0] >= 0.19
+
+
+async def test_discard_fails_at_once_and_cancel_ends_cancelled(service: Service) -> None:
+    @service.task("discard")
+    async def discard(job: Job) -> None:
+        raise Discard("bad input, no point retrying")
+
+    @service.task("cancel")
+    async def cancel(job: Job) -> None:
+        raise Cancel("nothing to do")
+
+    await service.start()
+    discarded = await finished(service, (await service.enqueue("discard", max_attempts=5)).id)
+    assert discarded.status is JobStatus.FAILED and discarded.attempt == 1
+    assert discarded.errors[-1].error == "bad input, no point retrying"
+    cancelled = await finished(service, (await service.enqueue("cancel")).id)
+    assert cancelled.status is JobStatus.CANCELLED
+
+
+async def test_timeouts_fail_async_and_thread_handlers(service: Service) -> None:
+    release = threading.Event()
+
+    @service.task("hangs")
+    async def hangs(job: Job) -> None:
+        await asyncio.sleep(30)
+
+    @service.task("blocks", timeout=0.1)
+    def blocks(job: Job) -> None:
+        release.wait(5)
+
+    await service.start()
+    hung = await service.enqueue("hangs", timeout=0.1, max_attempts=1)
+    blocked = await service.enqueue("blocks", max_attempts=1)
+    assert (await finished(service, hung.id)).errors[-1].error == "timed out after 0.1 s"
+    assert (await finished(service, blocked.id)).errors[-1].error == "timed out after 0.1 s"
+    release.set()
+
+
+async def test_unserialisable_result_fails_only_that_job(service: Service) -> None:
+    @service.task("weird")
+    async def weird(job: Job) -> Any:
+        return {"handle": object()}
+
+    await service.start()
+    job = await service.enqueue("weird")
+    failed = await finished(service, job.id)
+    assert failed.status is JobStatus.FAILED and failed.attempt == 1
+    assert "not JSON-serialisable" in failed.errors[-1].error
+    ok = await service.enqueue("anything")
+    assert (await finished(service, ok.id)).status is JobStatus.DONE
+
+
+async def test_scheduled_job_starts_not_early_and_promptly(service: Service) -> None:
+    await service.start()
+    run_at = service.clock.now() + timedelta(seconds=0.4)
+    job = await service.enqueue("timed", run_at=run_at)
+    assert job.is_scheduled(service.clock.now())
+    done = await finished(service, job.id)
+    assert done.started_at is not None
+    assert done.started_at >= run_at
+    assert done.started_at - run_at < timedelta(seconds=0.15)
+
+
+async def test_concurrency_limit_is_respected(service: Service) -> None:
+    running = 0
+    peak = 0
+    gate = asyncio.Event()
+
+    @service.task("hold")
+    async def hold(job: Job) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await gate.wait()
+        running -= 1
+
+    service.configure(concurrency=2)
+    await service.start()
+    jobs = [await service.enqueue("hold") for _ in range(6)]
+    await wait_for(lambda: running == 2, message="two jobs running")
+    counts = await service.count_jobs()
+    assert counts.running == 2 and counts.queued == 4
+    gate.set()
+    for job in jobs:
+        await finished(service, job.id)
+    assert peak == 2
+
+
+async def test_graceful_stop_requeues_overrunning_jobs_without_spending_an_attempt(
+    service: Service,
+) -> None:
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    @service.task("long")
+    async def long(job: Job) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    @service.task("short")
+    async def short(job: Job) -> str:
+        await asyncio.sleep(0.05)
+        return "made it"
+
+    await service.start()
+    long_job = await service.enqueue("long")
+    await asyncio.wait_for(started.wait(), 5)
+    short_job = await service.enqueue("short")
+    await wait_for(lambda: len(service.runtimes["default"].in_flight) == 2, message="both running")
+    store = service.store
+    await service.stop(grace=0.5)
+    assert cancelled.is_set()
+    await store.open()
+    requeued = await store.get_job(long_job.id)
+    assert requeued is not None
+    assert requeued.status is JobStatus.QUEUED and requeued.attempt == 0
+    assert requeued.locked_by is None
+    finished_short = await store.get_job(short_job.id)
+    assert finished_short is not None and finished_short.result == "made it"
+    await store.close()
+
+
+async def test_late_completion_after_a_rescue_is_refused(service: Service) -> None:
+    release = asyncio.Event()
+
+    @service.task("slow")
+    async def slow(job: Job) -> str:
+        await release.wait()
+        return f"run with token {job.lease_token}"
+
+    service.configure(concurrency=1)
+    await service.start()
+    job = await service.enqueue("slow")
+    await wait_for(lambda: bool(service.runtimes["default"].in_flight), message="job running")
+    # Its lease is treated as expired (as if this node had stalled): rescued.
+    future = service.clock.now() + timedelta(hours=1)
+    report = await service.store.rescue_expired_leases(future, max_rescues=3)
+    assert report.requeued == [job.id]
+    release.set()
+    await wait_for(lambda: service.stale_outcomes == 1, message="stale outcome counted")
+    # The rescued job runs again under a new token; the old run's result never landed.
+    done = await finished(service, job.id)
+    assert done.result == "run with token 2"
+    assert done.rescued == 1
+    assert "node lost" in done.errors[0].error
+
+
+async def test_a_crashing_claim_loop_is_restarted_and_reported(service: Service) -> None:
+    real_claim = service.store.claim_jobs
+    healed = False
+
+    async def broken_claim(params: Any) -> list[Job]:
+        if not healed:
+            raise RuntimeError("store hiccup")
+        return await real_claim(params)
+
+    service.store.claim_jobs = broken_claim  # type: ignore[method-assign]
+    await service.start()
+    await wait_for(
+        lambda: service.problems().get("queue default") == "RuntimeError: store hiccup",
+        message="the crash to show in health",
+    )
+    job = await service.enqueue("after_the_hiccup")
+    await wait_for(lambda: service._supervisor.restarts["queue default"] >= 2, message="restarts")
+    healed = True
+    assert (await finished(service, job.id)).status is JobStatus.DONE
+    await wait_for(lambda: not service.problems(), message="health to recover")
+
+
+async def test_leases_of_long_jobs_are_renewed(service: Service) -> None:
+    release = asyncio.Event()
+
+    @service.task("long")
+    async def long(job: Job) -> str:
+        await release.wait()
+        return "finished"
+
+    service.configure(lease=0.3, rescue_interval=0.05)
+    await service.start()
+    job = await service.enqueue("long")
+    await wait_for(lambda: bool(service.runtimes["default"].in_flight), message="job running")
+    first = await service.get_job(job.id)
+    await wait_for(
+        lambda: _later_lease(service, job.id, first), message="lease renewed by the heartbeat"
+    )
+    # Well past the first lease's end, the job was never rescued.
+    await asyncio.sleep(0)
+    release.set()
+    done = await finished(service, job.id)
+    assert done.rescued == 0 and done.result == "finished"
+
+
+async def _later_lease(service: Service, job_id: int, first: Job | None) -> bool:
+    assert first is not None and first.locked_until is not None
+    current = await service.get_job(job_id)
+    assert current is not None
+    return current.locked_until is not None and current.locked_until > first.locked_until + (
+        timedelta(seconds=0.25)
+    )
