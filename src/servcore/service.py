@@ -15,8 +15,9 @@ and the queue runtimes, and starts and stops them in the right order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -162,6 +163,15 @@ class Service:
             ),
         ):
             self._supervisor.start(periodic.name, periodic.run)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Start on enter, stop gracefully on exit: ``Starlette(lifespan=service.lifespan)``."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
 
     def hurry(self) -> None:
         """Cut a graceful stop short: requeue running jobs now."""

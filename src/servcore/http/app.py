@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -79,21 +78,12 @@ def create_app(service: Service, *, manage_service: bool = True) -> Starlette:
 
     With ``manage_service`` the app's lifespan starts the service (store and
     workers) and stops it gracefully; pass ``False`` when something else
-    (the CLI, your own app) owns the service's life.
+    owns the service's life — the CLI, or your own app with
+    ``lifespan=service.lifespan`` (Starlette runs no lifespan of a mounted app).
     """
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if manage_service:
-            await service.start()
-        try:
-            yield
-        finally:
-            if manage_service:
-                await service.stop()
 
     return Starlette(
         routes=[*service_routes(service), *job_routes(service)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
-        lifespan=lifespan,
+        lifespan=service.lifespan if manage_service else None,
     )

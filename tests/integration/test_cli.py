@@ -1,0 +1,96 @@
+"""The CLI's commands against a real SQLite file, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from servcore.cli import main
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_enqueue_then_list_and_get(store_url: str) -> None:
+    code, output = run(
+        "enqueue",
+        "send_email",
+        "--payload",
+        '{"to": "a@example.com"}',
+        "--store",
+        store_url,
+        "--max-attempts",
+        "5",
+        "--priority",
+        "2",
+    )
+    assert code == 0, output
+    job = json.loads(output)
+    assert job["id"] == 1 and job["status"] == "queued" and job["max_attempts"] == 5
+    assert job["payload"] == {"task": "send_email", "to": "a@example.com"}
+    run("enqueue", "later", "--run-at", "2030-01-01T00:00:00Z", "--store", store_url)
+
+    code, output = run("jobs", "list", "--store", store_url)
+    assert code == 0
+    assert [json.loads(line)["id"] for line in output.splitlines()] == [2, 1]
+    code, output = run("jobs", "list", "--status", "scheduled", "--store", store_url)
+    assert [json.loads(line)["task"] for line in output.splitlines()] == ["later"]
+
+    code, output = run("jobs", "get", "1", "--store", store_url)
+    assert code == 0 and json.loads(output)["priority"] == 2
+
+
+def test_migrate_creates_the_schema(store_url: str) -> None:
+    code, output = run("migrate", "--store", store_url)
+    assert code == 0 and output.strip() == f"store ready: {store_url}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["enqueue", "x", "--payload", "{bad"], "not valid JSON"),
+        (["enqueue", "x", "--payload", "[1]"], "must be a JSON object"),
+        (["enqueue", "x", "--run-at", "2030-01-01T00:00:00"], "no time zone"),
+        (["enqueue", "x", "--priority", "12"], "12 is not in the range 0<=x<=9"),
+        (["jobs", "list", "--status", "sleeping"], "'sleeping' is not one of"),
+        (["jobs", "get", "zero"], "'zero' is not a valid integer"),
+        (["serve", "nocolon"], "write it as module:attribute"),
+        (["serve", "no_such_module:service"], "cannot import 'no_such_module'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message(
+    args: list[str], message: str, store_url: str
+) -> None:
+    code, output = run(*args, "--store", store_url) if args[0] != "serve" else run(*args)
+    assert code == 2
+    assert message in output
+
+
+def test_missing_job_and_unreachable_store_exit_1_with_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    code, output = run("jobs", "get", "42", "--store", url)
+    assert (code, output) == (1, "Error: job 42 not found\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, output = run("jobs", "list", "--store", f"sqlite:///{blocker}/jobs.db")
+    assert code == 1
+    assert output.startswith("Error: cannot open SQLite database") and output.count("\n") == 1
+    code, output = run("jobs", "list", "--store", "redis://localhost")
+    assert code == 1 and "unsupported store URL" in output
+
+
+def test_environment_supplies_the_store(monkeypatch: pytest.MonkeyPatch, store_url: str) -> None:
+    monkeypatch.setenv("SERVCORE_STORE", store_url)
+    assert run("enqueue", "from_env")[0] == 0
+    code, output = run("jobs", "list", "--store", store_url)
+    assert json.loads(output)["task"] == "from_env"
