@@ -54,12 +54,12 @@ def fast_config(**overrides: object) -> ServiceConfig:
 async def wait_for(
     condition: Callable[[], Awaitable[bool]] | Callable[[], bool],
     *,
-    timeout: float = 10.0,
+    within: float = 10.0,
     interval: float = 0.01,
     message: str = "condition",
 ) -> None:
-    """Wait until ``condition()`` is true, failing the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
+    """Wait until ``condition()`` is true, failing the test after ``within`` s."""
+    deadline = time.monotonic() + within
     while True:
         outcome = condition()
         if asyncio.iscoroutine(outcome):
@@ -67,5 +67,5 @@ async def wait_for(
         if outcome:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+            raise AssertionError(f"timed out after {within} s waiting for {message}")
         await asyncio.sleep(interval)

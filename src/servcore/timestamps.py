@@ -27,4 +27,7 @@ def parse_timestamp(text: str) -> datetime:
         raise TimestampError(
             f"{text!r} has no time zone; add Z or an offset (e.g. 2025-12-31T23:59:59Z)"
         )
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise TimestampError(f"{text!r} is out of range in UTC") from None

@@ -36,7 +36,9 @@ def test_enqueue_then_list_and_get(store_url: str) -> None:
     )
     assert code == 0, output
     job = json.loads(output)
-    assert job["id"] == 1 and job["status"] == "queued" and job["max_attempts"] == 5
+    assert job["id"] == 1
+    assert job["status"] == "queued"
+    assert job["max_attempts"] == 5
     assert job["payload"] == {"task": "send_email", "to": "a@example.com"}
     run("enqueue", "later", "--run-at", "2030-01-01T00:00:00Z", "--store", store_url)
 
@@ -47,12 +49,14 @@ def test_enqueue_then_list_and_get(store_url: str) -> None:
     assert [json.loads(line)["task"] for line in output.splitlines()] == ["later"]
 
     code, output = run("jobs", "get", "1", "--store", store_url)
-    assert code == 0 and json.loads(output)["priority"] == 2
+    assert code == 0
+    assert json.loads(output)["priority"] == 2
 
 
 def test_migrate_creates_the_schema(store_url: str) -> None:
     code, output = run("migrate", "--store", store_url)
-    assert code == 0 and output.strip() == f"store ready: {store_url}"
+    assert code == 0
+    assert output.strip() == f"store ready: {store_url}"
 
 
 @pytest.mark.parametrize(
@@ -84,13 +88,15 @@ def test_missing_job_and_unreachable_store_exit_1_with_one_line(tmp_path: Path) 
     blocker.write_text("not a directory")
     code, output = run("jobs", "list", "--store", f"sqlite:///{blocker}/jobs.db")
     assert code == 1
-    assert output.startswith("Error: cannot open SQLite database") and output.count("\n") == 1
+    assert output.startswith("Error: cannot open SQLite database")
+    assert output.count("\n") == 1
     code, output = run("jobs", "list", "--store", "redis://localhost")
-    assert code == 1 and "unsupported store URL" in output
+    assert code == 1
+    assert "unsupported store URL" in output
 
 
 def test_environment_supplies_the_store(monkeypatch: pytest.MonkeyPatch, store_url: str) -> None:
     monkeypatch.setenv("SERVCORE_STORE", store_url)
     assert run("enqueue", "from_env")[0] == 0
-    code, output = run("jobs", "list", "--store", store_url)
+    _code, output = run("jobs", "list", "--store", store_url)
     assert json.loads(output)["task"] == "from_env"

@@ -27,6 +27,18 @@ def _bind(
     return bound
 
 
+def _by_method(
+    **endpoints: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """One endpoint for a path served by several methods, so a 405 lists them all."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)
+
+    return dispatch
+
+
 def job_routes(
     service: Service, prefix: str = "/jobs", queue: str | None = None
 ) -> list[BaseRoute]:
@@ -37,13 +49,19 @@ def job_routes(
     ``GET /email_jobs``, ``GET /email_jobs/{id}``.
     """
     return [
-        Route(prefix, _bind(handlers.create_job, service, queue=queue), methods=["POST"]),
+        Route(
+            prefix,
+            _by_method(
+                GET=_bind(handlers.list_jobs, service, queue=queue),
+                POST=_bind(handlers.create_job, service, queue=queue),
+            ),
+            methods=["GET", "POST"],
+        ),
         Route(
             f"{prefix}/schedule",
             _bind(handlers.schedule_job, service, queue=queue),
             methods=["POST"],
         ),
-        Route(prefix, _bind(handlers.list_jobs, service, queue=queue), methods=["GET"]),
         Route(f"{prefix}/{{id}}", _bind(handlers.get_job, service, queue=queue), methods=["GET"]),
     ]
 

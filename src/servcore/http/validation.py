@@ -62,6 +62,10 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         document = _decode(body)
     except msgspec.DecodeError as error:
         raise BadRequest(f"Malformed JSON: {error}") from None
+    except UnicodeDecodeError:
+        raise BadRequest("Request body is not UTF-8 text: send UTF-8 encoded JSON") from None
+    except RecursionError:
+        raise BadRequest("Request body nests JSON too deeply") from None
     if not isinstance(document, dict):
         raise BadRequest(f"Request body must be a JSON object, not {_json_type(document)}")
     return document

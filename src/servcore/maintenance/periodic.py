@@ -11,7 +11,11 @@ from servcore.supervisor import Health
 
 
 class Periodic:
-    """Runs ``run_once(now)`` at start and every ``interval`` s; crashes go to the supervisor."""
+    """Runs ``run_once(now)`` every ``interval`` s; crashes go to the supervisor.
+
+    The first run is one interval after start: the service runs what must
+    happen at once (rescuing a dead node's jobs) itself, before it claims.
+    """
 
     def __init__(
         self,
@@ -30,6 +34,6 @@ class Periodic:
 
     async def run(self) -> None:
         while True:
+            await asyncio.sleep(self._interval)
             await self.run_once(self._clock.now())
             self._health.ok(self.name)
-            await asyncio.sleep(self._interval)

@@ -163,12 +163,10 @@ class GroupCommitWriter:
             except BaseException:
                 _rollback(conn)
                 raise
-        except sqlite3.OperationalError as error:
-            if _connection_broken(error):
+        except Exception as error:
+            if _connection_broken(error) or not _usable(conn):
                 self._fail_all(group, error)
                 raise
-            results = self._one_by_one(conn, group)
-        except Exception:
             results = self._one_by_one(conn, group)
         self._answer(group, results)
 
@@ -209,7 +207,17 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-def _connection_broken(error: sqlite3.OperationalError) -> bool:
+def _usable(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1").fetchone()
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def _connection_broken(error: Exception) -> bool:
+    if not isinstance(error, sqlite3.OperationalError | sqlite3.ProgrammingError):
+        return False
     text = str(error).lower()
     return any(
         marker in text

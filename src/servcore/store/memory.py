@@ -295,13 +295,12 @@ class MemoryStore:
         )
 
     async def next_run_at(self, queue: str) -> datetime | None:
-        if self._due.get(queue):
-            due = [self._jobs[i] for _, i in self._due[queue] if i in self._jobs]
-            runs = [job.run_at for job in due if job.status is _QUEUED]
-            if runs:
-                return min(runs)
-        waiting = self._waiting.get(queue, [])
-        runs = [at for at, i in waiting if (job := self._jobs.get(i)) and job.status is _QUEUED]
+        entries = [*self._due.get(queue, ()), *self._waiting.get(queue, ())]
+        runs = [
+            job.run_at
+            for _, job_id in entries
+            if (job := self._jobs.get(job_id)) is not None and job.status is _QUEUED
+        ]
         return min(runs) if runs else None
 
 

@@ -441,16 +441,16 @@ class SqliteStore:
 
     async def next_run_at(self, queue: str) -> datetime | None:
         def earliest(conn: sqlite3.Connection) -> datetime | None:
-            row = conn.execute(
-                "SELECT run_at FROM jobs INDEXED BY jobs_ready "
-                "WHERE status = 'queued' AND queue = ? LIMIT 1",
-                (queue,),
-            ).fetchone()
-            if row is None:
-                row = conn.execute(
-                    "SELECT min(run_at) FROM jobs WHERE status = 'scheduled' AND queue = ?",
+            # Two index-backed minimums: ready rows (few, once a claim has
+            # come up short) and scheduled rows (by jobs_scheduled).
+            runs = [
+                conn.execute(
+                    f"SELECT min(run_at) FROM jobs WHERE status = '{status}' AND queue = ?",
                     (queue,),
-                ).fetchone()
-            return from_micros(row[0])
+                ).fetchone()[0]
+                for status in ("queued", "scheduled")
+            ]
+            known = [run for run in runs if run is not None]
+            return from_micros(min(known)) if known else None
 
         return await self._read(earliest)

@@ -1,0 +1,204 @@
+"""``/``, ``/health``, ``/stats`` and ``/openapi.json`` as the seed (and DESIGN.md) fix them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.routing import Route
+
+from servcore import Cancel, Discard, Job, Service, create_app
+from tests.acceptance.conftest import Api, client_for
+from tests.conftest import fast_config, make_store, wait_for
+
+STATS_KEYS = [
+    "queued",
+    "running",
+    "done",
+    "failed",
+    "total",
+    "cancelled",
+    "scheduled",
+    "available",
+]
+
+
+async def test_root_says_the_server_is_running(api: Api) -> None:
+    response = await api.client.get("/")
+    assert response.status_code == 200
+    assert response.content == b"Server is running"
+    assert response.headers["content-type"].startswith("text/plain")
+
+
+async def test_health_is_ok_when_every_part_is_up(api: Api) -> None:
+    response = await api.client.get("/health")
+    assert response.status_code == 200
+    assert response.content == b'{"status":"OK"}'
+    assert response.headers["content-type"] == "application/json"
+
+
+async def test_health_with_workers_running_is_ok(live_api: Api) -> None:
+    response = await live_api.client.get("/health")
+    assert (response.status_code, response.json()) == (200, {"status": "OK"})
+
+
+async def test_health_is_degraded_and_names_a_queue_that_is_down(api: Api) -> None:
+    api.service.health_state.down("queue default", "boom")
+    response = await api.client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {"status": "DEGRADED", "problems": {"queue default": "boom"}}
+
+    api.service.health_state.ok("queue default")
+    recovered = await api.client.get("/health")
+    assert (recovered.status_code, recovered.content) == (200, b'{"status":"OK"}')
+
+
+async def test_health_is_degraded_when_the_store_reports_a_problem(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api.service.store, "problem", lambda: "disk full")
+    response = await api.client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {"status": "DEGRADED", "problems": {"store": "disk full"}}
+
+
+async def test_health_is_degraded_before_the_service_starts(backend: str, tmp_path: Path) -> None:
+    service = Service(make_store(backend, tmp_path), config=fast_config())
+    async with client_for(create_app(service, manage_service=False)) as client:
+        response = await client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "DEGRADED"
+    assert body["problems"]["service"] == "not started"
+
+
+async def test_stats_of_an_empty_store_are_all_zero_seed_keys_first(api: Api) -> None:
+    response = await api.client.get("/stats")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert list(body) == STATS_KEYS
+    assert body == dict.fromkeys(STATS_KEYS, 0)
+
+
+async def test_stats_count_queued_and_scheduled_jobs(api: Api) -> None:
+    await api.submit()
+    await api.submit()
+    await api.submit(delay=3600)
+    assert await api.stats() == {
+        "queued": 3,
+        "running": 0,
+        "done": 0,
+        "failed": 0,
+        "total": 3,
+        "cancelled": 0,
+        "scheduled": 1,
+        "available": 2,
+    }
+
+
+async def test_stats_move_as_jobs_run(live_api: Api) -> None:
+    release = asyncio.Event()
+
+    @live_api.service.task("hold")
+    async def hold(job: Job) -> str:
+        await release.wait()
+        return "released"
+
+    @live_api.service.task("discard")
+    async def discard(job: Job) -> None:
+        raise Discard("no use")
+
+    @live_api.service.task("cancel")
+    async def cancel(job: Job) -> None:
+        raise Cancel("not wanted")
+
+    held = await live_api.submit({"task": "hold"})
+    await live_api.submit({"task": "discard"})
+    await live_api.submit({"task": "cancel"})
+    await live_api.submit({"task": "plain"})
+    await live_api.submit({"task": "later"}, delay=3600)
+    await live_api.submit({"task": "nobody_runs_this_queue"}, queue="idle")
+
+    settled = {
+        "queued": 2,
+        "running": 1,
+        "done": 1,
+        "failed": 1,
+        "total": 6,
+        "cancelled": 1,
+        "scheduled": 1,
+        "available": 1,
+    }
+
+    async def counts_are(expected: dict[str, int]) -> bool:
+        return await live_api.stats() == expected
+
+    await wait_for(lambda: counts_are(settled), message=f"stats {settled}")
+    assert list(await live_api.stats()) == STATS_KEYS
+
+    release.set()
+    await live_api.wait_status(held, "done")
+    finished = {**settled, "running": 0, "done": 2}
+    await wait_for(lambda: counts_are(finished), message=f"stats {finished}")
+
+
+async def test_openapi_document_is_openapi_3_1(api: Api) -> None:
+    response = await api.client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    document = response.json()
+    assert document["openapi"].startswith("3.1")
+    assert document["info"]["title"]
+    assert document["info"]["version"]
+    assert isinstance(document["paths"], dict)
+
+
+async def test_openapi_lists_every_route_and_method_of_the_app(api: Api) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    app = create_app(api.service, manage_service=False)
+    served: dict[str, set[str]] = {}
+    for route in app.routes:
+        assert isinstance(route, Route)
+        if route.path == "/openapi.json":
+            continue
+        methods = {method.lower() for method in route.methods or ()} - {"head"}
+        served.setdefault(route.path, set()).update(methods)
+    assert set(document["paths"]) == set(served)
+    for path, methods in served.items():
+        assert set(document["paths"][path]) == methods, path
+        for method in methods:
+            assert document["paths"][path][method]["responses"], (path, method)
+
+
+async def test_openapi_references_resolve(api: Api) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    references: list[str] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "$ref":
+                    references.append(value)
+                else:
+                    collect(value)
+        elif isinstance(node, list):
+            for item in node:
+                collect(item)
+
+    collect(document["paths"])
+    assert references
+    schemas = document["components"]["schemas"]
+    for reference in references:
+        prefix = "#/components/schemas/"
+        assert reference.startswith(prefix)
+        assert reference.removeprefix(prefix) in schemas
+
+
+async def test_openapi_job_schema_lists_every_field_a_job_has(api: Api) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    job_id = await api.submit()
+    job = await api.job(job_id)
+    assert set(document["components"]["schemas"]["Job"]["properties"]) == set(job)
