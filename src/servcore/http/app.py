@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from servcore.http import handlers
 from servcore.http.openapi import openapi_document
 from servcore.service import Service
+from servcore.store.base import StoreError
 
 Endpoint = Callable[..., Awaitable[Response]]
 
@@ -87,6 +88,10 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return handlers.json_response({"error": message}, error.status_code, headers)
 
 
+async def _store_error(request: Request, error: Exception) -> Response:
+    return handlers.error_response(f"Store unavailable, try again: {error}", 503)
+
+
 async def _server_error(request: Request, error: Exception) -> Response:
     return handlers.error_response("Internal server error", 500)
 
@@ -102,6 +107,10 @@ def create_app(service: Service, *, manage_service: bool = True) -> Starlette:
 
     return Starlette(
         routes=[*service_routes(service), *job_routes(service)],
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            StoreError: _store_error,
+            Exception: _server_error,
+        },
         lifespan=service.lifespan if manage_service else None,
     )

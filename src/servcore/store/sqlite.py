@@ -119,7 +119,7 @@ class SqliteStore:
         self._opened = True
         try:
             await self._write(migrate)
-        except (sqlite3.Error, RuntimeError) as error:
+        except (StoreError, RuntimeError) as error:
             await self.close()
             raise StoreError(
                 f"cannot prepare SQLite database {str(self.path)!r}: {error}"
@@ -140,16 +140,22 @@ class SqliteStore:
     def problem(self) -> str | None:
         return self._writer.problem
 
-    def _write(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         if not self._opened:
             raise StoreError("the SQLite store is not open")
-        return self._writer.submit(operation)
+        try:
+            return await self._writer.submit(operation)
+        except sqlite3.Error as error:
+            raise StoreError(f"SQLite write failed: {error}") from error
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         if self._readers is None or not self._opened:
             raise StoreError("the SQLite store is not open")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: query(self._reader()))
+        try:
+            return await loop.run_in_executor(self._readers, lambda: query(self._reader()))
+        except sqlite3.Error as error:
+            raise StoreError(f"SQLite read failed: {error}") from error
 
     # -- writes -----------------------------------------------------------
 
