@@ -61,11 +61,11 @@ class Service:
         config = config or ServiceConfig()
         if isinstance(store, str):
             config = config.with_overrides(store=store)
+        elif store is not None:
+            config = config.with_overrides(store=store.url)
         self.config = config
         self.store: Store = (
-            store
-            if store is not None and not isinstance(store, str)
-            else (store_from_url(config.store))
+            store_from_url(config.store) if store is None or isinstance(store, str) else store
         )
         self.registry = registry or TaskRegistry()
         self.clock = clock
@@ -125,7 +125,7 @@ class Service:
         self._hurry = asyncio.Event()
         if not workers:
             return
-        names = tuple(queues) if queues is not None else self.config.queues
+        names = tuple(queues) if queues is not None else self._queue_names()
         self._threads = ThreadPoolExecutor(
             self.config.concurrency * len(names), thread_name_prefix="servcore-handler"
         )
@@ -176,6 +176,15 @@ class Service:
     def hurry(self) -> None:
         """Cut a graceful stop short: requeue running jobs now."""
         self._hurry.set()
+
+    def _queue_names(self) -> tuple[str, ...]:
+        """The configured queues, plus any queue a registered task sends its jobs to."""
+        names = list(self.config.queues)
+        for name in self.registry.names():
+            spec = self.registry.get(name)
+            if spec is not None and spec.queue and spec.queue not in names:
+                names.append(spec.queue)
+        return tuple(names)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming, let running jobs finish within ``grace`` s, requeue the rest."""

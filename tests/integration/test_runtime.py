@@ -307,3 +307,15 @@ async def _later_lease(service: Service, job_id: int, first: Job | None) -> bool
     return current.locked_until is not None and current.locked_until > first.locked_until + (
         timedelta(seconds=0.25)
     )
+
+
+async def test_a_task_bound_to_its_own_queue_runs_there(service: Service) -> None:
+    @service.task("transcode", queue="media")
+    async def transcode(job: Job) -> str:
+        return job.queue
+
+    await service.start()
+    assert set(service.runtimes) == {"default", "media"}
+    job = await service.enqueue("transcode")
+    assert job.queue == "media"
+    assert (await finished(service, job.id)).result == "media"
