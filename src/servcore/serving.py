@@ -79,6 +79,7 @@ async def serve(service: Service) -> None:
             create_app(service, manage_service=False),
             lifespan="off",
             access_log=False,
+            proxy_headers=False,
             log_level="warning",
             timeout_graceful_shutdown=5,
         )

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from servcore.http import handlers
+from servcore.http.fast import ServcoreApp
 from servcore.http.openapi import openapi_document
 from servcore.service import Service
 from servcore.store.base import StoreError
@@ -96,7 +97,7 @@ async def _server_error(request: Request, error: Exception) -> Response:
     return handlers.error_response("Internal server error", 500)
 
 
-def create_app(service: Service, *, manage_service: bool = True) -> Starlette:
+def create_app(service: Service, *, manage_service: bool = True) -> ServcoreApp:
     """The whole API for ``service``.
 
     With ``manage_service`` the app's lifespan starts the service (store and
@@ -105,7 +106,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> Starlette:
     ``lifespan=service.lifespan`` (Starlette runs no lifespan of a mounted app).
     """
 
-    return Starlette(
+    starlette = Starlette(
         routes=[*service_routes(service), *job_routes(service)],
         exception_handlers={
             HTTPException: _http_error,
@@ -114,3 +115,4 @@ def create_app(service: Service, *, manage_service: bool = True) -> Starlette:
         },
         lifespan=service.lifespan if manage_service else None,
     )
+    return ServcoreApp(starlette, service)

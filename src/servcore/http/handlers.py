@@ -15,18 +15,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from servcore.http import validation
+from servcore.http import answers, validation
 from servcore.http.serialization import counts_to_json, encode, job_to_json
-from servcore.http.validation import (
-    MISSING_PAYLOAD,
-    SCHEDULE_FIELDS,
-    BadRequest,
-    read_json_object,
-)
-from servcore.jobs import Job
-from servcore.service import JobRequestError, Service
+from servcore.http.validation import BadRequest, read_body
+from servcore.service import Service
 from servcore.store.base import JobQuery
-from servcore.timestamps import format_timestamp
 
 JSON = "application/json"
 
@@ -56,46 +49,27 @@ async def stats(request: Request, service: Service) -> Response:
     return json_response(counts_to_json(await service.count_jobs()))
 
 
-async def _accept(body: dict[str, Any], service: Service, queue: str | None, missing: str) -> Job:
-    try:
-        options = validation.job_options(body, missing_message=missing)
-        if queue is not None:
-            if options.get("queue", queue) != queue:
-                raise BadRequest(f"this route submits to queue {queue!r}; drop 'queue'")
-            options["queue"] = queue
-        payload = options.pop("payload")
-        new_job = service.build_job(payload, **options)
-    except JobRequestError as error:
-        raise BadRequest(str(error)) from None
-    (job,) = await service.submit([new_job])
-    return job
+def _response(answer: answers.Answer) -> Response:
+    status, body = answer
+    return Response(body, status, media_type=JSON)
 
 
 async def create_job(request: Request, service: Service, queue: str | None = None) -> Response:
     """``POST /jobs``: 202 once the job is stored."""
     try:
-        body = await read_json_object(request, service.config.max_body_bytes)
-        job = await _accept(body, service, queue, MISSING_PAYLOAD)
-    except BadRequest as error:
-        return error_response(error.message, error.status)
-    return json_response({"message": "Job accepted", "job_id": job.id}, 202)
+        body = await read_body(request, service.config.max_body_bytes)
+    except BadRequest as problem:
+        return error_response(problem.message, problem.status)
+    return _response(await answers.create_job(service, body, queue))
 
 
 async def schedule_job(request: Request, service: Service, queue: str | None = None) -> Response:
     """``POST /jobs/schedule``: like ``create_job``, with ``run_at`` required."""
     try:
-        body = await read_json_object(request, service.config.max_body_bytes)
-        if not isinstance(body.get("payload"), dict) or not isinstance(body.get("run_at"), str):
-            raise BadRequest(SCHEDULE_FIELDS)
-        if "delay" in body:
-            raise BadRequest("'delay' does not go with /jobs/schedule: give 'run_at' only")
-        job = await _accept(body, service, queue, SCHEDULE_FIELDS)
-    except BadRequest as error:
-        return error_response(error.message, error.status)
-    return json_response(
-        {"message": "Job scheduled", "job_id": job.id, "run_at": format_timestamp(job.run_at)},
-        202,
-    )
+        body = await read_body(request, service.config.max_body_bytes)
+    except BadRequest as problem:
+        return error_response(problem.message, problem.status)
+    return _response(await answers.schedule_job(service, body, queue))
 
 
 async def list_jobs(request: Request, service: Service, queue: str | None = None) -> Response:
@@ -129,11 +103,4 @@ def _page_headers(total: int, page: int, per_page: int) -> dict[str, str]:
 
 async def get_job(request: Request, service: Service, queue: str | None = None) -> Response:
     """``GET /jobs/{id}``."""
-    try:
-        job_id = validation.job_id(request.path_params["id"])
-    except BadRequest as error:
-        return error_response(error.message, error.status)
-    job = await service.get_job(job_id)
-    if job is None or (queue is not None and job.queue != queue):
-        return error_response("Job not found", 404)
-    return json_response(job_to_json(job, service.clock.now()))
+    return _response(await answers.get_job(service, request.path_params["id"], queue))

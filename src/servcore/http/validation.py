@@ -44,18 +44,25 @@ class BadRequest(Exception):
     status: int = 400
 
 
-async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object, at most ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(_too_large(limit), 413)
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) more than ``limit`` bytes."""
+    check_declared_length(request.headers.get("content-length"), limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BadRequest(_too_large(limit), 413)
+            raise BadRequest(too_large(limit), 413)
         chunks.append(chunk)
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def check_declared_length(declared: str | None, limit: int) -> None:
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(too_large(limit), 413)
+
+
+def decode_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object."""
     if not body.strip():
         raise BadRequest("Request body is empty: send a JSON object")
     try:
@@ -71,7 +78,7 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     return document
 
 
-def _too_large(limit: int) -> str:
+def too_large(limit: int) -> str:
     return f"Request body is larger than the limit of {limit} bytes"
 
 

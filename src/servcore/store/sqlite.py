@@ -33,6 +33,7 @@ from servcore.store.base import (
 )
 from servcore.store.group_commit import GroupCommitWriter
 from servcore.store.node_locks import NodeLocks
+from servcore.store.sqlite_inserts import InsertCoalescer
 from servcore.store.sqlite_rows import (
     COLUMNS,
     encode_json,
@@ -81,6 +82,7 @@ class SqliteStore:
         self.path = Path(path)
         self.synchronous = synchronous
         self._writer = GroupCommitWriter(self._connect_writer)
+        self._inserts = InsertCoalescer(self._writer.submit)
         self._reader_local = threading.local()
         self._readers: ThreadPoolExecutor | None = None
         self._nodes = NodeLocks(Path(f"{path}-nodes"))
@@ -114,6 +116,7 @@ class SqliteStore:
         except (OSError, sqlite3.Error) as error:
             raise StoreError(f"cannot open SQLite database {str(self.path)!r}: {error}") from None
         self._writer = GroupCommitWriter(self._connect_writer)
+        self._inserts = InsertCoalescer(self._writer.submit)
         self._writer.start()
         self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="servcore-sqlite-reader")
         self._opened = True
@@ -180,18 +183,12 @@ class SqliteStore:
             for new in new_jobs
         ]
 
-        def insert(conn: sqlite3.Connection) -> int:
-            conn.executemany(
-                "INSERT INTO jobs (queue, task, payload, status, priority, max_attempts, "
-                "run_at, inserted_at, unique_key, timeout, backoff) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            # One writer inside one transaction: AUTOINCREMENT ids are consecutive.
-            last: int = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-            return last - len(rows) + 1
-
-        first_id = await self._write(insert)
+        if not self._opened:
+            raise StoreError("the SQLite store is not open")
+        try:
+            first_id = await self._inserts.insert(rows)
+        except sqlite3.Error as error:
+            raise StoreError(f"SQLite write failed: {error}") from error
         return [
             Job(
                 id=first_id + index,

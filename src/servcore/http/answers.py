@@ -1,0 +1,80 @@
+"""What the job endpoints answer, free of any web framework.
+
+Each function takes the service and the request's raw parts and returns
+``(status, JSON bytes)``. The Starlette handlers in ``handlers`` and the
+fast ASGI path in ``fast`` are thin adapters over these, so both speak the
+same contract by construction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from servcore.http import validation
+from servcore.http.serialization import encode, job_to_json
+from servcore.http.validation import MISSING_PAYLOAD, SCHEDULE_FIELDS, BadRequest
+from servcore.jobs import Job
+from servcore.service import JobRequestError, Service
+from servcore.timestamps import format_timestamp
+
+Answer = tuple[int, bytes]
+
+JOB_NOT_FOUND: Answer = (404, b'{"error":"Job not found"}')
+
+
+def error(message: str, status: int = 400) -> Answer:
+    return status, encode({"error": message})
+
+
+async def _accept(service: Service, body: dict[str, Any], queue: str | None, missing: str) -> Job:
+    try:
+        options = validation.job_options(body, missing_message=missing)
+        if queue is not None:
+            if options.get("queue", queue) != queue:
+                raise BadRequest(f"this route submits to queue {queue!r}; drop 'queue'")
+            options["queue"] = queue
+        payload = options.pop("payload")
+        new_job = service.build_job(payload, **options)
+    except JobRequestError as problem:
+        raise BadRequest(str(problem)) from None
+    (job,) = await service.submit([new_job])
+    return job
+
+
+async def create_job(service: Service, body: bytes, queue: str | None = None) -> Answer:
+    """``POST /jobs``: 202 once the job is stored."""
+    try:
+        job = await _accept(service, validation.decode_object(body), queue, MISSING_PAYLOAD)
+    except BadRequest as problem:
+        return error(problem.message, problem.status)
+    return 202, b'{"message":"Job accepted","job_id":%d}' % job.id
+
+
+async def schedule_job(service: Service, body: bytes, queue: str | None = None) -> Answer:
+    """``POST /jobs/schedule``: like :func:`create_job`, with ``run_at`` required."""
+    try:
+        document = validation.decode_object(body)
+        if not isinstance(document.get("payload"), dict) or not isinstance(
+            document.get("run_at"), str
+        ):
+            raise BadRequest(SCHEDULE_FIELDS)
+        if "delay" in document:
+            raise BadRequest("'delay' does not go with /jobs/schedule: give 'run_at' only")
+        job = await _accept(service, document, queue, SCHEDULE_FIELDS)
+    except BadRequest as problem:
+        return error(problem.message, problem.status)
+    return 202, encode(
+        {"message": "Job scheduled", "job_id": job.id, "run_at": format_timestamp(job.run_at)}
+    )
+
+
+async def get_job(service: Service, id_text: str, queue: str | None = None) -> Answer:
+    """``GET /jobs/{id}``."""
+    try:
+        job_id = validation.job_id(id_text)
+    except BadRequest as problem:
+        return error(problem.message, problem.status)
+    job = await service.get_job(job_id)
+    if job is None or (queue is not None and job.queue != queue):
+        return JOB_NOT_FOUND
+    return 200, encode(job_to_json(job, service.clock.now()))

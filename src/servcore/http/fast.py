@@ -1,0 +1,105 @@
+"""A direct ASGI path for the two hottest routes, in front of the Starlette app.
+
+``POST /jobs`` and ``GET /jobs/{id}`` are answered here from the raw ASGI
+messages; everything else (and the lifespan) goes to Starlette. Measured on
+this project's 2-core machine, a plain ASGI POST handler serves ~31k req/s
+where the same handler behind Starlette's routing and middleware serves
+~12.5k, and the submit path is where servcore's users put their load. Both
+paths call the same functions in ``answers``, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+from starlette.types import Message, Receive, Scope, Send
+
+from servcore.http import answers
+from servcore.http.validation import BadRequest, check_declared_length, too_large
+from servcore.service import Service
+from servcore.store.base import StoreError
+
+log = logging.getLogger("servcore.http")
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class ServcoreApp:
+    """The whole API as one ASGI app; see the module docstring."""
+
+    def __init__(self, app: Starlette, service: Service, prefix: str = "/jobs") -> None:
+        self.app = app
+        self._service = service
+        self._prefix = prefix
+        self._item_prefix = prefix + "/"
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return self.app.routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = _route_path(scope)
+            method = scope["method"]
+            if method == "POST" and path == self._prefix:
+                await self._answer(send, self._create(scope, receive))
+                return
+            if method == "GET" and path.startswith(self._item_prefix):
+                id_text = path[len(self._item_prefix) :]
+                if id_text and "/" not in id_text and id_text != "schedule":
+                    await self._answer(send, answers.get_job(self._service, id_text))
+                    return
+        await self.app(scope, receive, send)
+
+    async def _create(self, scope: Scope, receive: Receive) -> answers.Answer:
+        try:
+            body = await _read_body(scope, receive, self._service.config.max_body_bytes)
+        except BadRequest as problem:
+            return answers.error(problem.message, problem.status)
+        return await answers.create_job(self._service, body)
+
+    async def _answer(self, send: Send, answering: Awaitable[answers.Answer]) -> None:
+        try:
+            status, body = await answering
+        except StoreError as problem:
+            status, body = answers.error(f"Store unavailable, try again: {problem}", 503)
+        except Exception:
+            log.exception("Unexpected error answering a request")
+            status, body = answers.error("Internal server error", 500)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % len(body))],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below where the app is mounted (Starlette keeps the full path)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+async def _read_body(scope: Scope, receive: Callable[[], Awaitable[Message]], limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            check_declared_length(value.decode("latin-1"), limit)
+            break
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("client disconnected before sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(too_large(limit), 413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

@@ -1,0 +1,110 @@
+"""Inserts from many callers in one loop turn become one statement.
+
+Under HTTP load, dozens of requests submit one job each in the same turn of
+the event loop. Handing each to the writer as its own operation costs a
+statement, an id read-back and a hand-off per job; gathering them first
+costs one ``executemany`` for all. Each caller still gets only its own
+result: if the combined insert fails, every caller's rows are tried again
+under a savepoint of their own, so one bad batch fails only its caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+Row = tuple[Any, ...]
+Submit = Callable[[Callable[[sqlite3.Connection], list[int | Exception]]], asyncio.Future[Any]]
+
+_INSERT = (
+    "INSERT INTO jobs (queue, task, payload, status, priority, max_attempts, "
+    "run_at, inserted_at, unique_key, timeout, backoff) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[Row]) -> int:
+    """Insert ``rows``; the id of the first. One writer inside one
+    transaction, so AUTOINCREMENT ids of one statement are consecutive."""
+    conn.executemany(_INSERT, rows)
+    last: int = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    return last - len(rows) + 1
+
+
+def _insert_batches(conn: sqlite3.Connection, batches: list[list[Row]]) -> list[int | Exception]:
+    if len(batches) == 1:
+        return [_insert_rows(conn, batches[0])]
+    conn.execute("SAVEPOINT combined")
+    try:
+        first = _insert_rows(conn, [row for batch in batches for row in batch])
+    except sqlite3.Error:
+        conn.execute("ROLLBACK TO combined")
+        conn.execute("RELEASE combined")
+        return [_insert_alone(conn, batch) for batch in batches]
+    conn.execute("RELEASE combined")
+    firsts: list[int | Exception] = []
+    for batch in batches:
+        firsts.append(first)
+        first += len(batch)
+    return firsts
+
+
+def _insert_alone(conn: sqlite3.Connection, rows: list[Row]) -> int | Exception:
+    conn.execute("SAVEPOINT alone")
+    try:
+        first = _insert_rows(conn, rows)
+    except sqlite3.Error as error:
+        conn.execute("ROLLBACK TO alone")
+        conn.execute("RELEASE alone")
+        return error
+    conn.execute("RELEASE alone")
+    return first
+
+
+class InsertCoalescer:
+    """Gathers the inserts of one loop turn into one writer operation."""
+
+    def __init__(self, submit: Submit) -> None:
+        self._submit = submit
+        self._waiting: list[tuple[list[Row], asyncio.Future[int]]] = []
+
+    async def insert(self, rows: list[Row]) -> int:
+        """Store ``rows`` (all or none); the id of the first, once committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._waiting.append((rows, future))
+        if len(self._waiting) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        batches = [rows for rows, _ in waiting]
+        try:
+            written = self._submit(lambda conn: _insert_batches(conn, batches))
+        except Exception as error:
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        written.add_done_callback(lambda done: _answer(waiting, done))
+
+
+def _answer(
+    waiting: list[tuple[list[Row], asyncio.Future[int]]], done: asyncio.Future[Any]
+) -> None:
+    if done.cancelled():
+        outcomes: list[Any] = [asyncio.CancelledError()] * len(waiting)
+    elif done.exception() is not None:
+        outcomes = [done.exception()] * len(waiting)
+    else:
+        outcomes = done.result()
+    for (_, future), outcome in zip(waiting, outcomes, strict=True):
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
