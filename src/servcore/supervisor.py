@@ -68,6 +68,17 @@ class Supervisor:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
+    async def finish(self, part: str, within: float) -> None:
+        """Wait for a part that was asked to end on its own; cancel it after ``within`` s."""
+        task = self._tasks.pop(part, None)
+        if task is None:
+            return
+        done, _ = await asyncio.wait([task], timeout=within)
+        if not done:
+            log.warning("%s did not stop within %.1f s; cancelling it", part, within)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def stop(self, part: str | None = None) -> None:
         """Cancel one part, or all of them, and wait until they are gone."""
         names = [part] if part is not None else list(self._tasks)

@@ -233,3 +233,17 @@ async def test_next_run_at_counts_a_job_that_came_due_before_a_ready_one(store: 
     await insert(store, new_job(run_at=at(10)), now=at(10))
 
     assert await store.next_run_at("default") == at(5)
+
+
+async def test_next_run_at_after_a_short_claim_follows_every_later_write(store: Store) -> None:
+    await insert(store, new_job(run_at=at(10)))
+    assert await claim(store) == []  # the queue has run dry
+    assert await store.next_run_at("default") == at(10)
+    await insert(store, new_job(run_at=at(5)))
+    assert await store.next_run_at("default") == at(5)
+    running = (await insert(store, new_job()))[0]
+    [claimed] = await claim(store)
+    assert claimed.id == running.id
+    await store.fail_jobs([failure(claimed, retry_at=at(2))])
+    assert await store.next_run_at("default") == at(2)
+    assert await store.next_run_at("elsewhere") is None

@@ -19,30 +19,20 @@ log = logging.getLogger("servcore.runtime")
 
 
 class Completer:
-    def __init__(
-        self,
-        store: JobWriter,
-        on_stale: Callable[[list[int]], None],
-        on_recorded: Callable[[], None] = lambda: None,
-    ) -> None:
+    def __init__(self, store: JobWriter, on_stale: Callable[[list[int]], None]) -> None:
         self._store = store
         self._on_stale = on_stale
-        self._on_recorded = on_recorded
         self._completions: list[Completion] = []
         self._failures: list[Failure] = []
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._flushing: asyncio.Future[None] | None = None
+        self._stopping = False
 
     def add_completion(self, completion: Completion) -> None:
         self._completions.append(completion)
-        self._idle.clear()
         self._wake.set()
 
     def add_failure(self, failure: Failure) -> None:
         self._failures.append(failure)
-        self._idle.clear()
         self._wake.set()
 
     @property
@@ -50,19 +40,23 @@ class Completer:
         return len(self._completions) + len(self._failures)
 
     async def run(self) -> None:
-        """Write batches until cancelled; raises (for the supervisor) if the store fails."""
-        while True:
+        """Write batches until :meth:`stop`; raises (for the supervisor) if the store fails.
+
+        It is stopped, never cancelled, so that a write the store has begun is
+        seen to its end (a cancelled one would be retried, so written twice).
+        """
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
-            # Shielded: a write the store has begun must be seen to its end,
-            # or its batch would be written twice.
-            self._flushing = asyncio.ensure_future(self.flush_once())
-            await asyncio.shield(self._flushing)
+            await self.flush_once()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the write under way."""
+        self._stopping = True
+        self._wake.set()
 
     async def flush_all(self) -> None:
-        """After ``run`` is cancelled: finish the write under way, then write the rest."""
-        if self._flushing is not None and not self._flushing.done():
-            await asyncio.wait([self._flushing])
+        """Write everything still waiting (after :meth:`run` has returned)."""
         while self.pending:
             await self.flush_once()
 
@@ -84,10 +78,3 @@ class Completer:
             raise
         if stale:
             self._on_stale(stale)
-        if not self._completions and not self._failures:
-            self._idle.set()
-        self._on_recorded()
-
-    async def drain(self) -> None:
-        """Wait until everything handed over so far is written."""
-        await self._idle.wait()

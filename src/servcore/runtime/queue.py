@@ -29,12 +29,13 @@ from servcore.clock import Clock
 from servcore.jobs import Job
 from servcore.runtime.completer import Completer
 from servcore.runtime.executor import Executor, Outcome
-from servcore.store.base import ClaimParams, Lease, Store
+from servcore.store.base import ClaimParams, Lease, Store, StoreError
 from servcore.supervisor import Supervisor
 
 log = logging.getLogger("servcore.runtime")
 
 _MIN_WAIT = 0.001
+_STOP_TIMEOUT = 10.0
 
 
 class QueueRuntime:
@@ -65,6 +66,7 @@ class QueueRuntime:
         self._slot_freed = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._supervisor: Supervisor | None = None
+        self._claiming = True
         self.stale_outcomes = 0
         self.executed = 0
 
@@ -91,8 +93,13 @@ class QueueRuntime:
         )
 
     async def stop_claiming(self) -> None:
+        # Asked, not cancelled: a claim the store has begun is seen to its
+        # end, so no claimed job is stranded as "running".
+        self._claiming = False
+        self._wake.set()
+        self._slot_freed.set()
         if self._supervisor is not None:
-            await self._supervisor.stop(self.claim_part)
+            await self._supervisor.finish(self.claim_part, _STOP_TIMEOUT)
         # Claimed but not started: back to the queue at once.
         waiting = []
         while not self._ready.empty():
@@ -122,8 +129,17 @@ class QueueRuntime:
         self._workers = []
         if self._supervisor is not None:
             await self._supervisor.stop(f"heartbeat {self.name}")
-            await self._supervisor.stop(f"completer {self.name}")
-        await self.completer.flush_all()
+            self.completer.stop()
+            await self._supervisor.finish(f"completer {self.name}", _STOP_TIMEOUT)
+        try:
+            await self.completer.flush_all()
+        except StoreError as error:
+            log.error(
+                "Queue %s: could not record %d outcome(s) (%s); those jobs will run again",
+                self.name,
+                self.completer.pending,
+                error,
+            )
         leftover = list(self.in_flight.values())
         if leftover:
             log.warning(
@@ -155,28 +171,16 @@ class QueueRuntime:
         if free <= 0:
             return []
         params = ClaimParams(self.name, free, self._node, now, now + self._lease)
-        claim = asyncio.ensure_future(self._store.claim_jobs(params))
-        try:
-            jobs = await asyncio.shield(claim)
-        except asyncio.CancelledError:
-            # Stopping mid-claim: keep what the store handed out, so that
-            # stop_claiming returns it to the queue instead of stranding it.
-            await asyncio.wait([claim])
-            if not claim.cancelled() and claim.exception() is None:
-                self._take(claim.result())
-            raise
-        self._take(jobs)
-        return jobs
-
-    def _take(self, jobs: list[Job]) -> None:
+        jobs = await self._store.claim_jobs(params)
         for job in jobs:
             self.in_flight[job.id] = job
             self._ready.put_nowait(job)
+        return jobs
 
     async def _claim_loop(self) -> None:
         assert self._supervisor is not None
         health = self._supervisor.health
-        while True:
+        while self._claiming:
             if len(self.in_flight) >= self.concurrency:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()

@@ -86,6 +86,10 @@ class SqliteStore:
         self._reader_local = threading.local()
         self._readers: ThreadPoolExecutor | None = None
         self._nodes = NodeLocks(Path(f"{path}-nodes"))
+        # Bumped by every write that can add waiting jobs; a next_run_at
+        # learned by a claim holds only while no such write came after it.
+        self._generation = 0
+        self._next_run_at: dict[str, tuple[int | None, int]] = {}
         self._opened = False
 
     # -- life cycle -------------------------------------------------------
@@ -163,6 +167,7 @@ class SqliteStore:
     # -- writes -----------------------------------------------------------
 
     async def insert_jobs(self, new_jobs: Sequence[NewJob], now: datetime) -> list[Job]:
+        self._generation += 1
         if not new_jobs:
             return []
         now_us = to_micros(now)
@@ -217,15 +222,23 @@ class SqliteStore:
             "until": to_micros(params.lease_until),
         }
 
-        def claim(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+        generation = self._generation
+
+        def claim(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], int | None]:
             conn.execute(
                 "UPDATE jobs SET status = 'queued' "
                 "WHERE status = 'scheduled' AND queue = :queue AND run_at <= :now",
                 values,
             )
-            return conn.execute(_CLAIM, values).fetchall()
+            rows = conn.execute(_CLAIM, values).fetchall()
+            # A short claim means the queue has run dry: learn when it fills
+            # again here, saving the runtime a separate read (next_run_at).
+            following = _earliest_run_at(conn, params.queue) if len(rows) < params.limit else None
+            return rows, following
 
-        rows = await self._write(claim)
+        rows, following = await self._write(claim)
+        if len(rows) < params.limit:
+            self._next_run_at[params.queue] = (following, generation)
         jobs = [row_to_job(row) for row in rows]
         jobs.sort(key=lambda job: (job.priority, job.id))
         return jobs
@@ -263,6 +276,7 @@ class SqliteStore:
         return await self._write(complete)
 
     async def fail_jobs(self, failures: Sequence[Failure]) -> list[int]:
+        self._generation += 1
         if not failures:
             return []
 
@@ -296,6 +310,7 @@ class SqliteStore:
         return await self._write(fail)
 
     async def release_jobs(self, leases: Sequence[Lease]) -> list[int]:
+        self._generation += 1
         if not leases:
             return []
 
@@ -326,6 +341,7 @@ class SqliteStore:
         return await self._write(extend)
 
     async def rescue_expired_leases(self, now: datetime, max_rescues: int) -> RescueReport:
+        self._generation += 1
         now_us = to_micros(now)
 
         def rescue(conn: sqlite3.Connection) -> RescueReport:
@@ -443,17 +459,19 @@ class SqliteStore:
         return await self._read(count)
 
     async def next_run_at(self, queue: str) -> datetime | None:
-        def earliest(conn: sqlite3.Connection) -> datetime | None:
-            # Two index-backed minimums: ready rows (few, once a claim has
-            # come up short) and scheduled rows (by jobs_scheduled).
-            runs = [
-                conn.execute(
-                    f"SELECT min(run_at) FROM jobs WHERE status = '{status}' AND queue = ?",
-                    (queue,),
-                ).fetchone()[0]
-                for status in ("queued", "scheduled")
-            ]
-            known = [run for run in runs if run is not None]
-            return from_micros(min(known)) if known else None
+        known = self._next_run_at.get(queue)
+        if known is not None and known[1] == self._generation:
+            return from_micros(known[0])
+        return await self._read(lambda conn: from_micros(_earliest_run_at(conn, queue)))
 
-        return await self._read(earliest)
+
+def _earliest_run_at(conn: sqlite3.Connection, queue: str) -> int | None:
+    """The smallest run_at of the queue's waiting jobs (µs), by two index-backed minimums."""
+    runs = [
+        conn.execute(
+            f"SELECT min(run_at) FROM jobs WHERE status = '{status}' AND queue = ?", (queue,)
+        ).fetchone()[0]
+        for status in ("queued", "scheduled")
+    ]
+    known = [run for run in runs if run is not None]
+    return min(known) if known else None
