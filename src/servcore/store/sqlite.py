@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from servcore.jobs import Job, JobStatus, NewJob
+from servcore.store import sqlite_reads
 from servcore.store.base import (
     ClaimParams,
     Completion,
@@ -27,7 +28,6 @@ from servcore.store.base import (
     JobQuery,
     Lease,
     RescueReport,
-    StatusFilter,
     StoreError,
     rescue_verdict,
 )
@@ -46,16 +46,6 @@ from servcore.store.sqlite_schema import migrate
 T = TypeVar("T")
 _SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 _READERS = 2
-
-_STATUS_WHERE = {
-    "queued": "status IN ('queued', 'scheduled')",
-    "running": "status = 'running'",
-    "done": "status = 'done'",
-    "failed": "status = 'failed'",
-    "cancelled": "status = 'cancelled'",
-    StatusFilter.SCHEDULED: "status = 'scheduled' AND run_at > :now",
-    StatusFilter.AVAILABLE: "(status = 'queued' OR (status = 'scheduled' AND run_at <= :now))",
-}
 
 _CLAIM = f"""
 UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = :now,
@@ -233,7 +223,11 @@ class SqliteStore:
             rows = conn.execute(_CLAIM, values).fetchall()
             # A short claim means the queue has run dry: learn when it fills
             # again here, saving the runtime a separate read (next_run_at).
-            following = _earliest_run_at(conn, params.queue) if len(rows) < params.limit else None
+            following = (
+                sqlite_reads.earliest_run_at(conn, params.queue)
+                if len(rows) < params.limit
+                else None
+            )
             return rows, following
 
         rows, following = await self._write(claim)
@@ -399,79 +393,17 @@ class SqliteStore:
     # -- reads ------------------------------------------------------------
 
     async def get_job(self, job_id: int) -> Job | None:
-        def get(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return None if row is None else row_to_job(row)
-
-        return await self._read(get)
+        return await self._read(lambda conn: sqlite_reads.select_job(conn, job_id))
 
     async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
-        clauses = []
-        values: dict[str, Any] = {
-            "now": to_micros(now),
-            "limit": query.limit,
-            "offset": query.offset,
-        }
-        if query.status is not None:
-            clauses.append(_STATUS_WHERE[query.status])
-        if query.queue is not None:
-            clauses.append("queue = :queue")
-            values["queue"] = query.queue
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-
-        def select(conn: sqlite3.Connection) -> JobPage:
-            conn.execute("BEGIN")  # one snapshot for the page and its total
-            try:
-                rows = conn.execute(
-                    f"SELECT {COLUMNS} FROM jobs {where} ORDER BY id DESC "
-                    "LIMIT :limit OFFSET :offset",
-                    values,
-                ).fetchall()
-                (total,) = conn.execute(f"SELECT count(*) FROM jobs {where}", values).fetchone()
-            finally:
-                conn.execute("COMMIT")
-            return JobPage([row_to_job(row) for row in rows], total)
-
-        return await self._read(select)
+        return await self._read(lambda conn: sqlite_reads.select_page(conn, query, now))
 
     async def count_jobs(self, now: datetime) -> JobCounts:
-        def count(conn: sqlite3.Connection) -> JobCounts:
-            conn.execute("BEGIN")
-            try:
-                by_status = dict(
-                    conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
-                )
-                (scheduled,) = conn.execute(
-                    "SELECT count(*) FROM jobs WHERE status = 'scheduled' AND run_at > ?",
-                    (to_micros(now),),
-                ).fetchone()
-            finally:
-                conn.execute("COMMIT")
-            return JobCounts(
-                queued=by_status.get("queued", 0) + by_status.get("scheduled", 0),
-                running=by_status.get("running", 0),
-                done=by_status.get("done", 0),
-                failed=by_status.get("failed", 0),
-                cancelled=by_status.get("cancelled", 0),
-                scheduled=scheduled,
-            )
-
-        return await self._read(count)
+        return await self._read(lambda conn: sqlite_reads.count_by_status(conn, now))
 
     async def next_run_at(self, queue: str) -> datetime | None:
         known = self._next_run_at.get(queue)
         if known is not None and known[1] == self._generation:
             return from_micros(known[0])
-        return await self._read(lambda conn: from_micros(_earliest_run_at(conn, queue)))
-
-
-def _earliest_run_at(conn: sqlite3.Connection, queue: str) -> int | None:
-    """The smallest run_at of the queue's waiting jobs (µs), by two index-backed minimums."""
-    runs = [
-        conn.execute(
-            f"SELECT min(run_at) FROM jobs WHERE status = '{status}' AND queue = ?", (queue,)
-        ).fetchone()[0]
-        for status in ("queued", "scheduled")
-    ]
-    known = [run for run in runs if run is not None]
-    return min(known) if known else None
+        earliest = await self._read(lambda conn: sqlite_reads.earliest_run_at(conn, queue))
+        return from_micros(earliest)

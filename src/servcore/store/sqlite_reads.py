@@ -1,0 +1,80 @@
+"""The SQLite store's read queries: plain functions of a (reader) connection."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from servcore.jobs import Job
+from servcore.store.base import JobCounts, JobPage, JobQuery, StatusFilter
+from servcore.store.sqlite_rows import COLUMNS, row_to_job, to_micros
+
+_STATUS_WHERE = {
+    "queued": "status IN ('queued', 'scheduled')",
+    "running": "status = 'running'",
+    "done": "status = 'done'",
+    "failed": "status = 'failed'",
+    "cancelled": "status = 'cancelled'",
+    StatusFilter.SCHEDULED: "status = 'scheduled' AND run_at > :now",
+    StatusFilter.AVAILABLE: "(status = 'queued' OR (status = 'scheduled' AND run_at <= :now))",
+}
+
+
+def select_job(conn: sqlite3.Connection, job_id: int) -> Job | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else row_to_job(row)
+
+
+def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> JobPage:
+    """Newest first, with the total of all matches, from one snapshot."""
+    clauses = []
+    values: dict[str, Any] = {"now": to_micros(now), "limit": query.limit, "offset": query.offset}
+    if query.status is not None:
+        clauses.append(_STATUS_WHERE[query.status])
+    if query.queue is not None:
+        clauses.append("queue = :queue")
+        values["queue"] = query.queue
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    conn.execute("BEGIN")
+    try:
+        rows = conn.execute(
+            f"SELECT {COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT :limit OFFSET :offset",
+            values,
+        ).fetchall()
+        (total,) = conn.execute(f"SELECT count(*) FROM jobs {where}", values).fetchone()
+    finally:
+        conn.execute("COMMIT")
+    return JobPage([row_to_job(row) for row in rows], total)
+
+
+def count_by_status(conn: sqlite3.Connection, now: datetime) -> JobCounts:
+    conn.execute("BEGIN")
+    try:
+        by_status = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
+        (scheduled,) = conn.execute(
+            "SELECT count(*) FROM jobs WHERE status = 'scheduled' AND run_at > ?",
+            (to_micros(now),),
+        ).fetchone()
+    finally:
+        conn.execute("COMMIT")
+    return JobCounts(
+        queued=by_status.get("queued", 0) + by_status.get("scheduled", 0),
+        running=by_status.get("running", 0),
+        done=by_status.get("done", 0),
+        failed=by_status.get("failed", 0),
+        cancelled=by_status.get("cancelled", 0),
+        scheduled=scheduled,
+    )
+
+
+def earliest_run_at(conn: sqlite3.Connection, queue: str) -> int | None:
+    """The smallest run_at (µs) of the queue's waiting jobs, by two index-backed minimums."""
+    runs = [
+        conn.execute(
+            f"SELECT min(run_at) FROM jobs WHERE status = '{status}' AND queue = ?", (queue,)
+        ).fetchone()[0]
+        for status in ("queued", "scheduled")
+    ]
+    known = [run for run in runs if run is not None]
+    return min(known) if known else None
