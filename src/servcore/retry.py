@@ -31,8 +31,10 @@ class Backoff:
     def delay(self, attempt: int, draw: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt ``attempt``; ``draw`` gives [0, 1)."""
         exponent = max(attempt - 1, 0)
-        # Cap the exponent so huge attempt counts cannot overflow a float.
-        raw = self.base * self.factor ** min(exponent, 64)
+        try:
+            raw = self.base * self.factor ** min(exponent, 64)
+        except OverflowError:
+            raw = self.max_delay
         capped = min(self.max_delay, raw)
         spread = capped * self.jitter
         return max(0.0, capped - spread + 2 * spread * draw())

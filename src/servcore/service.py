@@ -32,7 +32,7 @@ from servcore.retry import Backoff
 from servcore.runtime.executor import Executor
 from servcore.runtime.queue import QueueRuntime
 from servcore.store import store_from_url
-from servcore.store.base import JobCounts, JobPage, JobQuery, Store
+from servcore.store.base import JobCounts, JobPage, JobQuery, Store, StoreError
 from servcore.supervisor import Health, Supervisor
 from servcore.tasks import Handler, HandlerT, TaskRegistry
 
@@ -73,7 +73,7 @@ class Service:
         self._supervisor = Supervisor(self.health_state)
         self._threads: ThreadPoolExecutor | None = None
         self.runtimes: dict[str, QueueRuntime] = {}
-        self.rescuer = Rescuer(self.store, config.max_rescues)
+        self.rescuer = Rescuer(self.store, config.max_rescues, self._wake_queues)
         self.pruner = Pruner(self.store, config.retention)
         self._started = False
         self._stopping = False
@@ -86,7 +86,7 @@ class Service:
         config = self.config.with_overrides(**overrides)
         if config.store != self.config.store:
             self.store = store_from_url(config.store)
-            self.rescuer = Rescuer(self.store, config.max_rescues)
+            self.rescuer = Rescuer(self.store, config.max_rescues, self._wake_queues)
             self.pruner = Pruner(self.store, config.retention)
         self.config = config
 
@@ -177,6 +177,10 @@ class Service:
         """Cut a graceful stop short: requeue running jobs now."""
         self._hurry.set()
 
+    def _wake_queues(self) -> None:
+        for runtime in self.runtimes.values():
+            runtime.notify()
+
     def _queue_names(self) -> tuple[str, ...]:
         """The configured queues, plus any queue a registered task sends its jobs to."""
         names = list(self.config.queues)
@@ -197,15 +201,22 @@ class Service:
             log.info(
                 "Stopping: no new jobs are claimed; waiting up to %.1f s for running jobs", grace
             )
-        await asyncio.gather(*(runtime.stop_claiming() for runtime in runtimes))
-        await asyncio.gather(*(runtime.drain(grace, self._hurry) for runtime in runtimes))
-        await self._supervisor.stop()
-        self.runtimes.clear()
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            self._threads = None
-        await self.store.close()
-        self._started = False
+        try:
+            await asyncio.gather(*(runtime.stop_claiming() for runtime in runtimes))
+            await asyncio.gather(*(runtime.drain(grace, self._hurry) for runtime in runtimes))
+        except StoreError as error:
+            # Jobs not returned stay "running" under this node and are rescued
+            # once its lock is released below (or their lease runs out).
+            log.error("Stopping: could not return running jobs to the queue: %s", error)
+        finally:
+            await self._supervisor.stop()
+            self.runtimes.clear()
+            if self._threads is not None:
+                self._threads.shutdown(wait=False, cancel_futures=True)
+                self._threads = None
+            await self.store.close()
+            self._started = False
+            self._stopping = False
 
     # -- submitting -------------------------------------------------------
 

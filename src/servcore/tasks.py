@@ -9,6 +9,7 @@ job instead, raise :class:`Retry`, :class:`Discard` or :class:`Cancel`.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,8 +28,8 @@ class Retry(Exception):
 
     def __init__(self, after: float | None = None, reason: str = "retry requested") -> None:
         super().__init__(reason)
-        if after is not None and after < 0:
-            raise ValueError("Retry(after=...) needs seconds >= 0")
+        if after is not None and not (math.isfinite(after) and after >= 0):
+            raise ValueError("Retry(after=...) needs a finite number of seconds >= 0")
         self.after = after
         self.reason = reason
 

@@ -15,6 +15,8 @@ class Periodic:
 
     The first run is one interval after start: the service runs what must
     happen at once (rescuing a dead node's jobs) itself, before it claims.
+    After a crash, the supervisor's restart runs at once, so the part is not
+    reported down for a whole interval.
     """
 
     def __init__(
@@ -31,9 +33,16 @@ class Periodic:
         self._interval = interval
         self._clock = clock
         self._health = health
+        self._started = False
 
     async def run(self) -> None:
+        if self._started:
+            await self._run_and_report()
+        self._started = True
         while True:
             await asyncio.sleep(self._interval)
-            await self.run_once(self._clock.now())
-            self._health.ok(self.name)
+            await self._run_and_report()
+
+    async def _run_and_report(self) -> None:
+        await self.run_once(self._clock.now())
+        self._health.ok(self.name)

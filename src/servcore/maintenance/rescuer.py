@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from servcore.store.base import RescueReport, Store
@@ -11,15 +12,22 @@ log = logging.getLogger("servcore.maintenance")
 
 
 class Rescuer:
-    def __init__(self, store: Store, max_rescues: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        max_rescues: int,
+        on_requeued: Callable[[], None] = lambda: None,
+    ) -> None:
         self._store = store
         self._max_rescues = max_rescues
+        self._on_requeued = on_requeued
         self.rescued = 0
 
     async def run_once(self, now: datetime) -> RescueReport:
         report = await self._store.rescue_expired_leases(now, self._max_rescues)
         self.rescued += len(report.requeued) + len(report.failed)
         if report.requeued:
+            self._on_requeued()
             log.warning(
                 "Rescued %d job(s) whose worker was lost: %s",
                 len(report.requeued),

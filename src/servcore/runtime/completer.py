@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from servcore.store.base import Completion, Failure, JobWriter
 
@@ -19,9 +20,15 @@ log = logging.getLogger("servcore.runtime")
 
 
 class Completer:
-    def __init__(self, store: JobWriter, on_stale: Callable[[list[int]], None]) -> None:
+    def __init__(
+        self,
+        store: JobWriter,
+        on_stale: Callable[[list[int]], None],
+        on_written: Callable[[list[datetime]], None] = lambda retry_times: None,
+    ) -> None:
         self._store = store
         self._on_stale = on_stale
+        self._on_written = on_written
         self._completions: list[Completion] = []
         self._failures: list[Failure] = []
         self._wake = asyncio.Event()
@@ -78,3 +85,8 @@ class Completer:
             raise
         if stale:
             self._on_stale(stale)
+        # The retry times tell the queue when to look again (a retry may be due
+        # before anything it is waiting for).
+        self._on_written(
+            [f.retry_at for f in failures if f.retry_at is not None and f.id not in stale]
+        )

@@ -24,6 +24,8 @@ from servcore.retry import Backoff
 from servcore.store.base import Completion, Failure
 from servcore.tasks import Cancel, Discard, Retry, TaskRegistry, TaskSpec
 
+# However a backoff is configured, a retry is at most a year away.
+MAX_RETRY_DELAY = 365 * 24 * 3600.0
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -76,6 +78,9 @@ class Executor:
             return self._failed(job, spec, _describe(error), traceback.format_exc())
         return Outcome(completion=Completion(job.id, job.lease_token, self._clock.now(), result))
 
+    def runs_in_thread(self, job: Job) -> bool:
+        return not self._registry.resolve(job.task).is_async
+
     def crashed(self, job: Job, error: Exception) -> Outcome:
         """The outcome for a job whose execution broke outside its handler."""
         return self._failed(
@@ -104,7 +109,7 @@ class Executor:
         if not final and job.attempt < job.max_attempts:
             if delay is None:
                 delay = self._backoff(job, spec).delay(job.attempt)
-            retry_at = now + timedelta(seconds=delay)
+            retry_at = now + timedelta(seconds=min(delay, MAX_RETRY_DELAY))
         error = JobError(job.attempt, now, message, trace)
         return Outcome(failure=Failure(job.id, job.lease_token, error, retry_at, cancel))
 

@@ -35,7 +35,9 @@ from servcore.supervisor import Supervisor
 log = logging.getLogger("servcore.runtime")
 
 _MIN_WAIT = 0.001
-_STOP_TIMEOUT = 10.0
+# Longer than SQLite's busy_timeout (10 s), so a claim under way is seen to its end.
+_STOP_TIMEOUT = 30.0
+_WORKER_STOP_TIMEOUT = 2.0
 
 
 class QueueRuntime:
@@ -59,7 +61,7 @@ class QueueRuntime:
         self._node = node
         self._lease = timedelta(seconds=lease)
         self._poll_interval = poll_interval
-        self.completer = Completer(store, self._on_stale)
+        self.completer = Completer(store, self._on_stale, self._on_written)
         self.in_flight: dict[int, Job] = {}
         self._ready: asyncio.Queue[Job] = asyncio.Queue()
         self._wake = asyncio.Event()
@@ -67,6 +69,7 @@ class QueueRuntime:
         self._workers: list[asyncio.Task[None]] = []
         self._supervisor: Supervisor | None = None
         self._claiming = True
+        self._working = True
         self.stale_outcomes = 0
         self.executed = 0
 
@@ -123,10 +126,7 @@ class QueueRuntime:
             )
             for waiter in pending:
                 waiter.cancel()
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
+        await self._stop_workers()
         if self._supervisor is not None:
             await self._supervisor.stop(f"heartbeat {self.name}")
             self.completer.stop()
@@ -140,6 +140,20 @@ class QueueRuntime:
                 self.completer.pending,
                 error,
             )
+        in_threads = [job for job in self.in_flight.values() if self._executor.runs_in_thread(job)]
+        if in_threads:
+            # A thread cannot be stopped: requeued now, its job could run twice
+            # at once. Left "running", it is rescued once this process is gone.
+            log.warning(
+                "Queue %s: %d thread job(s) still running after %.1f s grace: %s; "
+                "they stay running and are rescued after this process exits",
+                self.name,
+                len(in_threads),
+                grace,
+                ", ".join(str(job.id) for job in in_threads),
+            )
+            for job in in_threads:
+                del self.in_flight[job.id]
         leftover = list(self.in_flight.values())
         if leftover:
             log.warning(
@@ -149,6 +163,21 @@ class QueueRuntime:
                 grace,
             )
         await self._release(leftover)
+
+    async def _stop_workers(self) -> None:
+        """Cancel the worker slots; a handler that swallows the cancel is not waited for."""
+        self._working = False
+        for worker in self._workers:
+            worker.cancel()
+        if self._workers:
+            _, stuck = await asyncio.wait(self._workers, timeout=_WORKER_STOP_TIMEOUT)
+            if stuck:
+                log.warning(
+                    "Queue %s: %d worker(s) ignored cancellation; leaving them behind",
+                    self.name,
+                    len(stuck),
+                )
+        self._workers = []
 
     async def _release(self, jobs: list[Job]) -> None:
         if not jobs:
@@ -211,12 +240,19 @@ class QueueRuntime:
     # -- running ----------------------------------------------------------
 
     async def _work(self) -> None:
-        while True:
+        me = asyncio.current_task()
+        assert me is not None
+        while self._working:
             job = await self._ready.get()
             if log.isEnabledFor(logging.INFO):
                 log.info("Executing job %d (%s, attempt %d)", job.id, job.task, job.attempt)
             try:
                 outcome = await self._executor.execute(job)
+            except asyncio.CancelledError:
+                if me.cancelling():
+                    raise  # this slot is being stopped: the job is released by drain
+                # The handler raised CancelledError of its own accord.
+                outcome = self._executor.crashed(job, RuntimeError("the handler was cancelled"))
             except Exception as error:  # a fault in servcore itself, not in the handler
                 log.exception("Job %d: the executor failed", job.id)
                 outcome = self._executor.crashed(job, error)
@@ -257,6 +293,14 @@ class QueueRuntime:
                 lost = await self._store.extend_leases(held, self._clock.now() + self._lease)
                 for job_id in lost:
                     log.warning("Job %d: lease lost while running (rescued elsewhere)", job_id)
+            if self._supervisor is not None:
+                self._supervisor.health.ok(f"heartbeat {self.name}")
+
+    def _on_written(self, retry_times: list[datetime]) -> None:
+        if self._supervisor is not None:
+            self._supervisor.health.ok(f"completer {self.name}")
+        if retry_times:
+            self.notify(min(retry_times))
 
     def _on_stale(self, ids: list[int]) -> None:
         self.stale_outcomes += len(ids)

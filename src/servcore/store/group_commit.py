@@ -132,8 +132,32 @@ class GroupCommitWriter:
                     with contextlib.suppress(sqlite3.Error):
                         conn.close()
                     conn = None
+                # A first crash is retried at once with what is queued. If the
+                # database stays unusable, nobody waits on it: what is queued
+                # fails now (a StoreError; HTTP answers 503) instead of hanging.
+                if self._closed:
+                    self._fail_waiting(error)
+                    return
+                if failures and self._fail_waiting(error):
+                    return
                 time.sleep(_RESTART_DELAYS[min(failures, len(_RESTART_DELAYS) - 1)])
                 failures += 1
+
+    def _fail_waiting(self, error: Exception) -> bool:
+        """Fail every waiting operation; True if a stop request was among them."""
+        waiting: list[_Pending] = []
+        stop = False
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stop = True
+            else:
+                waiting.append(item)
+        self._fail_all(waiting, error)
+        return stop
 
     def _serve(self, conn: sqlite3.Connection) -> bool:
         """Commit groups until asked to stop; False once stopped."""

@@ -97,9 +97,9 @@ class MemoryStore:
         due = self._due.setdefault(queue, [])
         waiting = self._waiting.get(queue)
         while waiting and waiting[0][0] <= now:
-            _, job_id = heapq.heappop(waiting)
+            run_at, job_id = heapq.heappop(waiting)
             job = self._jobs.get(job_id)
-            if job is not None and job.status is _QUEUED:
+            if job is not None and job.status is _QUEUED and job.run_at == run_at:
                 heapq.heappush(due, (job.priority, job_id))
         return due
 
@@ -295,12 +295,21 @@ class MemoryStore:
         )
 
     async def next_run_at(self, queue: str) -> datetime | None:
-        entries = [*self._due.get(queue, ()), *self._waiting.get(queue, ())]
+        # Due entries are few (claims drain them); waiting ones are ordered by
+        # run_at, so past the superseded entries on top, the top is the earliest.
         runs = [
             job.run_at
-            for _, job_id in entries
+            for _, job_id in self._due.get(queue, ())
             if (job := self._jobs.get(job_id)) is not None and job.status is _QUEUED
         ]
+        waiting = self._waiting.get(queue)
+        while waiting:
+            run_at, job_id = waiting[0]
+            job = self._jobs.get(job_id)
+            if job is not None and job.status is _QUEUED and job.run_at == run_at:
+                runs.append(run_at)
+                break
+            heapq.heappop(waiting)
         return min(runs) if runs else None
 
 

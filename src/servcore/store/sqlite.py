@@ -71,7 +71,7 @@ class SqliteStore:
         self.url = url
         self.path = Path(path)
         self.synchronous = synchronous
-        self._writer = GroupCommitWriter(self._connect_writer)
+        self._writer = GroupCommitWriter(self._connect_writer)  # replaced by each open()
         self._inserts = InsertCoalescer(self._writer.submit)
         self._reader_local = threading.local()
         self._readers: ThreadPoolExecutor | None = None
@@ -79,6 +79,7 @@ class SqliteStore:
         # Bumped by every write that can add waiting jobs; a next_run_at
         # learned by a claim holds only while no such write came after it.
         self._generation = 0
+        self._unclaimed_nodes: set[str] = set()
         self._next_run_at: dict[str, tuple[int | None, int]] = {}
         self._opened = False
 
@@ -133,6 +134,9 @@ class SqliteStore:
 
     async def register_node(self, node: str) -> None:
         self._nodes.hold(node)
+        # Until this process claims under the name, any job running under it
+        # belongs to an earlier process of the same name: rescue it at once.
+        self._unclaimed_nodes.add(node)
 
     def problem(self) -> str | None:
         return self._writer.problem
@@ -142,7 +146,7 @@ class SqliteStore:
             raise StoreError("the SQLite store is not open")
         try:
             return await self._writer.submit(operation)
-        except sqlite3.Error as error:
+        except (sqlite3.Error, RuntimeError) as error:
             raise StoreError(f"SQLite write failed: {error}") from error
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
@@ -182,7 +186,7 @@ class SqliteStore:
             raise StoreError("the SQLite store is not open")
         try:
             first_id = await self._inserts.insert(rows)
-        except sqlite3.Error as error:
+        except (sqlite3.Error, RuntimeError) as error:
             raise StoreError(f"SQLite write failed: {error}") from error
         return [
             Job(
@@ -213,6 +217,7 @@ class SqliteStore:
         }
 
         generation = self._generation
+        self._unclaimed_nodes.discard(params.node)
 
         def claim(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], int | None]:
             conn.execute(
@@ -345,7 +350,11 @@ class SqliteStore:
                     "SELECT DISTINCT locked_by FROM jobs WHERE status = 'running'"
                 )
             ]
-            dead = [node for node in owners if node is None or not self._nodes.is_alive(node)]
+            dead = [
+                node
+                for node in owners
+                if node is None or node in self._unclaimed_nodes or not self._nodes.is_alive(node)
+            ]
             marks = ",".join("?" * len(dead))
             lost_owner = f" OR locked_by IN ({marks})" if dead else ""
             rows = conn.execute(

@@ -20,7 +20,14 @@ _MICROSECOND = timedelta(microseconds=1)
 _STATUSES = {status.value: status for status in JobStatus}
 _STATUSES["scheduled"] = JobStatus.QUEUED
 
-encode_json = msgspec.json.Encoder().encode
+_encode = msgspec.json.Encoder().encode
+
+
+def encode_json(value: Any) -> str:
+    """JSON as TEXT: SQLite's json functions read BLOBs as JSONB in some versions."""
+    return _encode(value).decode()
+
+
 _decode_payload = msgspec.json.Decoder(dict[str, Any]).decode
 _decode_any = msgspec.json.Decoder().decode
 _decode_errors = msgspec.json.Decoder(tuple[JobError, ...]).decode
