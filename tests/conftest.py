@@ -4,29 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from servcore import ServiceConfig
-from servcore.store import MemoryStore, SqliteStore, Store
+from servcore.store import MemoryStore, SqliteStore, Store, store_from_url
+from tests.postgres import POSTGRES, postgres_url, require_postgres
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "postgres"]
 
 
 def make_store(backend: str, tmp_path: Path) -> Store:
+    """A new, empty store of ``backend`` (on PostgreSQL: a schema of its own)."""
     if backend == "memory":
         return MemoryStore()
     if backend == "sqlite":
         path = tmp_path / "jobs.db"
         return SqliteStore(f"sqlite:///{path}", str(path))
+    if backend == "postgres":
+        return store_from_url(postgres_url())
     raise ValueError(backend)
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres":
+        require_postgres()
     return str(request.param)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_schemas() -> Iterator[None]:
+    yield
+    POSTGRES.drop_schemas()
 
 
 @pytest.fixture

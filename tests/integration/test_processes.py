@@ -76,13 +76,20 @@ def test_bad_port_and_bad_store_end_with_one_line_and_non_zero_exit(tmp_path: Pa
         ) as second:
             assert second.wait_exit(20) == 1
             assert f"cannot listen on 127.0.0.1:{first.port}" in second.output()
-    with servcore_serve(tmp_path, "--store", "postgres://nowhere/db", name="badstore") as bad:
+    with servcore_serve(tmp_path, "--store", "redis://127.0.0.1/0", name="badstore") as bad:
         assert bad.wait_exit(20) == 1
         lines = [line for line in bad.output().splitlines() if line.strip()]
         assert lines == [
-            "Error: unsupported store URL 'postgres://nowhere/db': use memory:// "
-            "or sqlite:///path.db"
+            "Error: unsupported store URL 'redis://127.0.0.1/0': use memory://, "
+            "sqlite:///path.db or postgresql://user@host:port/db"
         ]
+    # Nothing listens on port 1: an unreachable PostgreSQL is one line too.
+    unreachable = "postgresql://root@127.0.0.1:1/test"
+    with servcore_serve(tmp_path, "--store", unreachable, name="nopg") as bad:
+        assert bad.wait_exit(30) == 1
+        lines = [line for line in bad.output().splitlines() if line.strip()]
+        assert len(lines) == 1
+        assert lines[0].startswith(f"Error: cannot connect to PostgreSQL at {unreachable}")
 
 
 def submit_all(port: int, count: int) -> list[int]:

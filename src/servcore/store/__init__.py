@@ -1,4 +1,4 @@
-"""Job stores behind URLs: ``memory://`` and ``sqlite:///path.db``."""
+"""Job stores behind URLs: ``memory://``, ``sqlite:///path.db``, ``postgresql://…``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from servcore.store.base import Store, StoreError
 from servcore.store.memory import MemoryStore
+from servcore.store.postgres import PostgresStore
 from servcore.store.sqlite import SqliteStore
 
-__all__ = ["MemoryStore", "SqliteStore", "Store", "StoreError", "store_from_url"]
+__all__ = ["MemoryStore", "PostgresStore", "SqliteStore", "Store", "StoreError", "store_from_url"]
 
 
 def store_from_url(url: str) -> Store:
@@ -17,6 +18,8 @@ def store_from_url(url: str) -> Store:
     ``memory://`` — in-process, nothing durable.
     ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` — add
     ``?synchronous=NORMAL`` to trade power-loss durability for speed.
+    ``postgresql://user@host:port/db`` — add ``?schema=NAME`` (default
+    ``public``) to keep two services apart, ``?pool_size=N`` (default 10).
     """
     parts = urlsplit(url)
     options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
@@ -34,7 +37,20 @@ def store_from_url(url: str) -> Store:
             return SqliteStore(url, path, synchronous=options.get("synchronous", "FULL"))
         except ValueError as error:
             raise StoreError(f"bad store URL {url!r}: {error}") from None
-    raise StoreError(f"unsupported store URL {url!r}: use memory:// or sqlite:///path.db")
+    if parts.scheme in ("postgresql", "postgres"):
+        _no_options(url, options, {"schema", "pool_size"})
+        dsn = parts._replace(query="").geturl()
+        try:
+            pool_size = int(options.get("pool_size", "10"))
+            return PostgresStore(
+                url, dsn, schema=options.get("schema", "public"), pool_size=pool_size
+            )
+        except ValueError as error:
+            raise StoreError(f"bad store URL {url!r}: {error}") from None
+    raise StoreError(
+        f"unsupported store URL {url!r}: use memory://, sqlite:///path.db "
+        "or postgresql://user@host:port/db"
+    )
 
 
 def _no_options(url: str, options: dict[str, str], allowed: set[str]) -> None:

@@ -1,0 +1,458 @@
+"""``postgresql://user@host:port/db``: the store many nodes share.
+
+asyncpg with a connection pool. Claims take jobs with ``FOR UPDATE SKIP
+LOCKED``, so concurrent nodes never wait on, or share, a job; inserts,
+completions and failures are batched into single statements. Tables live in
+``?schema=NAME`` (default ``public``) as ``servcore_jobs`` and
+``servcore_meta``; the schema is created and migrated on open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from servcore.jobs import Job, JobError, JobStatus, NewJob
+from servcore.store.base import (
+    ClaimParams,
+    Completion,
+    Failure,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    Lease,
+    RescueReport,
+    StatusFilter,
+    StoreError,
+    rescue_verdict,
+)
+from servcore.store.postgres_schema import migrate, valid_schema_name
+
+COLUMNS = (
+    "id, queue, task, payload, status, priority, attempt, max_attempts, run_at, "
+    "inserted_at, started_at, finished_at, result, errors, unique_key, timeout, "
+    "backoff, locked_by, locked_until, lease_token, rescued"
+)
+_STATUSES = {status.value: status for status in JobStatus}
+_STATUSES["scheduled"] = JobStatus.QUEUED
+_encode = msgspec.json.Encoder().encode
+_decode_payload = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_any = msgspec.json.Decoder().decode
+_decode_errors = msgspec.json.Decoder(tuple[JobError, ...]).decode
+
+_STATUS_WHERE = {
+    "queued": "status IN ('queued', 'scheduled')",
+    "running": "status = 'running'",
+    "done": "status = 'done'",
+    "failed": "status = 'failed'",
+    "cancelled": "status = 'cancelled'",
+    StatusFilter.SCHEDULED: "status = 'scheduled' AND run_at > $now",
+    StatusFilter.AVAILABLE: "(status = 'queued' OR (status = 'scheduled' AND run_at <= $now))",
+}
+
+
+def _append_error(errors: str, error: str) -> str:
+    """SQL appending the JSON object ``error`` to the JSON array column ``errors``."""
+    return (
+        f"(CASE WHEN {errors}::text = '[]' THEN '[' || {error} || ']' "
+        f"ELSE left({errors}::text, -1) || ',' || {error} || ']' END)::json"
+    )
+
+
+def _json(value: Any) -> str:
+    return _encode(value).decode()
+
+
+def _row_to_job(row: asyncpg.Record) -> Job:
+    errors = row["errors"]
+    result = row["result"]
+    return Job(
+        id=row["id"],
+        queue=row["queue"],
+        task=row["task"],
+        payload=_decode_payload(row["payload"]),
+        status=_STATUSES[row["status"]],
+        priority=row["priority"],
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        run_at=row["run_at"],
+        inserted_at=row["inserted_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        result=None if result is None else _decode_any(result),
+        errors=_decode_errors(errors) if errors != "[]" else (),
+        unique_key=row["unique_key"],
+        timeout=row["timeout"],
+        backoff=row["backoff"],
+        locked_by=row["locked_by"],
+        locked_until=row["locked_until"],
+        lease_token=row["lease_token"],
+        rescued=row["rescued"],
+    )
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # JSON crosses the wire as text; msgspec encodes and decodes it here.
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(
+            kind, encoder=lambda text: text, decoder=lambda text: text, schema="pg_catalog"
+        )
+
+
+class PostgresStore:
+    """See the module docstring."""
+
+    def __init__(self, url: str, dsn: str, *, schema: str = "public", pool_size: int = 10) -> None:
+        if not valid_schema_name(schema):
+            raise ValueError("schema must be a plain identifier (letters, digits, _)")
+        if pool_size < 2:
+            raise ValueError("pool_size must be >= 2")
+        self.url = url
+        self.schema = schema
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._jobs = f'"{schema}".servcore_jobs'
+        self._unclaimed_nodes: set[str] = set()
+
+    # -- life cycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._pool_size,
+                init=_init_connection,
+                timeout=10,
+            )
+        except (TimeoutError, OSError, asyncpg.PostgresError) as error:
+            raise StoreError(f"cannot connect to PostgreSQL at {self.url}: {error}") from None
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn, self.schema)
+        except (asyncpg.PostgresError, RuntimeError) as error:
+            await pool.close()
+            raise StoreError(f"cannot prepare PostgreSQL schema {self.schema!r}: {error}") from None
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def register_node(self, node: str) -> None:
+        # Until this process claims under the name, any job running under it
+        # belongs to an earlier process of the same name: rescue it at once.
+        self._unclaimed_nodes.add(node)
+
+    def problem(self) -> str | None:
+        return None
+
+    def _ready_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreError("the PostgreSQL store is not open")
+        return self._pool
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        try:
+            return list(await self._ready_pool().fetch(sql, *args))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise StoreError(f"PostgreSQL failed: {error}") from error
+
+    # -- writes -----------------------------------------------------------
+
+    async def insert_jobs(self, new_jobs: Sequence[NewJob], now: datetime) -> list[Job]:
+        if not new_jobs:
+            return []
+        rows = await self._fetch(
+            f"""
+            INSERT INTO {self._jobs} (queue, task, payload, status, priority, max_attempts,
+                                      run_at, inserted_at, unique_key, timeout, backoff)
+            SELECT queue, task, payload::json, status, priority, max_attempts,
+                   run_at, $1, unique_key, timeout, backoff
+            FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[],
+                        $7::int[], $8::timestamptz[], $9::text[], $10::float8[], $11::float8[])
+                 WITH ORDINALITY
+                 AS t(queue, task, payload, status, priority, max_attempts, run_at,
+                      unique_key, timeout, backoff, ordinal)
+            ORDER BY ordinal
+            RETURNING id
+            """,
+            now,
+            [new.queue for new in new_jobs],
+            [new.task for new in new_jobs],
+            [_json(new.payload) for new in new_jobs],
+            ["queued" if new.run_at <= now else "scheduled" for new in new_jobs],
+            [new.priority for new in new_jobs],
+            [new.max_attempts for new in new_jobs],
+            [new.run_at for new in new_jobs],
+            [new.unique_key for new in new_jobs],
+            [new.timeout for new in new_jobs],
+            [new.backoff for new in new_jobs],
+        )
+        # A sequence hands out ids in the order rows are inserted: ORDER BY ordinal.
+        ids = sorted(row["id"] for row in rows)
+        return [
+            Job(
+                id=job_id,
+                queue=new.queue,
+                task=new.task,
+                payload=new.payload,
+                status=JobStatus.QUEUED,
+                priority=new.priority,
+                attempt=0,
+                max_attempts=new.max_attempts,
+                run_at=new.run_at,
+                inserted_at=now,
+                unique_key=new.unique_key,
+                timeout=new.timeout,
+                backoff=new.backoff,
+            )
+            for job_id, new in zip(ids, new_jobs, strict=True)
+        ]
+
+    async def claim_jobs(self, params: ClaimParams) -> list[Job]:
+        self._unclaimed_nodes.discard(params.node)
+        try:
+            async with self._ready_pool().acquire() as conn, conn.transaction():
+                await conn.execute(
+                    f"""
+                    UPDATE {self._jobs} SET status = 'queued'
+                    WHERE id IN (SELECT id FROM {self._jobs}
+                                 WHERE status = 'scheduled' AND queue = $1 AND run_at <= $2
+                                 FOR UPDATE SKIP LOCKED)
+                    """,
+                    params.queue,
+                    params.now,
+                )
+                rows = await conn.fetch(
+                    f"""
+                    UPDATE {self._jobs} SET status = 'running', attempt = attempt + 1,
+                           started_at = $2, locked_by = $3, locked_until = $4,
+                           lease_token = lease_token + 1
+                    WHERE id IN (SELECT id FROM {self._jobs}
+                                 WHERE status = 'queued' AND queue = $1
+                                 ORDER BY priority, id LIMIT $5
+                                 FOR UPDATE SKIP LOCKED)
+                    RETURNING {COLUMNS}
+                    """,
+                    params.queue,
+                    params.now,
+                    params.node,
+                    params.lease_until,
+                    params.limit,
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise StoreError(f"PostgreSQL failed: {error}") from error
+        jobs = [_row_to_job(row) for row in rows]
+        jobs.sort(key=lambda job: (job.priority, job.id))
+        return jobs
+
+    async def complete_jobs(self, completions: Sequence[Completion]) -> list[int]:
+        if not completions:
+            return []
+        rows = await self._fetch(
+            f"""
+            UPDATE {self._jobs} AS j
+            SET status = 'done', finished_at = v.finished_at, result = v.result::json,
+                locked_by = NULL, locked_until = NULL
+            FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[])
+                 AS v(id, token, finished_at, result)
+            WHERE j.id = v.id AND j.status = 'running' AND j.lease_token = v.token
+            RETURNING j.id
+            """,
+            [done.id for done in completions],
+            [done.lease_token for done in completions],
+            [done.finished_at for done in completions],
+            [_json(done.result) for done in completions],
+        )
+        return _stale(completions, rows)
+
+    async def fail_jobs(self, failures: Sequence[Failure]) -> list[int]:
+        if not failures:
+            return []
+        statuses = [
+            ("scheduled" if f.retry_at > f.error.at else "queued")
+            if f.retry_at is not None
+            else ("cancelled" if f.cancel else "failed")
+            for f in failures
+        ]
+        rows = await self._fetch(
+            f"""
+            UPDATE {self._jobs} AS j
+            SET status = v.status,
+                run_at = COALESCE(v.retry_at, j.run_at),
+                finished_at = CASE WHEN v.retry_at IS NULL THEN v.at ELSE j.finished_at END,
+                errors = {_append_error("j.errors", "v.error")},
+                locked_by = NULL, locked_until = NULL
+            FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[],
+                        $5::timestamptz[], $6::text[])
+                 AS v(id, token, status, retry_at, at, error)
+            WHERE j.id = v.id AND j.status = 'running' AND j.lease_token = v.token
+            RETURNING j.id
+            """,
+            [f.id for f in failures],
+            [f.lease_token for f in failures],
+            statuses,
+            [f.retry_at for f in failures],
+            [f.error.at for f in failures],
+            [_json(f.error) for f in failures],
+        )
+        return _stale(failures, rows)
+
+    async def release_jobs(self, leases: Sequence[Lease]) -> list[int]:
+        if not leases:
+            return []
+        rows = await self._fetch(
+            f"""
+            UPDATE {self._jobs} AS j
+            SET status = 'queued', attempt = j.attempt - 1, started_at = NULL,
+                locked_by = NULL, locked_until = NULL
+            FROM unnest($1::bigint[], $2::bigint[]) AS v(id, token)
+            WHERE j.id = v.id AND j.status = 'running' AND j.lease_token = v.token
+            RETURNING j.id
+            """,
+            [lease.id for lease in leases],
+            [lease.lease_token for lease in leases],
+        )
+        return _stale(leases, rows)
+
+    async def extend_leases(self, leases: Sequence[Lease], until: datetime) -> list[int]:
+        if not leases:
+            return []
+        rows = await self._fetch(
+            f"""
+            UPDATE {self._jobs} AS j SET locked_until = $3
+            FROM unnest($1::bigint[], $2::bigint[]) AS v(id, token)
+            WHERE j.id = v.id AND j.status = 'running' AND j.lease_token = v.token
+            RETURNING j.id
+            """,
+            [lease.id for lease in leases],
+            [lease.lease_token for lease in leases],
+            until,
+        )
+        return _stale(leases, rows)
+
+    async def rescue_expired_leases(self, now: datetime, max_rescues: int) -> RescueReport:
+        report = RescueReport(requeued=[], failed=[])
+        try:
+            async with self._ready_pool().acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    f"""
+                    SELECT {COLUMNS} FROM {self._jobs}
+                    WHERE status = 'running'
+                      AND (locked_until <= $1 OR locked_by IS NULL OR locked_by = ANY($2::text[]))
+                    FOR UPDATE SKIP LOCKED
+                    """,
+                    now,
+                    sorted(self._unclaimed_nodes),
+                )
+                for row in rows:
+                    job = _row_to_job(row)
+                    error, requeue = rescue_verdict(job, now, max_rescues)
+                    await conn.execute(
+                        f"""
+                        UPDATE {self._jobs}
+                        SET status = $2, run_at = CASE WHEN $3 THEN $4 ELSE run_at END,
+                            finished_at = CASE WHEN $3 THEN finished_at ELSE $4 END,
+                            rescued = rescued + 1,
+                            errors = {_append_error("errors", "$5::text")},
+                            locked_by = NULL, locked_until = NULL
+                        WHERE id = $1
+                        """,
+                        job.id,
+                        "queued" if requeue else "failed",
+                        requeue,
+                        now,
+                        _json(error),
+                    )
+                    (report.requeued if requeue else report.failed).append(job.id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise StoreError(f"PostgreSQL failed: {error}") from error
+        return report
+
+    async def prune_finished(self, before: datetime) -> int:
+        rows = await self._fetch(
+            f"DELETE FROM {self._jobs} WHERE status IN ('done', 'failed', 'cancelled') "
+            "AND finished_at < $1 RETURNING id",
+            before,
+        )
+        return len(rows)
+
+    # -- reads ------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job | None:
+        rows = await self._fetch(f"SELECT {COLUMNS} FROM {self._jobs} WHERE id = $1", job_id)
+        return _row_to_job(rows[0]) if rows else None
+
+    async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if query.status is not None:
+            where_status = _STATUS_WHERE[query.status]
+            if "$now" in where_status:
+                args.append(now)
+                where_status = where_status.replace("$now", f"${len(args)}")
+            clauses.append(where_status)
+        if query.queue is not None:
+            args.append(query.queue)
+            clauses.append(f"queue = ${len(args)}")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._fetch(
+            f"""
+            SELECT {COLUMNS}, count(*) OVER () AS total_count FROM {self._jobs} {where}
+            ORDER BY id DESC LIMIT {int(query.limit)} OFFSET {int(query.offset)}
+            """,
+            *args,
+        )
+        if rows:
+            total = rows[0]["total_count"]
+        else:  # past the last page: the window gave no row to read the total from
+            counted = await self._fetch(f"SELECT count(*) AS n FROM {self._jobs} {where}", *args)
+            total = counted[0]["n"]
+        return JobPage([_row_to_job(row) for row in rows], total)
+
+    async def count_jobs(self, now: datetime) -> JobCounts:
+        rows = await self._fetch(
+            f"""
+            SELECT status, count(*) AS n,
+                   count(*) FILTER (WHERE status = 'scheduled' AND run_at > $1) AS ahead
+            FROM {self._jobs} GROUP BY status
+            """,
+            now,
+        )
+        by_status = {row["status"]: row["n"] for row in rows}
+        scheduled = sum(row["ahead"] for row in rows)
+        return JobCounts(
+            queued=by_status.get("queued", 0) + by_status.get("scheduled", 0),
+            running=by_status.get("running", 0),
+            done=by_status.get("done", 0),
+            failed=by_status.get("failed", 0),
+            cancelled=by_status.get("cancelled", 0),
+            scheduled=scheduled,
+        )
+
+    async def next_run_at(self, queue: str) -> datetime | None:
+        rows = await self._fetch(
+            f"""
+            SELECT least(
+                (SELECT min(run_at) FROM {self._jobs} WHERE status = 'queued' AND queue = $1),
+                (SELECT min(run_at) FROM {self._jobs} WHERE status = 'scheduled' AND queue = $1)
+            ) AS earliest
+            """,
+            queue,
+        )
+        earliest: datetime | None = rows[0]["earliest"]
+        return earliest
+
+
+def _stale(sent: Sequence[Lease | Completion | Failure], rows: list[asyncpg.Record]) -> list[int]:
+    written = {row["id"] for row in rows}
+    return [item.id for item in sent if item.id not in written]

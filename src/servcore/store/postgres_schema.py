@@ -1,0 +1,101 @@
+"""The PostgreSQL schema, versioned; ``migrate`` brings a database forward.
+
+Tables live in a schema of the user's choice (``?schema=`` in the store URL,
+default ``public``) under ``servcore_``-prefixed names, so two services can
+share one database. Stored ``status`` has the value ``scheduled`` for a
+queued job whose ``run_at`` was ahead when it was written, as on SQLite (see
+``sqlite_schema``): claims read the ready index without stepping over them.
+JSON columns are ``json``, not ``jsonb``: jsonb refuses ``\u0000``, which a
+payload (or an exception message) may well contain.
+"""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+SCHEMA_VERSION = 1
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def valid_schema_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+def _migrations(schema: str) -> dict[int, list[str]]:
+    jobs = f'"{schema}".servcore_jobs'
+    return {
+        1: [
+            f"""
+            CREATE TABLE {jobs} (
+                id            BIGSERIAL PRIMARY KEY,
+                queue         TEXT        NOT NULL,
+                task          TEXT        NOT NULL,
+                payload       JSON        NOT NULL,
+                status        TEXT        NOT NULL,
+                priority      SMALLINT    NOT NULL DEFAULT 0,
+                attempt       INTEGER     NOT NULL DEFAULT 0,
+                max_attempts  INTEGER     NOT NULL,
+                run_at        TIMESTAMPTZ NOT NULL,
+                inserted_at   TIMESTAMPTZ NOT NULL,
+                started_at    TIMESTAMPTZ,
+                finished_at   TIMESTAMPTZ,
+                result        JSON,
+                errors        JSON        NOT NULL DEFAULT '[]',
+                unique_key    TEXT,
+                timeout       DOUBLE PRECISION,
+                backoff       DOUBLE PRECISION,
+                locked_by     TEXT,
+                locked_until  TIMESTAMPTZ,
+                lease_token   BIGINT      NOT NULL DEFAULT 0,
+                rescued       INTEGER     NOT NULL DEFAULT 0
+            )
+            """,
+            f"CREATE INDEX servcore_jobs_ready ON {jobs} (queue, priority, id) "
+            "WHERE status = 'queued'",
+            f"CREATE INDEX servcore_jobs_scheduled ON {jobs} (queue, run_at) "
+            "WHERE status = 'scheduled'",
+            f"CREATE INDEX servcore_jobs_leases ON {jobs} (locked_until) WHERE status = 'running'",
+            f"CREATE INDEX servcore_jobs_status ON {jobs} (status)",
+            f"CREATE INDEX servcore_jobs_finished ON {jobs} (finished_at) "
+            "WHERE status IN ('done', 'failed', 'cancelled')",
+        ],
+    }
+
+
+async def migrate(
+    conn: asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+    schema: str,
+) -> int:
+    """Create or upgrade the schema. Safe when several nodes start at once:
+    they queue on a transaction-scoped advisory lock, and each sees the
+    version the one before it left."""
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))", f"servcore-migrate:{schema}"
+        )
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{schema}".servcore_meta '
+            "(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
+        current = await conn.fetchval(
+            f"SELECT value FROM \"{schema}\".servcore_meta WHERE key = 'schema_version'"
+        )
+        version = int(current) if current is not None else 0
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database has schema version {version}, newer than this servcore "
+                f"({SCHEMA_VERSION}); upgrade servcore"
+            )
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _migrations(schema)[step]:
+                await conn.execute(statement)
+            await conn.execute(
+                f'INSERT INTO "{schema}".servcore_meta (key, value) '
+                "VALUES ('schema_version', $1) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                str(step),
+            )
+    return SCHEMA_VERSION

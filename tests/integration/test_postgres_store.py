@@ -1,0 +1,78 @@
+"""PostgreSQL only: schema set-up under concurrency, isolation, and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from click.testing import CliRunner
+
+from servcore.cli import main
+from servcore.jobs import NewJob
+from servcore.store import PostgresStore, StoreError, store_from_url
+from servcore.store.postgres_schema import SCHEMA_VERSION
+from tests.postgres import DSN, postgres_url, require_postgres
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def a_job() -> NewJob:
+    return NewJob(payload={"task": "x"}, run_at=NOW, task="x")
+
+
+async def test_many_nodes_starting_at_once_migrate_the_schema_once() -> None:
+    require_postgres()
+    url = postgres_url()
+    stores = [store_from_url(url) for _ in range(6)]
+    await asyncio.gather(*(store.open() for store in stores))
+    try:
+        conn = await asyncpg.connect(DSN)
+        try:
+            schema = url.rsplit("schema=", 1)[1]
+            version = await conn.fetchval(
+                f"SELECT value FROM \"{schema}\".servcore_meta WHERE key = 'schema_version'"
+            )
+        finally:
+            await conn.close()
+        assert version == str(SCHEMA_VERSION)
+        [job] = await stores[0].insert_jobs([a_job()], NOW)
+        assert await stores[5].get_job(job.id) == job
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+
+
+async def test_two_schemas_in_one_database_do_not_see_each_other() -> None:
+    require_postgres()
+    first, second = store_from_url(postgres_url()), store_from_url(postgres_url())
+    await first.open()
+    await second.open()
+    try:
+        await first.insert_jobs([a_job(), a_job()], NOW)
+        assert (await first.count_jobs(NOW)).total == 2
+        assert (await second.count_jobs(NOW)).total == 0
+    finally:
+        await first.close()
+        await second.close()
+
+
+def test_store_url_options_are_checked() -> None:
+    store = store_from_url("postgresql://root@127.0.0.1:5432/test?schema=app_one&pool_size=4")
+    assert isinstance(store, PostgresStore)
+    assert store.schema == "app_one"
+    for bad in (
+        "postgresql://root@127.0.0.1/test?schema=drop;table",
+        "postgresql://root@127.0.0.1/test?pool_size=one",
+        "postgresql://root@127.0.0.1/test?sslmode=require&colour=red",
+    ):
+        with pytest.raises(StoreError, match="bad store URL"):
+            store_from_url(bad)
+
+
+def test_servcore_migrate_prepares_a_postgres_schema() -> None:
+    require_postgres()
+    url = postgres_url()
+    result = CliRunner().invoke(main, ["migrate", "--store", url])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"store ready: {url}"
