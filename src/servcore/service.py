@@ -146,6 +146,9 @@ class Service:
             )
             self.runtimes[name] = runtime
             runtime.start(self._supervisor)
+        notifier = self.store.notifier()
+        if notifier is not None:
+            self._supervisor.start("listener", lambda: notifier.run(self._on_notified))
         for periodic in (
             Periodic(
                 "rescuer",
@@ -176,6 +179,12 @@ class Service:
     def hurry(self) -> None:
         """Cut a graceful stop short: requeue running jobs now."""
         self._hurry.set()
+
+    def _on_notified(self, queue: str) -> None:
+        if not queue:
+            self._wake_queues()
+        elif (runtime := self.runtimes.get(queue)) is not None:
+            runtime.notify()
 
     def _wake_queues(self) -> None:
         for runtime in self.runtimes.values():

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from servcore.jobs import Job, JobError, JobStatus, NewJob
+from servcore.notifier.base import Notifier
 
 
 class StoreError(Exception):
@@ -184,6 +185,10 @@ class Store(JobReader, JobWriter, Protocol):
 
     def problem(self) -> str | None:
         """Why the store is unhealthy right now, or None."""
+        ...
+
+    def notifier(self) -> Notifier | None:
+        """Hears jobs stored by other processes, where the backend can tell."""
         ...
 
 

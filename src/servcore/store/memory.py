@@ -52,6 +52,9 @@ class MemoryStore:
     async def register_node(self, node: str) -> None:
         return None
 
+    def notifier(self) -> None:
+        return None  # one process: local submissions wake the queues directly
+
     def problem(self) -> str | None:
         return None
 

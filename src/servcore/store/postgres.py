@@ -17,6 +17,7 @@ import asyncpg
 import msgspec
 
 from servcore.jobs import Job, JobError, JobStatus, NewJob
+from servcore.notifier.postgres import PostgresNotifier
 from servcore.store.base import (
     ClaimParams,
     Completion,
@@ -117,7 +118,9 @@ class PostgresStore:
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._jobs = f'"{schema}".servcore_jobs'
+        self.channel = f"servcore_{schema}"[:63]
         self._unclaimed_nodes: set[str] = set()
+        self._listener: PostgresNotifier | None = None
 
     # -- life cycle -------------------------------------------------------
 
@@ -153,7 +156,13 @@ class PostgresStore:
         self._unclaimed_nodes.add(node)
 
     def problem(self) -> str | None:
-        return None
+        return self._listener.problem() if self._listener is not None else None
+
+    def notifier(self) -> PostgresNotifier:
+        """The listener for this store's channel (one per process)."""
+        if self._listener is None:
+            self._listener = PostgresNotifier(self._dsn, self.channel)
+        return self._listener
 
     def _ready_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -173,6 +182,7 @@ class PostgresStore:
             return []
         rows = await self._fetch(
             f"""
+            WITH inserted AS (
             INSERT INTO {self._jobs} (queue, task, payload, status, priority, max_attempts,
                                       run_at, inserted_at, unique_key, timeout, backoff)
             SELECT queue, task, payload::json, status, priority, max_attempts,
@@ -183,7 +193,11 @@ class PostgresStore:
                  AS t(queue, task, payload, status, priority, max_attempts, run_at,
                       unique_key, timeout, backoff, ordinal)
             ORDER BY ordinal
-            RETURNING id
+            RETURNING id, queue
+            ),
+            -- Sent at commit, to every listening process (see notifier.postgres).
+            woken AS (SELECT pg_notify($12, queue) FROM (SELECT DISTINCT queue FROM inserted) q)
+            SELECT id FROM inserted WHERE (SELECT count(*) FROM woken) >= 0
             """,
             now,
             [new.queue for new in new_jobs],
@@ -196,6 +210,7 @@ class PostgresStore:
             [new.unique_key for new in new_jobs],
             [new.timeout for new in new_jobs],
             [new.backoff for new in new_jobs],
+            self.channel,
         )
         # A sequence hands out ids in the order rows are inserted: ORDER BY ordinal.
         ids = sorted(row["id"] for row in rows)

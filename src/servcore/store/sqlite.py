@@ -138,6 +138,9 @@ class SqliteStore:
         # belongs to an earlier process of the same name: rescue it at once.
         self._unclaimed_nodes.add(node)
 
+    def notifier(self) -> None:
+        return None  # one process: local submissions wake the queues directly
+
     def problem(self) -> str | None:
         return self._writer.problem
 

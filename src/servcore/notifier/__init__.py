@@ -1,0 +1,1 @@
+"""Cross-process wake-ups: a job stored by one process wakes the others."""

@@ -1,0 +1,68 @@
+"""LISTEN/NOTIFY: every process hears which queues got new jobs.
+
+The store sends ``pg_notify(channel, queue)`` in the transaction that
+inserts jobs, so the notification arrives when, and only if, they commit.
+The listener holds one connection of its own. When that connection drops
+(PostgreSQL restarted, the connection terminated) it says so — the service
+reports DEGRADED — reconnects with backoff, and wakes every queue once it is
+back, since notifications sent meanwhile were lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from servcore.notifier.base import OnQueue
+
+log = logging.getLogger("servcore.notifier")
+
+_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+class PostgresNotifier:
+    def __init__(self, dsn: str, channel: str) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._problem: str | None = None
+
+    def problem(self) -> str | None:
+        return self._problem
+
+    async def run(self, on_queue: OnQueue) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._listen(on_queue)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                self._problem = f"PostgreSQL unreachable: {error}"
+                delay = _DELAYS[min(failures, len(_DELAYS) - 1)]
+                log.warning("Listener lost PostgreSQL (%s); reconnecting in %.2f s", error, delay)
+                failures += 1
+                await asyncio.sleep(delay)
+            else:
+                failures = 0
+
+    async def _listen(self, on_queue: OnQueue) -> None:
+        conn = await asyncpg.connect(self._dsn, timeout=10)
+        lost = asyncio.Event()
+        try:
+            conn.add_termination_listener(lambda _: lost.set())
+            await conn.add_listener(self._channel, lambda _c, _p, _ch, queue: on_queue(queue))
+            if self._problem is not None:
+                log.info("Listener reconnected to PostgreSQL")
+                on_queue("")  # every queue: what was sent while we were away is lost
+            self._problem = None
+            while not lost.is_set():
+                # A cheap query now and then notices a half-open connection.
+                try:
+                    async with asyncio.timeout(5):
+                        await lost.wait()
+                except TimeoutError:
+                    await conn.fetchval("SELECT 1", timeout=5)
+            raise ConnectionError("listener connection closed")
+        finally:
+            if not conn.is_closed():
+                conn.terminate()

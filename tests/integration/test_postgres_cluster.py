@@ -1,0 +1,113 @@
+"""Several services on one PostgreSQL, in one test process: wake-ups and reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from servcore import Job, JobStatus, Service
+from servcore.store import store_from_url
+from tests.conftest import fast_config, wait_for
+from tests.postgres import DSN, postgres_url, require_postgres
+
+
+@pytest.fixture
+async def shared_url() -> AsyncIterator[str]:
+    require_postgres()
+    yield postgres_url()
+
+
+async def finished(service: Service, job_id: int) -> Job:
+    async def done() -> bool:
+        job = await service.get_job(job_id)
+        return job is not None and job.status.finished
+
+    await wait_for(done, message=f"job {job_id} to finish")
+    job = await service.get_job(job_id)
+    assert job is not None
+    return job
+
+
+async def test_a_job_stored_by_one_process_starts_at_once_on_another(shared_url: str) -> None:
+    submitter = Service(store_from_url(shared_url), config=fast_config(node="api"))
+    worker = Service(
+        store_from_url(shared_url), config=fast_config(node="worker", poll_interval=30)
+    )
+    await submitter.start(workers=False)
+    await worker.start()
+    try:
+        await wait_for(lambda: not worker.problems(), message="the listener to connect")
+        job = await submitter.enqueue("anything")
+        done = await finished(worker, job.id)
+        assert done.status is JobStatus.DONE
+        assert done.locked_by is None
+        assert done.started_at is not None
+        # Not the 30 s poll: the notification woke the worker.
+        assert done.started_at - done.inserted_at < timedelta(seconds=1)
+    finally:
+        await worker.stop(grace=0)
+        await submitter.stop(grace=0)
+
+
+async def test_the_listener_reconnects_after_its_connection_is_killed(shared_url: str) -> None:
+    submitter = Service(store_from_url(shared_url), config=fast_config(node="api"))
+    worker = Service(
+        store_from_url(shared_url), config=fast_config(node="worker", poll_interval=30)
+    )
+    await submitter.start(workers=False)
+    await worker.start()
+    admin = await asyncpg.connect(DSN)
+    try:
+        await wait_for(lambda: not worker.problems(), message="the listener to connect")
+        channel = f"servcore_{shared_url.rsplit('schema=', 1)[1]}"[:63]
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE pid IN (SELECT pid FROM pg_stat_activity WHERE query LIKE $1)",
+            f"%LISTEN%{channel}%",
+        )
+        assert killed >= 1
+        await wait_for(lambda: "store" in worker.problems(), message="the loss to show in health")
+        await wait_for(lambda: not worker.problems(), message="the listener to reconnect")
+        job = await submitter.enqueue("after_the_reconnect")
+        done = await finished(worker, job.id)
+        assert done.started_at is not None
+        assert done.started_at - done.inserted_at < timedelta(seconds=1)
+    finally:
+        await admin.close()
+        await worker.stop(grace=0)
+        await submitter.stop(grace=0)
+
+
+async def test_two_workers_share_a_queue_without_running_a_job_twice(shared_url: str) -> None:
+    runs: list[tuple[str, int]] = []
+    services = [
+        Service(store_from_url(shared_url), config=fast_config(node=f"w{n}")) for n in range(2)
+    ]
+    for service in services:
+        name = service.config.node
+
+        @service.task("count")
+        async def count(job: Job, name: str = name) -> None:
+            runs.append((name, job.id))
+            await asyncio.sleep(0.001)
+
+    for service in services:
+        await service.start()
+    try:
+        new_jobs = [services[0].build_job({"task": "count"}) for _ in range(300)]
+        jobs = await services[0].enqueue_many(new_jobs)
+        await wait_for(lambda: len(runs) >= len(jobs), message="every job to run")
+        counts = await services[0].count_jobs()
+        await wait_for(lambda: services[0].count_jobs(), message="counts") if counts.done < len(
+            jobs
+        ) else None
+        ids = [job_id for _, job_id in runs]
+        assert sorted(ids) == sorted(job.id for job in jobs)  # each exactly once
+        assert {name for name, _ in runs} == {"w0", "w1"}  # spread over both
+    finally:
+        for service in services:
+            await service.stop(grace=0)
