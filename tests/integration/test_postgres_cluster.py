@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
@@ -16,9 +15,9 @@ from tests.postgres import DSN, postgres_url, require_postgres
 
 
 @pytest.fixture
-async def shared_url() -> AsyncIterator[str]:
+def shared_url() -> str:
     require_postgres()
-    yield postgres_url()
+    return postgres_url()
 
 
 async def finished(service: Service, job_id: int) -> Job:
