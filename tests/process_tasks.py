@@ -1,7 +1,7 @@
 """Task handlers for the tests that run ``servcore serve`` as a real process.
 
 ``servcore serve tests.process_tasks:service`` loads this module. Each
-execution of ``record`` appends the job id to ``$RECORD_FILE`` (one write
+execution of ``record`` appends "job-id node" to ``$RECORD_FILE`` (one write
 with O_APPEND, so lines from concurrent runs never interleave).
 """
 
@@ -19,7 +19,7 @@ service = Service()
 async def record(job: Job) -> dict[str, int]:
     fd = os.open(os.environ["RECORD_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, f"{job.id}\n".encode())
+        os.write(fd, f"{job.id} {job.locked_by}\n".encode())
     finally:
         os.close(fd)
     await asyncio.sleep(job.payload.get("sleep", 0))

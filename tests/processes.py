@@ -59,12 +59,30 @@ class ServerProcess:
 def servcore_serve(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None, name: str = "server"
 ) -> Iterator[ServerProcess]:
+    """``servcore serve`` on a free port."""
     port = free_port()
+    with _servcore(tmp_path, ["serve", "--port", str(port), *args], env, name, port) as server:
+        yield server
+
+
+@contextmanager
+def servcore_worker(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, name: str = "worker"
+) -> Iterator[ServerProcess]:
+    """``servcore worker`` (no HTTP; ``port`` and ``url`` mean nothing)."""
+    with _servcore(tmp_path, ["worker", *args], env, name, 0) as worker:
+        yield worker
+
+
+@contextmanager
+def _servcore(
+    tmp_path: Path, command: list[str], env: dict[str, str] | None, name: str, port: int
+) -> Iterator[ServerProcess]:
     log = tmp_path / f"{name}-{port}.log"
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [str(SERVCORE), "serve", "--port", str(port), *args],
+            [str(SERVCORE), *command],
             cwd=tmp_path,
             env=environment,
             stdout=sink,

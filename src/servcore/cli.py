@@ -83,6 +83,12 @@ _GRACE = click.option(
     type=click.FloatRange(0, 3600),
     help="Seconds running jobs get to finish on SIGTERM (env SERVCORE_SHUTDOWN_GRACE). Default 15",
 )
+_LEASE = click.option(
+    "--lease",
+    type=click.FloatRange(1, 3600),
+    help="Seconds a claim holds without renewal; a dead node's jobs return after it "
+    "(env SERVCORE_LEASE). Default 30",
+)
 _LOG_LEVEL = click.option(
     "--log-level", type=click.Choice(LEVELS), default="info", show_default=True
 )
@@ -102,12 +108,19 @@ def main() -> None:
 @_NODE
 @_CONCURRENCY
 @_GRACE
+@_LEASE
+@click.option(
+    "--workers/--no-workers",
+    default=True,
+    show_default=True,
+    help="Also run the queues here, or serve the API only (an API node).",
+)
 @_LOG_LEVEL
-def serve_command(target: str | None, log_level: str, **flags: Any) -> None:
+def serve_command(target: str | None, log_level: str, workers: bool, **flags: Any) -> None:
     """Serve the HTTP API and run the workers."""
     configure_logging(log_level)
     service = _prepare(target, **flags)
-    _run(lambda: serve(service))
+    _run(lambda: serve(service, workers=workers))
 
 
 @main.command(name="worker")
@@ -116,6 +129,7 @@ def serve_command(target: str | None, log_level: str, **flags: Any) -> None:
 @_NODE
 @_CONCURRENCY
 @_GRACE
+@_LEASE
 @_LOG_LEVEL
 def worker_command(target: str | None, log_level: str, **flags: Any) -> None:
     """Run the workers only, without HTTP."""

@@ -3,7 +3,8 @@
 One name per setting everywhere (see DESIGN.md): ``SERVCORE_STORE`` /
 ``--store``, ``PORT`` or ``SERVCORE_PORT`` / ``--port``, ``SERVCORE_HOST`` /
 ``--host``, ``SERVCORE_NODE`` / ``--node``, ``SERVCORE_CONCURRENCY`` /
-``--concurrency``, ``SERVCORE_SHUTDOWN_GRACE`` / ``--shutdown-grace``.
+``--concurrency``, ``SERVCORE_SHUTDOWN_GRACE`` / ``--shutdown-grace``,
+``SERVCORE_LEASE`` / ``--lease``.
 Flags override the environment, which overrides defaults.
 """
 
@@ -52,7 +53,7 @@ class ServiceConfig:
     concurrency: int = field(default_factory=default_concurrency)
     lease: float = 30.0
     max_rescues: int = 3
-    rescue_interval: float = 10.0
+    rescue_interval: float = 1.0
     poll_interval: float = 1.0
     shutdown_grace: float = 15.0
     retention: float = 7 * 24 * 3600.0
@@ -109,6 +110,8 @@ def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         values["node"] = node
     if concurrency := env.get("SERVCORE_CONCURRENCY"):
         values["concurrency"] = _integer("SERVCORE_CONCURRENCY", concurrency)
+    if lease := env.get("SERVCORE_LEASE"):
+        values["lease"] = _number("SERVCORE_LEASE", lease)
     if grace := env.get("SERVCORE_SHUTDOWN_GRACE"):
         values["shutdown_grace"] = _number("SERVCORE_SHUTDOWN_GRACE", grace)
     return values

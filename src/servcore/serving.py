@@ -69,11 +69,11 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(service: Service) -> None:
-    """Serve the HTTP API and run the workers until SIGTERM/SIGINT."""
+async def serve(service: Service, *, workers: bool = True) -> None:
+    """Serve the HTTP API (and, with ``workers``, run the queues) until SIGTERM/SIGINT."""
     config = service.config
     sock = _listen(config.host, config.port)
-    await service.start()
+    await service.start(workers=workers)
     server = _Server(
         uvicorn.Config(
             create_app(service, manage_service=False),
