@@ -67,10 +67,18 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 def submit(api: ServerProcess, count: int, sleep: float) -> list[int]:
+    """POST ``count`` jobs; like any client, send again what got a 503."""
     body = msgspec.json.encode({"payload": {"task": "record", "sleep": sleep}})
-    answers = asyncio.run(post_many(api.port, "/jobs", [body] * count))
-    assert all(status == 202 for status, _ in answers), answers[:3]
-    return [msgspec.json.decode(answer)["job_id"] for _, answer in answers]
+    accepted: list[int] = []
+    for _ in range(20):
+        answers = asyncio.run(post_many(api.port, "/jobs", [body] * (count - len(accepted))))
+        assert all(status in (202, 503) for status, _ in answers), answers[:3]
+        accepted += [
+            msgspec.json.decode(text)["job_id"] for status, text in answers if status == 202
+        ]
+        if len(accepted) == count:
+            return accepted
+    raise AssertionError(f"only {len(accepted)} of {count} jobs accepted")
 
 
 def test_three_workers_run_5000_jobs_exactly_once_between_them(tmp_path: Path) -> None:
@@ -130,9 +138,17 @@ def test_processes_recover_when_their_connections_are_terminated(tmp_path: Path)
         terminated = asyncio.run(_terminate_everyone_else())
         assert terminated >= 3
         more = submit(api, 200, 0.0)  # the API node reconnects too
-        wait_until(lambda: nodes.stats(api)["done"] == 1200, 90, "every job done")
+
+        def all_done() -> bool:
+            stats = nodes.stats(api)
+            return stats["done"] == stats["total"] >= 1200
+
+        wait_until(all_done, 90, "every job done")
         runs = nodes.runs()
-    assert {job_id for job_id, _ in runs.elements()} == set(accepted) | set(more)
+    # Every accepted job ran. (A request answered 503 whose insert had in fact
+    # committed before the connection died adds a job nobody was told of: it
+    # runs too, so the store's jobs are all done but may exceed the 1,200.)
+    assert {job_id for job_id, _ in runs.elements()} >= set(accepted) | set(more)
     api.signal(signal.SIGTERM)
 
 

@@ -20,6 +20,14 @@ from servcore.notifier.base import OnQueue
 log = logging.getLogger("servcore.notifier")
 
 _DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+_ERRORS = (
+    OSError,
+    TimeoutError,
+    ConnectionError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 class PostgresNotifier:
@@ -36,7 +44,7 @@ class PostgresNotifier:
         while True:
             try:
                 await self._listen(on_queue)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            except _ERRORS as error:
                 self._problem = f"PostgreSQL unreachable: {error}"
                 delay = _DELAYS[min(failures, len(_DELAYS) - 1)]
                 log.warning("Listener lost PostgreSQL (%s); reconnecting in %.2f s", error, delay)

@@ -38,6 +38,14 @@ COLUMNS = (
     "inserted_at, started_at, finished_at, result, errors, unique_key, timeout, "
     "backoff, locked_by, locked_until, lease_token, rescued"
 )
+# What a lost or refused connection can raise: all become StoreError.
+DATABASE_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 _STATUSES = {status.value: status for status in JobStatus}
 _STATUSES["scheduled"] = JobStatus.QUEUED
 _encode = msgspec.json.Encoder().encode
@@ -172,7 +180,7 @@ class PostgresStore:
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         try:
             return list(await self._ready_pool().fetch(sql, *args))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except DATABASE_ERRORS as error:
             raise StoreError(f"PostgreSQL failed: {error}") from error
 
     # -- writes -----------------------------------------------------------
@@ -264,7 +272,7 @@ class PostgresStore:
                     params.lease_until,
                     params.limit,
                 )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except DATABASE_ERRORS as error:
             raise StoreError(f"PostgreSQL failed: {error}") from error
         jobs = [_row_to_job(row) for row in rows]
         jobs.sort(key=lambda job: (job.priority, job.id))
@@ -389,7 +397,7 @@ class PostgresStore:
                         _json(error),
                     )
                     (report.requeued if requeue else report.failed).append(job.id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except DATABASE_ERRORS as error:
             raise StoreError(f"PostgreSQL failed: {error}") from error
         return report
 
