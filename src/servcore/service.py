@@ -25,6 +25,7 @@ from typing import Any
 from servcore.clock import SYSTEM_CLOCK, Clock
 from servcore.config import ServiceConfig
 from servcore.jobs import DEFAULT_QUEUE, MAX_PRIORITY, Job, NewJob, task_name
+from servcore.leadership.base import Leadership, SoleLeadership
 from servcore.maintenance.periodic import Periodic
 from servcore.maintenance.pruner import Pruner
 from servcore.maintenance.rescuer import Rescuer
@@ -32,7 +33,7 @@ from servcore.retry import Backoff
 from servcore.runtime.executor import Executor
 from servcore.runtime.queue import QueueRuntime
 from servcore.store import store_from_url
-from servcore.store.base import JobCounts, JobPage, JobQuery, Store, StoreError
+from servcore.store.base import JobCounts, JobPage, JobQuery, NodeInfo, Store, StoreError
 from servcore.supervisor import Health, Supervisor
 from servcore.tasks import Handler, HandlerT, TaskRegistry
 
@@ -41,6 +42,8 @@ log = logging.getLogger("servcore")
 MAX_ATTEMPTS_LIMIT = 1000
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_DELAY = 365 * 24 * 3600.0
+NODE_HEARTBEAT = 5.0
+NODE_MISSED_BEATS = 3
 
 
 class JobRequestError(ValueError):
@@ -78,6 +81,8 @@ class Service:
         self._started = False
         self._stopping = False
         self._hurry = asyncio.Event()
+        self.leadership: Leadership = SoleLeadership()
+        self._node_started_at = clock.now()
 
     def configure(self, **overrides: Any) -> None:
         """Change settings before :meth:`start` (the CLI applies env and flags here)."""
@@ -149,6 +154,10 @@ class Service:
         notifier = self.store.notifier()
         if notifier is not None:
             self._supervisor.start("listener", lambda: notifier.run(self._on_notified))
+        self.leadership = self.store.leadership(self.config.node)
+        self._supervisor.start("leadership", self.leadership.run)
+        self._node_started_at = self.clock.now()
+        await self._heartbeat(self._node_started_at)
         for periodic in (
             Periodic(
                 "rescuer",
@@ -156,11 +165,20 @@ class Service:
                 interval=self.config.rescue_interval,
                 clock=self.clock,
                 health=self.health_state,
+                gate=self.leadership.is_leader,
             ),
             Periodic(
                 "pruner",
                 self.pruner.run_once,
                 interval=self.config.prune_interval,
+                clock=self.clock,
+                health=self.health_state,
+                gate=self.leadership.is_leader,
+            ),
+            Periodic(
+                "node heartbeat",
+                self._heartbeat,
+                interval=NODE_HEARTBEAT,
                 clock=self.clock,
                 health=self.health_state,
             ),
@@ -179,6 +197,22 @@ class Service:
     def hurry(self) -> None:
         """Cut a graceful stop short: requeue running jobs now."""
         self._hurry.set()
+
+    async def _heartbeat(self, now: datetime) -> None:
+        await self.store.record_node(
+            NodeInfo(
+                node=self.config.node,
+                started_at=self._node_started_at,
+                heartbeat_at=now,
+                queues=tuple(self.runtimes),
+                leader=self.leadership.is_leader(),
+            )
+        )
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Worker nodes that reported in within the last few heartbeats."""
+        since = self.clock.now() - timedelta(seconds=NODE_HEARTBEAT * NODE_MISSED_BEATS)
+        return await self.store.list_nodes(since)
 
     def _on_notified(self, queue: str) -> None:
         if not queue:
@@ -219,6 +253,9 @@ class Service:
             log.error("Stopping: could not return running jobs to the queue: %s", error)
         finally:
             await self._supervisor.stop()
+            if self.runtimes:
+                with contextlib.suppress(StoreError):
+                    await self.store.forget_node(self.config.node)
             self.runtimes.clear()
             if self._threads is not None:
                 self._threads.shutdown(wait=False, cancel_futures=True)

@@ -110,3 +110,29 @@ async def test_two_workers_share_a_queue_without_running_a_job_twice(shared_url:
     finally:
         for service in services:
             await service.stop(grace=0)
+
+
+async def test_one_leader_at_a_time_and_a_new_one_when_it_goes(shared_url: str) -> None:
+    services = [
+        Service(store_from_url(shared_url), config=fast_config(node=f"n{n}")) for n in range(3)
+    ]
+    for service in services:
+        await service.start()
+    try:
+        await wait_for(
+            lambda: sum(s.leadership.is_leader() for s in services) == 1, message="a leader"
+        )
+        [leader] = [s for s in services if s.leadership.is_leader()]
+        # Its session ends, and the lock with it (a kill -9 is in test_postgres_processes).
+        await leader.stop(grace=0)
+        others = [s for s in services if s is not leader]
+        await wait_for(
+            lambda: sum(s.leadership.is_leader() for s in others) == 1,
+            within=10,
+            message="another node to lead",
+        )
+        nodes = await others[0].nodes()
+        assert [node.node for node in nodes] == sorted(s.config.node for s in others)
+    finally:
+        for service in services:
+            await service.stop(grace=0)

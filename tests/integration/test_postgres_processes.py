@@ -203,3 +203,20 @@ async def _terminate_everyone_else() -> int:
     finally:
         await conn.close()
     return killed
+
+
+def test_when_the_leader_is_killed_another_node_takes_over(tmp_path: Path) -> None:
+    with cluster(tmp_path) as nodes:
+        api = nodes.api()
+        workers = {name: nodes.worker(name) for name in ("first", "second")}
+
+        def leaders() -> list[str]:
+            listed = httpx.get(f"{api.url}/nodes").json()
+            return [node["node"] for node in listed if node["leader"]]
+
+        wait_until(lambda: len(leaders()) == 1, 30, "one leader among the nodes")
+        [leader] = leaders()
+        workers[leader].process.kill()
+        workers[leader].wait_exit(10)
+        [survivor] = [name for name in workers if name != leader]
+        wait_until(lambda: survivor in leaders(), 30, f"{survivor} to lead")

@@ -69,7 +69,7 @@ def job_routes(
 
 
 def service_routes(service: Service) -> list[BaseRoute]:
-    """``/``, ``/health``, ``/stats`` and ``/openapi.json``."""
+    """``/``, ``/health``, ``/stats``, ``/nodes`` and ``/openapi.json``."""
 
     async def openapi(request: Request) -> Response:
         return handlers.json_response(openapi_document())
@@ -78,6 +78,7 @@ def service_routes(service: Service) -> list[BaseRoute]:
         Route("/", _bind(handlers.root, service), methods=["GET"]),
         Route("/health", _bind(handlers.health, service), methods=["GET"]),
         Route("/stats", _bind(handlers.stats, service), methods=["GET"]),
+        Route("/nodes", _bind(handlers.nodes, service), methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
 

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from servcore.http import answers, validation
-from servcore.http.serialization import counts_to_json, encode, job_to_json
+from servcore.http.serialization import counts_to_json, encode, job_to_json, node_to_json
 from servcore.http.validation import BadRequest, read_body
 from servcore.service import Service
 from servcore.store.base import JobQuery
@@ -43,6 +43,11 @@ async def health(request: Request, service: Service) -> Response:
     if problems:
         return json_response({"status": "DEGRADED", "problems": problems}, 503)
     return json_response({"status": "OK"})
+
+
+async def nodes(request: Request, service: Service) -> Response:
+    """``GET /nodes``: worker nodes alive now, which queues they run, who leads."""
+    return json_response([node_to_json(node) for node in await service.nodes()])
 
 
 async def stats(request: Request, service: Service) -> Response:

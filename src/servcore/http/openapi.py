@@ -105,6 +105,16 @@ def openapi_document() -> dict[str, Any]:
             "/stats": {
                 "get": {"responses": {"200": _json("Counts by status", {"type": "object"})}}
             },
+            "/nodes": {
+                "get": {
+                    "responses": {
+                        "200": _json(
+                            "Live worker nodes",
+                            {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+                        )
+                    }
+                }
+            },
             "/jobs": {
                 "post": {
                     "requestBody": {"content": {"application/json": {"schema": _JOB_REQUEST}}},
@@ -175,6 +185,16 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": {
                 "Job": _JOB,
+                "Node": {
+                    "type": "object",
+                    "properties": {
+                        "node": {"type": "string"},
+                        "queues": {"type": "array", "items": {"type": "string"}},
+                        "leader": {"type": "boolean"},
+                        "started_at": _TIME,
+                        "heartbeat_at": _TIME,
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "required": ["error"],

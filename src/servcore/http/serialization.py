@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from servcore.jobs import Job
-from servcore.store.base import JobCounts
+from servcore.store.base import JobCounts, NodeInfo
 from servcore.timestamps import format_timestamp
 
 encode = msgspec.json.Encoder().encode
@@ -63,4 +63,14 @@ def counts_to_json(counts: JobCounts) -> dict[str, int]:
         "cancelled": counts.cancelled,
         "scheduled": counts.scheduled,
         "available": counts.available,
+    }
+
+
+def node_to_json(node: NodeInfo) -> dict[str, Any]:
+    return {
+        "node": node.node,
+        "queues": list(node.queues),
+        "leader": node.leader,
+        "started_at": format_timestamp(node.started_at),
+        "heartbeat_at": format_timestamp(node.heartbeat_at),
     }

@@ -11,7 +11,8 @@ from servcore.supervisor import Health
 
 
 class Periodic:
-    """Runs ``run_once(now)`` every ``interval`` s; crashes go to the supervisor.
+    """Runs ``run_once(now)`` every ``interval`` s while ``gate()`` allows it
+    (leadership, for once-per-cluster work); crashes go to the supervisor.
 
     The first run is one interval after start: the service runs what must
     happen at once (rescuing a dead node's jobs) itself, before it claims.
@@ -27,12 +28,14 @@ class Periodic:
         interval: float,
         clock: Clock,
         health: Health,
+        gate: Callable[[], bool] = lambda: True,
     ) -> None:
         self.name = name
         self.run_once = run_once
         self._interval = interval
         self._clock = clock
         self._health = health
+        self._gate = gate
         self._started = False
 
     async def run(self) -> None:
@@ -44,5 +47,6 @@ class Periodic:
             await self._run_and_report()
 
     async def _run_and_report(self) -> None:
-        await self.run_once(self._clock.now())
+        if self._gate():
+            await self.run_once(self._clock.now())
         self._health.ok(self.name)

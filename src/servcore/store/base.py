@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from servcore.jobs import Job, JobError, JobStatus, NewJob
+from servcore.leadership.base import Leadership
 from servcore.notifier.base import Notifier
 
 
@@ -111,6 +112,17 @@ class JobCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A worker process as it last reported itself."""
+
+    node: str
+    started_at: datetime
+    heartbeat_at: datetime
+    queues: tuple[str, ...]
+    leader: bool
+
+
+@dataclass(frozen=True, slots=True)
 class RescueReport:
     requeued: list[int]
     failed: list[int]
@@ -189,6 +201,20 @@ class Store(JobReader, JobWriter, Protocol):
 
     def notifier(self) -> Notifier | None:
         """Hears jobs stored by other processes, where the backend can tell."""
+        ...
+
+    def leadership(self, node: str) -> Leadership:
+        """How ``node`` learns whether it runs the once-per-cluster maintenance."""
+        ...
+
+    async def record_node(self, info: NodeInfo) -> None:
+        """Insert or refresh a node's record (its heartbeat)."""
+        ...
+
+    async def forget_node(self, node: str) -> None: ...
+
+    async def list_nodes(self, alive_since: datetime) -> list[NodeInfo]:
+        """Nodes whose heartbeat is not older than ``alive_since``, by name."""
         ...
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 import msgspec
 
 from servcore.jobs import Job, JobStatus, NewJob
+from servcore.leadership.base import SoleLeadership
 from servcore.store.base import (
     ClaimParams,
     Completion,
@@ -18,6 +19,7 @@ from servcore.store.base import (
     JobPage,
     JobQuery,
     Lease,
+    NodeInfo,
     RescueReport,
     StatusFilter,
     rescue_verdict,
@@ -40,6 +42,7 @@ class MemoryStore:
         # queue -> heap of (run_at, id): queued, maybe not yet due.
         self._waiting: dict[str, list[tuple[datetime, int]]] = {}
         self._counts = dict.fromkeys(JobStatus, 0)
+        self._nodes: dict[str, NodeInfo] = {}
 
     # -- life cycle -------------------------------------------------------
 
@@ -51,6 +54,21 @@ class MemoryStore:
 
     async def register_node(self, node: str) -> None:
         return None
+
+    def leadership(self, node: str) -> SoleLeadership:
+        return SoleLeadership()
+
+    async def record_node(self, info: NodeInfo) -> None:
+        self._nodes[info.node] = info
+
+    async def forget_node(self, node: str) -> None:
+        self._nodes.pop(node, None)
+
+    async def list_nodes(self, alive_since: datetime) -> list[NodeInfo]:
+        return sorted(
+            (info for info in self._nodes.values() if info.heartbeat_at >= alive_since),
+            key=lambda info: info.node,
+        )
 
     def notifier(self) -> None:
         return None  # one process: local submissions wake the queues directly

@@ -17,6 +17,7 @@ import asyncpg
 import msgspec
 
 from servcore.jobs import Job, JobError, JobStatus, NewJob
+from servcore.leadership.postgres import PostgresLeadership
 from servcore.notifier.postgres import PostgresNotifier
 from servcore.store.base import (
     ClaimParams,
@@ -26,6 +27,7 @@ from servcore.store.base import (
     JobPage,
     JobQuery,
     Lease,
+    NodeInfo,
     RescueReport,
     StatusFilter,
     StoreError,
@@ -165,6 +167,45 @@ class PostgresStore:
 
     def problem(self) -> str | None:
         return self._listener.problem() if self._listener is not None else None
+
+    def leadership(self, node: str) -> PostgresLeadership:
+        return PostgresLeadership(self._dsn, f"servcore-leader:{self.schema}", node)
+
+    async def record_node(self, info: NodeInfo) -> None:
+        await self._fetch(
+            f"""
+            INSERT INTO "{self.schema}".servcore_nodes
+                (node, started_at, heartbeat_at, queues, leader)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (node) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
+                queues = excluded.queues, leader = excluded.leader
+            """,
+            info.node,
+            info.started_at,
+            info.heartbeat_at,
+            list(info.queues),
+            info.leader,
+        )
+
+    async def forget_node(self, node: str) -> None:
+        await self._fetch(f'DELETE FROM "{self.schema}".servcore_nodes WHERE node = $1', node)
+
+    async def list_nodes(self, alive_since: datetime) -> list[NodeInfo]:
+        rows = await self._fetch(
+            f'SELECT node, started_at, heartbeat_at, queues, leader FROM "{self.schema}".'
+            "servcore_nodes WHERE heartbeat_at >= $1 ORDER BY node",
+            alive_since,
+        )
+        return [
+            NodeInfo(
+                node=row["node"],
+                started_at=row["started_at"],
+                heartbeat_at=row["heartbeat_at"],
+                queues=tuple(row["queues"]),
+                leader=row["leader"],
+            )
+            for row in rows
+        ]
 
     def notifier(self) -> PostgresNotifier:
         """The listener for this store's channel (one per process)."""

@@ -15,7 +15,7 @@ import re
 
 import asyncpg
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -60,6 +60,17 @@ def _migrations(schema: str) -> dict[int, list[str]]:
             f"CREATE INDEX servcore_jobs_status ON {jobs} (status)",
             f"CREATE INDEX servcore_jobs_finished ON {jobs} (finished_at) "
             "WHERE status IN ('done', 'failed', 'cancelled')",
+        ],
+        2: [
+            f"""
+            CREATE TABLE "{schema}".servcore_nodes (
+                node          TEXT        PRIMARY KEY,
+                started_at    TIMESTAMPTZ NOT NULL,
+                heartbeat_at  TIMESTAMPTZ NOT NULL,
+                queues        TEXT[]      NOT NULL,
+                leader        BOOLEAN     NOT NULL
+            )
+            """,
         ],
     }
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from servcore.jobs import Job, JobStatus, NewJob
+from servcore.leadership.base import SoleLeadership
 from servcore.store import sqlite_reads
 from servcore.store.base import (
     ClaimParams,
@@ -27,6 +28,7 @@ from servcore.store.base import (
     JobPage,
     JobQuery,
     Lease,
+    NodeInfo,
     RescueReport,
     StoreError,
     rescue_verdict,
@@ -137,6 +139,37 @@ class SqliteStore:
         # Until this process claims under the name, any job running under it
         # belongs to an earlier process of the same name: rescue it at once.
         self._unclaimed_nodes.add(node)
+
+    def leadership(self, node: str) -> SoleLeadership:
+        return SoleLeadership()  # one host: every process keeps its own house
+
+    async def record_node(self, info: NodeInfo) -> None:
+        row = (
+            info.node,
+            to_micros(info.started_at),
+            to_micros(info.heartbeat_at),
+            encode_json(list(info.queues)),
+            int(info.leader),
+        )
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO servcore_nodes (node, started_at, heartbeat_at, queues, leader) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (node) DO UPDATE SET "
+                "heartbeat_at = excluded.heartbeat_at, queues = excluded.queues, "
+                "leader = excluded.leader",
+                row,
+            )
+        )
+
+    async def forget_node(self, node: str) -> None:
+        await self._write(
+            lambda conn: conn.execute("DELETE FROM servcore_nodes WHERE node = ?", (node,))
+        )
+
+    async def list_nodes(self, alive_since: datetime) -> list[NodeInfo]:
+        return await self._read(
+            lambda conn: sqlite_reads.select_nodes(conn, to_micros(alive_since))
+        )
 
     def notifier(self) -> None:
         return None  # one process: local submissions wake the queues directly

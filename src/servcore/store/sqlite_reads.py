@@ -6,9 +6,13 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from servcore.jobs import Job
-from servcore.store.base import JobCounts, JobPage, JobQuery, StatusFilter
-from servcore.store.sqlite_rows import COLUMNS, row_to_job, to_micros
+from servcore.store.base import JobCounts, JobPage, JobQuery, NodeInfo, StatusFilter
+from servcore.store.sqlite_rows import COLUMNS, from_micros, row_to_job, to_micros
+
+_decode_queues = msgspec.json.Decoder(list[str]).decode
 
 _STATUS_WHERE = {
     "queued": "status IN ('queued', 'scheduled')",
@@ -78,3 +82,27 @@ def earliest_run_at(conn: sqlite3.Connection, queue: str) -> int | None:
     ]
     known = [run for run in runs if run is not None]
     return min(known) if known else None
+
+
+def select_nodes(conn: sqlite3.Connection, alive_since_us: int) -> list[NodeInfo]:
+    rows = conn.execute(
+        "SELECT node, started_at, heartbeat_at, queues, leader FROM servcore_nodes "
+        "WHERE heartbeat_at >= ? ORDER BY node",
+        (alive_since_us,),
+    ).fetchall()
+    return [
+        NodeInfo(
+            node=node,
+            started_at=_time(started),
+            heartbeat_at=_time(heartbeat),
+            queues=tuple(_decode_queues(queues)),
+            leader=bool(leader),
+        )
+        for node, started, heartbeat, queues, leader in rows
+    ]
+
+
+def _time(micros: int) -> datetime:
+    moment = from_micros(micros)
+    assert moment is not None
+    return moment

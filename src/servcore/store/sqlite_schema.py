@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -45,6 +45,15 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX jobs_status ON jobs (status);
     CREATE INDEX jobs_finished ON jobs (finished_at)
         WHERE status IN ('done', 'failed', 'cancelled');
+    """,
+    2: """
+    CREATE TABLE servcore_nodes (
+        node          TEXT    PRIMARY KEY,
+        started_at    INTEGER NOT NULL,
+        heartbeat_at  INTEGER NOT NULL,
+        queues        TEXT    NOT NULL,
+        leader        INTEGER NOT NULL
+    );
     """,
 }
 
