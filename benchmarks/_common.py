@@ -187,3 +187,64 @@ class RawHttpConnection:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+# -- PostgreSQL -------------------------------------------------------------
+
+# Loopback only; trust auth. Every run gets a schema of its own, dropped after.
+PG_DSN = os.environ.get("SERVCORE_BENCH_PG", "postgresql://root@127.0.0.1:5432/test")
+
+
+def pg_new_schema() -> str:
+    return f"bench_{os.urandom(5).hex()}"
+
+
+def pg_url(schema: str, dsn: str = PG_DSN) -> str:
+    return f"{dsn}?schema={schema}"
+
+
+async def pg_drop_schema(schema: str, dsn: str = PG_DSN) -> None:
+    import asyncpg
+
+    if not schema.startswith("bench_") or not schema.replace("_", "").isalnum():
+        raise ValueError(f"refusing to drop schema {schema!r}")
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def pg_lost_connection(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is a PostgreSQL connection that was cut.
+
+    The test suite's termination tests run ``pg_terminate_backend`` on every
+    client of the database; a benchmark run they hit is retried, not counted.
+    """
+    import asyncpg
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(
+            seen,
+            asyncpg.AdminShutdownError
+            | asyncpg.ConnectionDoesNotExistError
+            | asyncpg.InterfaceError,
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def run_pg(
+    main: Callable[[], Coroutine[Any, Any, T]], loop: str = "uvloop", attempts: int = 3
+) -> T:
+    """``run_async``, again (up to ``attempts`` in all) if PostgreSQL cut a connection."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return run_async(main, loop)
+        except Exception as error:
+            if attempt == attempts or not pg_lost_connection(error):
+                raise
+            print(f"  (run lost its PostgreSQL connection: {error}; running it again)", flush=True)
+    raise AssertionError("unreachable")

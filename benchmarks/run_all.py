@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run_all.py            # full: >= 3 runs each
     .venv/bin/python benchmarks/run_all.py --quick    # 1 run each, for a smoke check
     .venv/bin/python benchmarks/run_all.py --only throughput,latency
+    .venv/bin/python benchmarks/run_all.py --only postgres   # needs SERVCORE_BENCH_PG's server
 
 Each script prints its own lines; the JSON of every script goes to
 ``--out`` (default ``benchmarks/results/``). Exit status is non-zero if any
@@ -20,11 +21,17 @@ from pathlib import Path
 
 from _common import BENCH_DIR, print_machine
 
-BENCHMARKS: dict[str, list[list[str]]] = {
-    "throughput": [["--concurrency", "64,256,1024"]],
-    "http_post": [["--concurrency", "default,256"]],
-    "latency": [["--mode", "python"], ["--mode", "http"]],
-    "crash_recovery": [[], ["--sleep-ms", "50"]],
+# name -> the runs: (script in benchmarks/, its arguments)
+BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
+    "throughput": [("throughput", ["--concurrency", "64,256,1024"])],
+    "http_post": [("http_post", ["--concurrency", "default,256"])],
+    "latency": [("latency", ["--mode", "python"]), ("latency", ["--mode", "http"])],
+    "crash_recovery": [("crash_recovery", []), ("crash_recovery", ["--sleep-ms", "50"])],
+    # PostgreSQL on loopback (SERVCORE_BENCH_PG); each run in a fresh schema, dropped after.
+    "postgres": [
+        ("throughput", ["--stores", "postgres", "--concurrency", "256"]),
+        ("postgres", ["--part", "workers,latency,crash"]),
+    ],
 }
 TIME_LIMIT_S = 1800
 
@@ -49,9 +56,9 @@ def main() -> int:
             print("skipping http_post: wrk is not installed (apt-get install -y wrk)")
             outcomes.append((name, 2, 0.0))
             continue
-        for number, extra in enumerate(BENCHMARKS[name]):
+        for number, (script, extra) in enumerate(BENCHMARKS[name]):
             label = name if len(BENCHMARKS[name]) == 1 else f"{name}#{number + 1}"
-            command = [sys.executable, str(BENCH_DIR / f"{name}.py"), *extra]
+            command = [sys.executable, str(BENCH_DIR / f"{script}.py"), *extra]
             if args.quick:
                 command += ["--runs", "1"]
             command += ["--json", str(out / f"{label.replace('#', '-')}.json")]
