@@ -73,7 +73,7 @@ class Service:
         self.registry = registry or TaskRegistry()
         self.clock = clock
         self.health_state = Health()
-        self._supervisor = Supervisor(self.health_state)
+        self._supervisor = Supervisor(self.health_state, expected=(StoreError,))
         self._threads: ThreadPoolExecutor | None = None
         self.runtimes: dict[str, QueueRuntime] = {}
         self.rescuer = Rescuer(self.store, config.max_rescues, self._wake_queues)

@@ -38,8 +38,11 @@ class Health:
 
 
 class Supervisor:
-    def __init__(self, health: Health) -> None:
+    def __init__(self, health: Health, expected: tuple[type[Exception], ...] = ()) -> None:
         self.health = health
+        # Failures of the outside world (a lost database): logged in one
+        # line, without the traceback that a fault in our own code gets.
+        self._expected = expected
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.restarts: dict[str, int] = {}
 
@@ -64,7 +67,10 @@ class Supervisor:
                 self.health.down(part, f"{type(error).__name__}: {error}")
                 if loop.time() - started > _MAX_DELAY * 2:
                     delay = _MIN_DELAY  # it had been running well: a fresh failure
-                log.exception("%s crashed; restarting in %.2f s", part, delay)
+                if isinstance(error, self._expected):
+                    log.warning("%s failed (%s); restarting in %.2f s", part, error, delay)
+                else:
+                    log.exception("%s crashed; restarting in %.2f s", part, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 

@@ -60,9 +60,15 @@ class PostgresLeadership:
                 else:
                     await conn.fetchval("SELECT 1", timeout=5)  # still holding it?
                 await asyncio.sleep(self._interval)
-        finally:
+        except asyncio.CancelledError:
+            if self._leader:
+                log.info("Node %s stepped down as leader", self._node)
+            raise
+        except BaseException:
             if self._leader:
                 log.warning("Node %s is no longer the leader", self._node)
+            raise
+        finally:
             self._leader = False
             if not conn.is_closed():
                 conn.terminate()

@@ -292,7 +292,8 @@ class QueueRuntime:
             if held:
                 lost = await self._store.extend_leases(held, self._clock.now() + self._lease)
                 for job_id in lost:
-                    log.warning("Job %d: lease lost while running (rescued elsewhere)", job_id)
+                    if job_id in self.in_flight:  # not merely finished meanwhile
+                        log.warning("Job %d: lease lost while running (rescued elsewhere)", job_id)
             if self._supervisor is not None:
                 self._supervisor.health.ok(f"heartbeat {self.name}")
 

@@ -391,11 +391,22 @@ class PostgresStore:
     async def extend_leases(self, leases: Sequence[Lease], until: datetime) -> list[int]:
         if not leases:
             return []
+        # Rows another transaction is writing (a completion of the same job,
+        # a rescue) are skipped, not waited for: waiting in no fixed order on
+        # rows the completer also updates could deadlock. Skipped ones count
+        # as not held; the runtime ignores jobs it has already finished.
         rows = await self._fetch(
             f"""
-            UPDATE {self._jobs} AS j SET locked_until = $3
-            FROM unnest($1::bigint[], $2::bigint[]) AS v(id, token)
-            WHERE j.id = v.id AND j.status = 'running' AND j.lease_token = v.token
+            WITH held AS (
+                SELECT j.id FROM {self._jobs} AS j
+                JOIN unnest($1::bigint[], $2::bigint[]) AS v(id, token)
+                  ON j.id = v.id AND j.lease_token = v.token
+                WHERE j.status = 'running'
+                ORDER BY j.id
+                FOR UPDATE OF j SKIP LOCKED
+            )
+            UPDATE {self._jobs} AS j SET locked_until = $3 FROM held
+            WHERE j.id = held.id
             RETURNING j.id
             """,
             [lease.id for lease in leases],
