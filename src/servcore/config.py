@@ -53,7 +53,7 @@ class ServiceConfig:
     concurrency: int = field(default_factory=default_concurrency)
     lease: float = 30.0
     max_rescues: int = 3
-    rescue_interval: float = 1.0
+    rescue_interval: float = 0.5
     poll_interval: float = 1.0
     shutdown_grace: float = 15.0
     retention: float = 7 * 24 * 3600.0
