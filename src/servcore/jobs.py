@@ -106,6 +106,24 @@ class NewJob(msgspec.Struct, frozen=True):
     timeout: float | None = None
     backoff: float | None = None
 
+    def stored(self, job_id: int, inserted_at: datetime) -> Job:
+        """The job a store made of this request: queued, no attempt yet."""
+        return Job(
+            id=job_id,
+            queue=self.queue,
+            task=self.task,
+            payload=self.payload,
+            status=JobStatus.QUEUED,
+            priority=self.priority,
+            attempt=0,
+            max_attempts=self.max_attempts,
+            run_at=self.run_at,
+            inserted_at=inserted_at,
+            unique_key=self.unique_key,
+            timeout=self.timeout,
+            backoff=self.backoff,
+        )
+
 
 def task_name(payload: dict[str, Any]) -> str:
     """The handler name a payload asks for (the seed's ``payload.task``)."""

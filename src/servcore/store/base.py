@@ -102,6 +102,18 @@ class JobCounts:
     cancelled: int = 0
     scheduled: int = 0
 
+    @classmethod
+    def from_statuses(cls, by_status: dict[str, int], scheduled: int) -> JobCounts:
+        """From counts by stored status (where ``scheduled`` is a kind of queued)."""
+        return cls(
+            queued=by_status.get("queued", 0) + by_status.get("scheduled", 0),
+            running=by_status.get("running", 0),
+            done=by_status.get("done", 0),
+            failed=by_status.get("failed", 0),
+            cancelled=by_status.get("cancelled", 0),
+            scheduled=scheduled,
+        )
+
     @property
     def total(self) -> int:
         return self.queued + self.running + self.done + self.failed + self.cancelled

@@ -93,21 +93,7 @@ class MemoryStore:
     async def insert_jobs(self, new_jobs: Sequence[NewJob], now: datetime) -> list[Job]:
         inserted = []
         for new in new_jobs:
-            job = Job(
-                id=next(self._ids),
-                queue=new.queue,
-                task=new.task,
-                payload=new.payload,
-                status=_QUEUED,
-                priority=new.priority,
-                attempt=0,
-                max_attempts=new.max_attempts,
-                run_at=new.run_at,
-                inserted_at=now,
-                unique_key=new.unique_key,
-                timeout=new.timeout,
-                backoff=new.backoff,
-            )
+            job = new.stored(next(self._ids), now)
             self._jobs[job.id] = job
             self._enqueue(job, now)
             inserted.append(job)

@@ -263,24 +263,7 @@ class PostgresStore:
         )
         # A sequence hands out ids in the order rows are inserted: ORDER BY ordinal.
         ids = sorted(row["id"] for row in rows)
-        return [
-            Job(
-                id=job_id,
-                queue=new.queue,
-                task=new.task,
-                payload=new.payload,
-                status=JobStatus.QUEUED,
-                priority=new.priority,
-                attempt=0,
-                max_attempts=new.max_attempts,
-                run_at=new.run_at,
-                inserted_at=now,
-                unique_key=new.unique_key,
-                timeout=new.timeout,
-                backoff=new.backoff,
-            )
-            for job_id, new in zip(ids, new_jobs, strict=True)
-        ]
+        return [new.stored(job_id, now) for job_id, new in zip(ids, new_jobs, strict=True)]
 
     async def claim_jobs(self, params: ClaimParams) -> list[Job]:
         self._unclaimed_nodes.discard(params.node)
@@ -504,15 +487,7 @@ class PostgresStore:
             now,
         )
         by_status = {row["status"]: row["n"] for row in rows}
-        scheduled = sum(row["ahead"] for row in rows)
-        return JobCounts(
-            queued=by_status.get("queued", 0) + by_status.get("scheduled", 0),
-            running=by_status.get("running", 0),
-            done=by_status.get("done", 0),
-            failed=by_status.get("failed", 0),
-            cancelled=by_status.get("cancelled", 0),
-            scheduled=scheduled,
-        )
+        return JobCounts.from_statuses(by_status, sum(row["ahead"] for row in rows))
 
     async def next_run_at(self, queue: str) -> datetime | None:
         rows = await self._fetch(

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from servcore.jobs import Job, JobStatus, NewJob
+from servcore.jobs import Job, NewJob
 from servcore.leadership.base import SoleLeadership
 from servcore.store import sqlite_reads
 from servcore.store.base import (
@@ -224,24 +224,7 @@ class SqliteStore:
             first_id = await self._inserts.insert(rows)
         except (sqlite3.Error, RuntimeError) as error:
             raise StoreError(f"SQLite write failed: {error}") from error
-        return [
-            Job(
-                id=first_id + index,
-                queue=new.queue,
-                task=new.task,
-                payload=new.payload,
-                status=JobStatus.QUEUED,
-                priority=new.priority,
-                attempt=0,
-                max_attempts=new.max_attempts,
-                run_at=new.run_at,
-                inserted_at=now,
-                unique_key=new.unique_key,
-                timeout=new.timeout,
-                backoff=new.backoff,
-            )
-            for index, new in enumerate(new_jobs)
-        ]
+        return [new.stored(first_id + index, now) for index, new in enumerate(new_jobs)]
 
     async def claim_jobs(self, params: ClaimParams) -> list[Job]:
         values = {

@@ -62,14 +62,7 @@ def count_by_status(conn: sqlite3.Connection, now: datetime) -> JobCounts:
         ).fetchone()
     finally:
         conn.execute("COMMIT")
-    return JobCounts(
-        queued=by_status.get("queued", 0) + by_status.get("scheduled", 0),
-        running=by_status.get("running", 0),
-        done=by_status.get("done", 0),
-        failed=by_status.get("failed", 0),
-        cancelled=by_status.get("cancelled", 0),
-        scheduled=scheduled,
-    )
+    return JobCounts.from_statuses(by_status, scheduled)
 
 
 def earliest_run_at(conn: sqlite3.Connection, queue: str) -> int | None:
