@@ -14,9 +14,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import msgspec
 
-from servcore.jobs import Job, JobError, JobStatus, NewJob
+from servcore.jobs import Job, NewJob
 from servcore.leadership.postgres import PostgresLeadership
 from servcore.notifier.postgres import PostgresNotifier
 from servcore.store.base import (
@@ -29,81 +28,18 @@ from servcore.store.base import (
     Lease,
     NodeInfo,
     RescueReport,
-    StatusFilter,
     StoreError,
     rescue_verdict,
 )
+from servcore.store.postgres_rows import (
+    COLUMNS,
+    DATABASE_ERRORS,
+    STATUS_WHERE,
+    append_error,
+    row_to_job,
+    to_json,
+)
 from servcore.store.postgres_schema import migrate, valid_schema_name
-
-COLUMNS = (
-    "id, queue, task, payload, status, priority, attempt, max_attempts, run_at, "
-    "inserted_at, started_at, finished_at, result, errors, unique_key, timeout, "
-    "backoff, locked_by, locked_until, lease_token, rescued"
-)
-# What a lost or refused connection can raise: all become StoreError.
-DATABASE_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
-_STATUSES = {status.value: status for status in JobStatus}
-_STATUSES["scheduled"] = JobStatus.QUEUED
-_encode = msgspec.json.Encoder().encode
-_decode_payload = msgspec.json.Decoder(dict[str, Any]).decode
-_decode_any = msgspec.json.Decoder().decode
-_decode_errors = msgspec.json.Decoder(tuple[JobError, ...]).decode
-
-_STATUS_WHERE = {
-    "queued": "status IN ('queued', 'scheduled')",
-    "running": "status = 'running'",
-    "done": "status = 'done'",
-    "failed": "status = 'failed'",
-    "cancelled": "status = 'cancelled'",
-    StatusFilter.SCHEDULED: "status = 'scheduled' AND run_at > $now",
-    StatusFilter.AVAILABLE: "(status = 'queued' OR (status = 'scheduled' AND run_at <= $now))",
-}
-
-
-def _append_error(errors: str, error: str) -> str:
-    """SQL appending the JSON object ``error`` to the JSON array column ``errors``."""
-    return (
-        f"(CASE WHEN {errors}::text = '[]' THEN '[' || {error} || ']' "
-        f"ELSE left({errors}::text, -1) || ',' || {error} || ']' END)::json"
-    )
-
-
-def _json(value: Any) -> str:
-    return _encode(value).decode()
-
-
-def _row_to_job(row: asyncpg.Record) -> Job:
-    errors = row["errors"]
-    result = row["result"]
-    return Job(
-        id=row["id"],
-        queue=row["queue"],
-        task=row["task"],
-        payload=_decode_payload(row["payload"]),
-        status=_STATUSES[row["status"]],
-        priority=row["priority"],
-        attempt=row["attempt"],
-        max_attempts=row["max_attempts"],
-        run_at=row["run_at"],
-        inserted_at=row["inserted_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        result=None if result is None else _decode_any(result),
-        errors=_decode_errors(errors) if errors != "[]" else (),
-        unique_key=row["unique_key"],
-        timeout=row["timeout"],
-        backoff=row["backoff"],
-        locked_by=row["locked_by"],
-        locked_until=row["locked_until"],
-        lease_token=row["lease_token"],
-        rescued=row["rescued"],
-    )
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -251,7 +187,7 @@ class PostgresStore:
             now,
             [new.queue for new in new_jobs],
             [new.task for new in new_jobs],
-            [_json(new.payload) for new in new_jobs],
+            [to_json(new.payload) for new in new_jobs],
             ["queued" if new.run_at <= now else "scheduled" for new in new_jobs],
             [new.priority for new in new_jobs],
             [new.max_attempts for new in new_jobs],
@@ -298,7 +234,7 @@ class PostgresStore:
                 )
         except DATABASE_ERRORS as error:
             raise StoreError(f"PostgreSQL failed: {error}") from error
-        jobs = [_row_to_job(row) for row in rows]
+        jobs = [row_to_job(row) for row in rows]
         jobs.sort(key=lambda job: (job.priority, job.id))
         return jobs
 
@@ -318,7 +254,7 @@ class PostgresStore:
             [done.id for done in completions],
             [done.lease_token for done in completions],
             [done.finished_at for done in completions],
-            [_json(done.result) for done in completions],
+            [to_json(done.result) for done in completions],
         )
         return _stale(completions, rows)
 
@@ -337,7 +273,7 @@ class PostgresStore:
             SET status = v.status,
                 run_at = COALESCE(v.retry_at, j.run_at),
                 finished_at = CASE WHEN v.retry_at IS NULL THEN v.at ELSE j.finished_at END,
-                errors = {_append_error("j.errors", "v.error")},
+                errors = {append_error("j.errors", "v.error")},
                 locked_by = NULL, locked_until = NULL
             FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[],
                         $5::timestamptz[], $6::text[])
@@ -350,7 +286,7 @@ class PostgresStore:
             statuses,
             [f.retry_at for f in failures],
             [f.error.at for f in failures],
-            [_json(f.error) for f in failures],
+            [to_json(f.error) for f in failures],
         )
         return _stale(failures, rows)
 
@@ -413,7 +349,7 @@ class PostgresStore:
                     sorted(self._unclaimed_nodes),
                 )
                 for row in rows:
-                    job = _row_to_job(row)
+                    job = row_to_job(row)
                     error, requeue = rescue_verdict(job, now, max_rescues)
                     await conn.execute(
                         f"""
@@ -421,7 +357,7 @@ class PostgresStore:
                         SET status = $2, run_at = CASE WHEN $3 THEN $4 ELSE run_at END,
                             finished_at = CASE WHEN $3 THEN finished_at ELSE $4 END,
                             rescued = rescued + 1,
-                            errors = {_append_error("errors", "$5::text")},
+                            errors = {append_error("errors", "$5::text")},
                             locked_by = NULL, locked_until = NULL
                         WHERE id = $1
                         """,
@@ -429,7 +365,7 @@ class PostgresStore:
                         "queued" if requeue else "failed",
                         requeue,
                         now,
-                        _json(error),
+                        to_json(error),
                     )
                     (report.requeued if requeue else report.failed).append(job.id)
         except DATABASE_ERRORS as error:
@@ -448,13 +384,13 @@ class PostgresStore:
 
     async def get_job(self, job_id: int) -> Job | None:
         rows = await self._fetch(f"SELECT {COLUMNS} FROM {self._jobs} WHERE id = $1", job_id)
-        return _row_to_job(rows[0]) if rows else None
+        return row_to_job(rows[0]) if rows else None
 
     async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
         clauses: list[str] = []
         args: list[Any] = []
         if query.status is not None:
-            where_status = _STATUS_WHERE[query.status]
+            where_status = STATUS_WHERE[query.status]
             if "$now" in where_status:
                 args.append(now)
                 where_status = where_status.replace("$now", f"${len(args)}")
@@ -475,7 +411,7 @@ class PostgresStore:
         else:  # past the last page: the window gave no row to read the total from
             counted = await self._fetch(f"SELECT count(*) AS n FROM {self._jobs} {where}", *args)
             total = counted[0]["n"]
-        return JobPage([_row_to_job(row) for row in rows], total)
+        return JobPage([row_to_job(row) for row in rows], total)
 
     async def count_jobs(self, now: datetime) -> JobCounts:
         rows = await self._fetch(
