@@ -27,6 +27,8 @@ BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     "http_post": [("http_post", ["--concurrency", "default,256"])],
     "latency": [("latency", ["--mode", "python"]), ("latency", ["--mode", "http"])],
     "crash_recovery": [("crash_recovery", []), ("crash_recovery", ["--sleep-ms", "50"])],
+    # SQLite and PostgreSQL (the latter needs SERVCORE_BENCH_PG's server).
+    "bulk_insert": [("bulk_insert", [])],
     # PostgreSQL on loopback (SERVCORE_BENCH_PG); each run in a fresh schema, dropped after.
     "postgres": [
         ("throughput", ["--stores", "postgres", "--concurrency", "256"]),

@@ -13,7 +13,7 @@ from typing import Any
 from servcore.http import validation
 from servcore.http.serialization import encode, job_to_json
 from servcore.http.validation import MISSING_PAYLOAD, SCHEDULE_FIELDS, BadRequest
-from servcore.jobs import Job
+from servcore.jobs import Job, NewJob
 from servcore.service import JobRequestError, Service
 from servcore.timestamps import format_timestamp
 
@@ -26,7 +26,7 @@ def error(message: str, status: int = 400) -> Answer:
     return status, encode({"error": message})
 
 
-async def _accept(service: Service, body: dict[str, Any], queue: str | None, missing: str) -> Job:
+def _build(service: Service, body: dict[str, Any], queue: str | None, missing: str) -> NewJob:
     try:
         options = validation.job_options(body, missing_message=missing)
         if queue is not None:
@@ -34,10 +34,13 @@ async def _accept(service: Service, body: dict[str, Any], queue: str | None, mis
                 raise BadRequest(f"this route submits to queue {queue!r}; drop 'queue'")
             options["queue"] = queue
         payload = options.pop("payload")
-        new_job = service.build_job(payload, **options)
+        return service.build_job(payload, **options)
     except JobRequestError as problem:
         raise BadRequest(str(problem)) from None
-    (job,) = await service.submit([new_job])
+
+
+async def _accept(service: Service, body: dict[str, Any], queue: str | None, missing: str) -> Job:
+    (job,) = await service.submit([_build(service, body, queue, missing)])
     return job
 
 
@@ -48,6 +51,32 @@ async def create_job(service: Service, body: bytes, queue: str | None = None) ->
     except BadRequest as problem:
         return error(problem.message, problem.status)
     return 202, b'{"message":"Job accepted","job_id":%d}' % job.id
+
+
+MAX_BATCH = 1000
+
+
+async def create_jobs(service: Service, body: bytes, queue: str | None = None) -> Answer:
+    """``POST /jobs/batch``: up to 1,000 jobs in one transaction; all or none."""
+    try:
+        document = validation.decode_object(body)
+        entries = document.get("jobs")
+        if set(document) != {"jobs"} or not isinstance(entries, list):
+            raise BadRequest('Send {"jobs": [...]}: a list of job objects like POST /jobs takes')
+        if not 1 <= len(entries) <= MAX_BATCH:
+            raise BadRequest(f"'jobs' must hold 1 to {MAX_BATCH} jobs, not {len(entries)}")
+        new_jobs = []
+        for index, entry in enumerate(entries):
+            try:
+                if not isinstance(entry, dict):
+                    raise BadRequest("must be a JSON object")
+                new_jobs.append(_build(service, entry, queue, MISSING_PAYLOAD))
+            except BadRequest as problem:
+                raise BadRequest(f"jobs[{index}]: {problem.message}") from None
+    except BadRequest as problem:
+        return error(problem.message, problem.status)
+    jobs = await service.submit(new_jobs)
+    return 202, encode({"message": "Jobs accepted", "job_ids": [job.id for job in jobs]})
 
 
 async def schedule_job(service: Service, body: bytes, queue: str | None = None) -> Answer:

@@ -48,7 +48,7 @@ def job_routes(
 
     ``job_routes(service, "/email_jobs", queue="email")`` gives the seed's
     per-pipeline routes: ``POST /email_jobs``, ``POST /email_jobs/schedule``,
-    ``GET /email_jobs``, ``GET /email_jobs/{id}``.
+    ``GET /email_jobs``, ``GET /email_jobs/{id}``, and ``POST /email_jobs/batch``.
     """
     return [
         Route(
@@ -63,6 +63,9 @@ def job_routes(
             f"{prefix}/schedule",
             _bind(handlers.schedule_job, service, queue=queue),
             methods=["POST"],
+        ),
+        Route(
+            f"{prefix}/batch", _bind(handlers.create_jobs, service, queue=queue), methods=["POST"]
         ),
         Route(f"{prefix}/{{id}}", _bind(handlers.get_job, service, queue=queue), methods=["GET"]),
     ]

@@ -68,6 +68,15 @@ async def create_job(request: Request, service: Service, queue: str | None = Non
     return _response(await answers.create_job(service, body, queue))
 
 
+async def create_jobs(request: Request, service: Service, queue: str | None = None) -> Response:
+    """``POST /jobs/batch``: up to 1,000 jobs in one transaction."""
+    try:
+        body = await read_body(request, service.config.max_body_bytes)
+    except BadRequest as problem:
+        return error_response(problem.message, problem.status)
+    return _response(await answers.create_jobs(service, body, queue))
+
+
 async def schedule_job(request: Request, service: Service, queue: str | None = None) -> Response:
     """``POST /jobs/schedule``: like ``create_job``, with ``run_at`` required."""
     try:

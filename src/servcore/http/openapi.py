@@ -164,6 +164,33 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/jobs/batch": {
+                "post": {
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["jobs"],
+                                    "properties": {
+                                        "jobs": {
+                                            "type": "array",
+                                            "items": _JOB_REQUEST,
+                                            "minItems": 1,
+                                            "maxItems": 1000,
+                                        }
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {
+                        "202": _json("All stored, in one transaction", {"type": "object"}),
+                        "400": bad,
+                        "413": too_large,
+                    },
+                }
+            },
             "/jobs/{id}": {
                 "get": {
                     "parameters": [
