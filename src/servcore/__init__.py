@@ -15,7 +15,7 @@ from servcore.config import ConfigError, ServiceConfig
 from servcore.http.app import create_app, job_routes
 from servcore.jobs import Job, JobError, JobStatus, NewJob
 from servcore.retry import Backoff
-from servcore.service import JobRequestError, Service
+from servcore.service import JobRequestError, Service, UniqueConflict
 from servcore.store import MemoryStore, SqliteStore, Store, StoreError, store_from_url
 from servcore.tasks import Cancel, Discard, Retry, TaskRegistry, default_handler
 
@@ -39,6 +39,7 @@ __all__ = [
     "StoreError",
     "SystemClock",
     "TaskRegistry",
+    "UniqueConflict",
     "create_app",
     "default_handler",
     "job_routes",

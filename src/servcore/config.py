@@ -60,6 +60,7 @@ class ServiceConfig:
     prune_interval: float = 3600.0
     backoff: Backoff = DEFAULT_BACKOFF
     max_body_bytes: int = 1024 * 1024
+    unique_period: float = 3600.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -75,6 +76,7 @@ class ServiceConfig:
             (self.retention > 0, "retention must be > 0 seconds"),
             (self.prune_interval > 0, "prune_interval must be > 0 seconds"),
             (self.max_body_bytes >= 1024, "max_body_bytes must be >= 1024"),
+            (self.unique_period > 0, "unique_period must be > 0 seconds"),
         ]
         for ok, message in checks:
             if not ok:

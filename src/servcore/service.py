@@ -33,7 +33,15 @@ from servcore.retry import Backoff
 from servcore.runtime.executor import Executor
 from servcore.runtime.queue import QueueRuntime
 from servcore.store import store_from_url
-from servcore.store.base import JobCounts, JobPage, JobQuery, NodeInfo, Store, StoreError
+from servcore.store.base import (
+    Insertion,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    NodeInfo,
+    Store,
+    StoreError,
+)
 from servcore.supervisor import Health, Supervisor
 from servcore.tasks import Handler, HandlerT, TaskRegistry
 
@@ -48,6 +56,17 @@ NODE_MISSED_BEATS = 3
 
 class JobRequestError(ValueError):
     """A job request that cannot be accepted; the message says what to fix."""
+
+
+class UniqueConflict(JobRequestError):
+    """The ``unique_key`` belongs to a recent job with a different payload."""
+
+    def __init__(self, existing: Job) -> None:
+        super().__init__(
+            f"unique_key {existing.unique_key!r} is already used by job {existing.id} "
+            "with a different payload"
+        )
+        self.existing = existing
 
 
 class Service:
@@ -314,15 +333,40 @@ class Service:
         )
 
     async def submit(self, new_jobs: Sequence[NewJob]) -> list[Job]:
-        """Store jobs (durably, for durable stores) and wake the queues that run them."""
+        """Store jobs (durably, for durable stores) and wake the queues that run them.
+
+        A job with a ``unique_key`` goes alone (see :meth:`submit_unique`): an
+        earlier job with its key and payload is returned instead of a new one,
+        and another payload under the key raises :class:`UniqueConflict`.
+        """
+        if any(new.unique_key is not None for new in new_jobs):
+            if len(new_jobs) != 1:
+                raise JobRequestError("jobs with a 'unique_key' are submitted one at a time")
+            insertion = await self.submit_unique(new_jobs[0])
+            if insertion.outcome == "conflict":
+                raise UniqueConflict(insertion.job)
+            return [insertion.job]
         jobs = await self.store.insert_jobs(new_jobs, self.clock.now())
+        self._wake_for(jobs)
+        return jobs
+
+    async def submit_unique(self, new_job: NewJob) -> Insertion:
+        """Store a job with a ``unique_key`` unless one with that key was stored
+        within ``unique_period`` seconds; say which happened."""
+        now = self.clock.now()
+        since = now - timedelta(seconds=self.config.unique_period)
+        insertion = await self.store.insert_unique(new_job, now, since)
+        if insertion.outcome == "created":
+            self._wake_for([insertion.job])
+        return insertion
+
+    def _wake_for(self, jobs: Sequence[Job]) -> None:
         runtimes = self.runtimes
         if runtimes:
             for job in jobs:
                 runtime = runtimes.get(job.queue)
                 if runtime is not None:
                     runtime.notify(job.run_at)
-        return jobs
 
     async def enqueue(
         self, task: str, payload: dict[str, Any] | None = None, **options: Any

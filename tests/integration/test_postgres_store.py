@@ -76,3 +76,19 @@ def test_servcore_migrate_prepares_a_postgres_schema() -> None:
     result = CliRunner().invoke(main, ["migrate", "--store", url])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"store ready: {url}"
+
+
+async def test_one_unique_key_submitted_from_many_nodes_makes_one_job() -> None:
+    require_postgres()
+    url = postgres_url()
+    nodes = [store_from_url(url) for _ in range(4)]
+    await asyncio.gather(*(node.open() for node in nodes))
+    try:
+        job = NewJob(payload={"task": "x", "n": 1}, run_at=NOW, task="x", unique_key="k")
+        results = await asyncio.gather(
+            *(node.insert_unique(job, NOW, NOW) for node in nodes for _ in range(5))
+        )
+        assert [r.outcome for r in results].count("created") == 1
+        assert len({r.job.id for r in results}) == 1
+    finally:
+        await asyncio.gather(*(node.close() for node in nodes))

@@ -9,7 +9,10 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from servcore import Cancel, Discard, Job, JobStatus, Retry, Service
+from servcore.service import UniqueConflict
 from tests.conftest import wait_for
 
 
@@ -319,3 +322,14 @@ async def test_a_task_bound_to_its_own_queue_runs_there(service: Service) -> Non
     job = await service.enqueue("transcode")
     assert job.queue == "media"
     assert (await finished(service, job.id)).result == "media"
+
+
+async def test_enqueue_with_a_unique_key_returns_the_earlier_job_or_raises(
+    service: Service,
+) -> None:
+    await service.start(workers=False)
+    first = await service.enqueue("report", {"day": 1}, unique_key="report-1")
+    again = await service.enqueue("report", {"day": 1}, unique_key="report-1")
+    assert again.id == first.id
+    with pytest.raises(UniqueConflict, match="already used by job"):
+        await service.enqueue("report", {"day": 2}, unique_key="report-1")

@@ -24,6 +24,7 @@ EXPECTED = {
     "StoreError",
     "SystemClock",
     "TaskRegistry",
+    "UniqueConflict",
     "create_app",
     "default_handler",
     "job_routes",

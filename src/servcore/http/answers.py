@@ -13,8 +13,9 @@ from typing import Any
 from servcore.http import validation
 from servcore.http.serialization import encode, job_to_json
 from servcore.http.validation import MISSING_PAYLOAD, SCHEDULE_FIELDS, BadRequest
-from servcore.jobs import Job, NewJob
-from servcore.service import JobRequestError, Service
+from servcore.jobs import NewJob
+from servcore.service import JobRequestError, Service, UniqueConflict
+from servcore.store.base import Insertion
 from servcore.timestamps import format_timestamp
 
 Answer = tuple[int, bytes]
@@ -39,18 +40,39 @@ def _build(service: Service, body: dict[str, Any], queue: str | None, missing: s
         raise BadRequest(str(problem)) from None
 
 
-async def _accept(service: Service, body: dict[str, Any], queue: str | None, missing: str) -> Job:
-    (job,) = await service.submit([_build(service, body, queue, missing)])
-    return job
-
-
-async def create_job(service: Service, body: bytes, queue: str | None = None) -> Answer:
-    """``POST /jobs``: 202 once the job is stored."""
+async def create_job(
+    service: Service,
+    body: bytes,
+    queue: str | None = None,
+    idempotency_key: str | None = None,
+) -> Answer:
+    """``POST /jobs``: 202 once the job is stored; 200 with the earlier job for a
+    repeated ``unique_key`` (or ``Idempotency-Key``); 409 if that key came
+    with another payload."""
     try:
-        job = await _accept(service, validation.decode_object(body), queue, MISSING_PAYLOAD)
+        document = validation.decode_object(body)
+        if idempotency_key is not None:
+            if document.get("unique_key", idempotency_key) != idempotency_key:
+                raise BadRequest("the Idempotency-Key header and 'unique_key' differ")
+            document["unique_key"] = idempotency_key
+        new_job = _build(service, document, queue, MISSING_PAYLOAD)
     except BadRequest as problem:
         return error(problem.message, problem.status)
-    return 202, b'{"message":"Job accepted","job_id":%d}' % job.id
+    if new_job.unique_key is None:
+        (job,) = await service.submit([new_job])
+        return 202, b'{"message":"Job accepted","job_id":%d}' % job.id
+    return _unique_answer(await service.submit_unique(new_job))
+
+
+def _unique_answer(insertion: Insertion) -> Answer:
+    job = insertion.job
+    if insertion.outcome == "created":
+        return 202, b'{"message":"Job accepted","job_id":%d}' % job.id
+    if insertion.outcome == "existing":
+        return 200, encode(
+            {"message": "Job already exists", "job_id": job.id, "unique_key": job.unique_key}
+        )
+    return error(str(UniqueConflict(job)), 409)
 
 
 MAX_BATCH = 1000
@@ -70,6 +92,11 @@ async def create_jobs(service: Service, body: bytes, queue: str | None = None) -
             try:
                 if not isinstance(entry, dict):
                     raise BadRequest("must be a JSON object")
+                if entry.get("unique_key") is not None:
+                    raise BadRequest(
+                        "'unique_key' is not taken in a batch: submit such jobs "
+                        "one by one to POST /jobs"
+                    )
                 new_jobs.append(_build(service, entry, queue, MISSING_PAYLOAD))
             except BadRequest as problem:
                 raise BadRequest(f"jobs[{index}]: {problem.message}") from None
@@ -89,9 +116,16 @@ async def schedule_job(service: Service, body: bytes, queue: str | None = None) 
             raise BadRequest(SCHEDULE_FIELDS)
         if "delay" in document:
             raise BadRequest("'delay' does not go with /jobs/schedule: give 'run_at' only")
-        job = await _accept(service, document, queue, SCHEDULE_FIELDS)
+        new_job = _build(service, document, queue, SCHEDULE_FIELDS)
     except BadRequest as problem:
         return error(problem.message, problem.status)
+    if new_job.unique_key is not None:
+        insertion = await service.submit_unique(new_job)
+        if insertion.outcome != "created":
+            return _unique_answer(insertion)
+        job = insertion.job
+    else:
+        (job,) = await service.submit([new_job])
     return 202, encode(
         {"message": "Job scheduled", "job_id": job.id, "run_at": format_timestamp(job.run_at)}
     )

@@ -59,7 +59,15 @@ class ServcoreApp:
             body = await _read_body(scope, receive, self._service.config.max_body_bytes)
         except BadRequest as problem:
             return answers.error(problem.message, problem.status)
-        return await answers.create_job(self._service, body)
+        key = next(
+            (
+                value.decode("latin-1")
+                for name, value in scope["headers"]
+                if name == b"idempotency-key"
+            ),
+            None,
+        )
+        return await answers.create_job(self._service, body, idempotency_key=key)
 
     async def _answer(self, send: Send, answering: Awaitable[answers.Answer]) -> None:
         try:

@@ -65,7 +65,8 @@ async def create_job(request: Request, service: Service, queue: str | None = Non
         body = await read_body(request, service.config.max_body_bytes)
     except BadRequest as problem:
         return error_response(problem.message, problem.status)
-    return _response(await answers.create_job(service, body, queue))
+    key = request.headers.get("idempotency-key")
+    return _response(await answers.create_job(service, body, queue, key))
 
 
 async def create_jobs(request: Request, service: Service, queue: str | None = None) -> Response:

@@ -124,6 +124,19 @@ class JobCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class Insertion:
+    """What became of a job with a ``unique_key`` (see ``insert_unique``).
+
+    ``outcome`` is ``created`` (a new job), ``existing`` (a job with the same
+    key and payload was already there: that one) or ``conflict`` (the key is
+    taken by a job with another payload: that one, nothing stored).
+    """
+
+    job: Job
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
 class NodeInfo:
     """A worker process as it last reported itself."""
 
@@ -161,6 +174,11 @@ class JobWriter(Protocol):
 
     async def insert_jobs(self, new_jobs: Sequence[NewJob], now: datetime) -> list[Job]:
         """All or none, in one transaction; returned in the order given."""
+        ...
+
+    async def insert_unique(self, new_job: NewJob, now: datetime, since: datetime) -> Insertion:
+        """Store ``new_job`` unless a job with its ``unique_key`` was inserted at
+        or after ``since``; safe against concurrent callers, across processes."""
         ...
 
     async def claim_jobs(self, params: ClaimParams) -> list[Job]:

@@ -15,6 +15,7 @@ from servcore.store.base import (
     ClaimParams,
     Completion,
     Failure,
+    Insertion,
     JobCounts,
     JobPage,
     JobQuery,
@@ -43,6 +44,7 @@ class MemoryStore:
         self._waiting: dict[str, list[tuple[datetime, int]]] = {}
         self._counts = dict.fromkeys(JobStatus, 0)
         self._nodes: dict[str, NodeInfo] = {}
+        self._unique: dict[str, int] = {}  # unique_key -> newest job id
 
     # -- life cycle -------------------------------------------------------
 
@@ -94,11 +96,23 @@ class MemoryStore:
         inserted = []
         for new in new_jobs:
             job = new.stored(next(self._ids), now)
+            if new.unique_key is not None:
+                self._unique[new.unique_key] = job.id
             self._jobs[job.id] = job
             self._enqueue(job, now)
             inserted.append(job)
         self._counts[_QUEUED] += len(inserted)
         return inserted
+
+    async def insert_unique(self, new_job: NewJob, now: datetime, since: datetime) -> Insertion:
+        key = new_job.unique_key
+        assert key is not None, "insert_unique needs a unique_key"
+        known = self._jobs.get(self._unique.get(key, 0))
+        if known is not None and known.inserted_at >= since:
+            same = known.payload == new_job.payload
+            return Insertion(known, "existing" if same else "conflict")
+        (job,) = await self.insert_jobs([new_job], now)
+        return Insertion(job, "created")
 
     def _promote_due(self, queue: str, now: datetime) -> list[tuple[int, int]]:
         due = self._due.setdefault(queue, [])

@@ -22,6 +22,7 @@ from servcore.store.base import (
     ClaimParams,
     Completion,
     Failure,
+    Insertion,
     JobCounts,
     JobPage,
     JobQuery,
@@ -165,7 +166,18 @@ class PostgresStore:
     async def insert_jobs(self, new_jobs: Sequence[NewJob], now: datetime) -> list[Job]:
         if not new_jobs:
             return []
-        rows = await self._fetch(
+        try:
+            return await self._insert(self._ready_pool(), new_jobs, now)
+        except DATABASE_ERRORS as error:
+            raise StoreError(f"PostgreSQL failed: {error}") from error
+
+    async def _insert(
+        self,
+        db: asyncpg.Pool | asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        new_jobs: Sequence[NewJob],
+        now: datetime,
+    ) -> list[Job]:
+        rows = await db.fetch(
             f"""
             WITH inserted AS (
             INSERT INTO {self._jobs} (queue, task, payload, status, priority, max_attempts,
@@ -200,6 +212,29 @@ class PostgresStore:
         # A sequence hands out ids in the order rows are inserted: ORDER BY ordinal.
         ids = sorted(row["id"] for row in rows)
         return [new.stored(job_id, now) for job_id, new in zip(ids, new_jobs, strict=True)]
+
+    async def insert_unique(self, new_job: NewJob, now: datetime, since: datetime) -> Insertion:
+        key = new_job.unique_key
+        assert key is not None, "insert_unique needs a unique_key"
+        try:
+            async with self._ready_pool().acquire() as conn, conn.transaction():
+                # Same key, same lock: concurrent submitters (on any node) queue here.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))", f"{self._jobs}:{key}"
+                )
+                known = await conn.fetchrow(
+                    f"SELECT {COLUMNS} FROM {self._jobs} WHERE unique_key = $1 "
+                    "AND inserted_at >= $2 ORDER BY id DESC LIMIT 1",
+                    key,
+                    since,
+                )
+                if known is None:
+                    (job,) = await self._insert(conn, [new_job], now)
+                    return Insertion(job, "created")
+        except DATABASE_ERRORS as error:
+            raise StoreError(f"PostgreSQL failed: {error}") from error
+        job = row_to_job(known)
+        return Insertion(job, "existing" if job.payload == new_job.payload else "conflict")
 
     async def claim_jobs(self, params: ClaimParams) -> list[Job]:
         self._unclaimed_nodes.discard(params.node)

@@ -15,7 +15,7 @@ import re
 
 import asyncpg
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -71,6 +71,10 @@ def _migrations(schema: str) -> dict[int, list[str]]:
                 leader        BOOLEAN     NOT NULL
             )
             """,
+        ],
+        3: [
+            f"CREATE INDEX servcore_jobs_unique ON {jobs} (unique_key, id) "
+            "WHERE unique_key IS NOT NULL",
         ],
     }
 

@@ -24,6 +24,7 @@ from servcore.store.base import (
     ClaimParams,
     Completion,
     Failure,
+    Insertion,
     JobCounts,
     JobPage,
     JobQuery,
@@ -35,7 +36,7 @@ from servcore.store.base import (
 )
 from servcore.store.group_commit import GroupCommitWriter
 from servcore.store.node_locks import NodeLocks
-from servcore.store.sqlite_inserts import InsertCoalescer
+from servcore.store.sqlite_inserts import InsertCoalescer, insert_rows
 from servcore.store.sqlite_rows import (
     COLUMNS,
     encode_json,
@@ -200,23 +201,7 @@ class SqliteStore:
         self._generation += 1
         if not new_jobs:
             return []
-        now_us = to_micros(now)
-        rows = [
-            (
-                new.queue,
-                new.task,
-                encode_json(new.payload),
-                "queued" if new.run_at <= now else "scheduled",
-                new.priority,
-                new.max_attempts,
-                to_micros(new.run_at),
-                now_us,
-                new.unique_key,
-                new.timeout,
-                new.backoff,
-            )
-            for new in new_jobs
-        ]
+        rows = [_insert_row(new, now) for new in new_jobs]
 
         if not self._opened:
             raise StoreError("the SQLite store is not open")
@@ -225,6 +210,28 @@ class SqliteStore:
         except (sqlite3.Error, RuntimeError) as error:
             raise StoreError(f"SQLite write failed: {error}") from error
         return [new.stored(first_id + index, now) for index, new in enumerate(new_jobs)]
+
+    async def insert_unique(self, new_job: NewJob, now: datetime, since: datetime) -> Insertion:
+        key = new_job.unique_key
+        assert key is not None, "insert_unique needs a unique_key"
+        self._generation += 1
+        row = _insert_row(new_job, now)
+        since_us = to_micros(since)
+
+        def insert(conn: sqlite3.Connection) -> tuple[Any, ...] | int:
+            # The writer runs one operation at a time: check-then-insert is atomic.
+            known = conn.execute(
+                f"SELECT {COLUMNS} FROM jobs INDEXED BY jobs_unique "
+                "WHERE unique_key = ? AND inserted_at >= ? ORDER BY id DESC LIMIT 1",
+                (key, since_us),
+            ).fetchone()
+            return known if known is not None else insert_rows(conn, [row])
+
+        found = await self._write(insert)
+        if isinstance(found, int):
+            return Insertion(new_job.stored(found, now), "created")
+        job = row_to_job(found)
+        return Insertion(job, "existing" if job.payload == new_job.payload else "conflict")
 
     async def claim_jobs(self, params: ClaimParams) -> list[Job]:
         values = {
@@ -435,3 +442,19 @@ class SqliteStore:
             return from_micros(known[0])
         earliest = await self._read(lambda conn: sqlite_reads.earliest_run_at(conn, queue))
         return from_micros(earliest)
+
+
+def _insert_row(new: NewJob, now: datetime) -> tuple[Any, ...]:
+    return (
+        new.queue,
+        new.task,
+        encode_json(new.payload),
+        "queued" if new.run_at <= now else "scheduled",
+        new.priority,
+        new.max_attempts,
+        to_micros(new.run_at),
+        to_micros(now),
+        new.unique_key,
+        new.timeout,
+        new.backoff,
+    )

@@ -25,7 +25,7 @@ _INSERT = (
 )
 
 
-def _insert_rows(conn: sqlite3.Connection, rows: list[Row]) -> int:
+def insert_rows(conn: sqlite3.Connection, rows: list[Row]) -> int:
     """Insert ``rows``; the id of the first. One writer inside one
     transaction, so AUTOINCREMENT ids of one statement are consecutive."""
     conn.executemany(_INSERT, rows)
@@ -35,10 +35,10 @@ def _insert_rows(conn: sqlite3.Connection, rows: list[Row]) -> int:
 
 def _insert_batches(conn: sqlite3.Connection, batches: list[list[Row]]) -> list[int | Exception]:
     if len(batches) == 1:
-        return [_insert_rows(conn, batches[0])]
+        return [insert_rows(conn, batches[0])]
     conn.execute("SAVEPOINT combined")
     try:
-        first = _insert_rows(conn, [row for batch in batches for row in batch])
+        first = insert_rows(conn, [row for batch in batches for row in batch])
     except sqlite3.Error:
         conn.execute("ROLLBACK TO combined")
         conn.execute("RELEASE combined")
@@ -54,7 +54,7 @@ def _insert_batches(conn: sqlite3.Connection, batches: list[list[Row]]) -> list[
 def _insert_alone(conn: sqlite3.Connection, rows: list[Row]) -> int | Exception:
     conn.execute("SAVEPOINT alone")
     try:
-        first = _insert_rows(conn, rows)
+        first = insert_rows(conn, rows)
     except sqlite3.Error as error:
         conn.execute("ROLLBACK TO alone")
         conn.execute("RELEASE alone")

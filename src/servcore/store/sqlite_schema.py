@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -54,6 +54,9 @@ _MIGRATIONS: dict[int, str] = {
         queues        TEXT    NOT NULL,
         leader        INTEGER NOT NULL
     );
+    """,
+    3: """
+    CREATE INDEX jobs_unique ON jobs (unique_key, id) WHERE unique_key IS NOT NULL;
     """,
 }
 
