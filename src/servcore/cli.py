@@ -83,6 +83,23 @@ _GRACE = click.option(
     type=click.FloatRange(0, 3600),
     help="Seconds running jobs get to finish on SIGTERM (env SERVCORE_SHUTDOWN_GRACE). Default 15",
 )
+
+
+def _parse_queues(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if not names:
+        raise click.BadParameter("give one or more queue names, e.g. video,pdf")
+    return names
+
+
+_QUEUES = click.option(
+    "--queues",
+    callback=_parse_queues,
+    help="Comma-separated queues this node runs, e.g. video,pdf (env SERVCORE_QUEUES). "
+    "Default: default, plus the queues of registered tasks",
+)
 _LEASE = click.option(
     "--lease",
     type=click.FloatRange(1, 3600),
@@ -107,6 +124,7 @@ def main() -> None:
 @_STORE
 @_NODE
 @_CONCURRENCY
+@_QUEUES
 @_GRACE
 @_LEASE
 @click.option(
@@ -128,6 +146,7 @@ def serve_command(target: str | None, log_level: str, workers: bool, **flags: An
 @_STORE
 @_NODE
 @_CONCURRENCY
+@_QUEUES
 @_GRACE
 @_LEASE
 @_LOG_LEVEL

@@ -4,7 +4,7 @@ One name per setting everywhere (see DESIGN.md): ``SERVCORE_STORE`` /
 ``--store``, ``PORT`` or ``SERVCORE_PORT`` / ``--port``, ``SERVCORE_HOST`` /
 ``--host``, ``SERVCORE_NODE`` / ``--node``, ``SERVCORE_CONCURRENCY`` /
 ``--concurrency``, ``SERVCORE_SHUTDOWN_GRACE`` / ``--shutdown-grace``,
-``SERVCORE_LEASE`` / ``--lease``.
+``SERVCORE_LEASE`` / ``--lease``, ``SERVCORE_QUEUES`` / ``--queues``.
 Flags override the environment, which overrides defaults.
 """
 
@@ -21,6 +21,7 @@ from servcore.retry import DEFAULT_BACKOFF, Backoff
 DEFAULT_STORE = "sqlite:///servcore.db"
 DEFAULT_PORT = 4000
 DEFAULT_HOST = "127.0.0.1"
+DEFAULT_QUEUES = ("default",)
 
 
 class ConfigError(ValueError):
@@ -49,7 +50,7 @@ class ServiceConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     node: str = field(default_factory=default_node)
-    queues: tuple[str, ...] = ("default",)
+    queues: tuple[str, ...] = DEFAULT_QUEUES
     concurrency: int = field(default_factory=default_concurrency)
     lease: float = 30.0
     max_rescues: int = 3
@@ -112,6 +113,11 @@ def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         values["node"] = node
     if concurrency := env.get("SERVCORE_CONCURRENCY"):
         values["concurrency"] = _integer("SERVCORE_CONCURRENCY", concurrency)
+    if queues := env.get("SERVCORE_QUEUES"):
+        names = tuple(name.strip() for name in queues.split(",") if name.strip())
+        if not names:
+            raise ConfigError("SERVCORE_QUEUES must name one or more queues, e.g. video,pdf")
+        values["queues"] = names
     if lease := env.get("SERVCORE_LEASE"):
         values["lease"] = _number("SERVCORE_LEASE", lease)
     if grace := env.get("SERVCORE_SHUTDOWN_GRACE"):

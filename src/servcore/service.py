@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from servcore.clock import SYSTEM_CLOCK, Clock
-from servcore.config import ServiceConfig
+from servcore.config import DEFAULT_QUEUES, ServiceConfig
 from servcore.jobs import DEFAULT_QUEUE, MAX_PRIORITY, Job, NewJob, task_name
 from servcore.leadership.base import Leadership, SoleLeadership
 from servcore.maintenance.periodic import Periodic
@@ -244,8 +244,12 @@ class Service:
             runtime.notify()
 
     def _queue_names(self) -> tuple[str, ...]:
-        """The configured queues, plus any queue a registered task sends its jobs to."""
+        """The configured queues; when left at the default, plus any queue a
+        registered task sends its jobs to. Naming queues (``--queues``) pins
+        the node to exactly those: node affinity."""
         names = list(self.config.queues)
+        if self.config.queues != DEFAULT_QUEUES:
+            return tuple(names)
         for name in self.registry.names():
             spec = self.registry.get(name)
             if spec is not None and spec.queue and spec.queue not in names:

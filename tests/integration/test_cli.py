@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from servcore.cli import main
+from servcore.cli import _prepare, main
 
 
 @pytest.fixture
@@ -100,3 +100,12 @@ def test_environment_supplies_the_store(monkeypatch: pytest.MonkeyPatch, store_u
     assert run("enqueue", "from_env")[0] == 0
     _code, output = run("jobs", "list", "--store", store_url)
     assert json.loads(output)["task"] == "from_env"
+
+
+def test_queues_come_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _prepare(None, queues=("video", "pdf")).config.queues == ("video", "pdf")
+    monkeypatch.setenv("SERVCORE_QUEUES", "gpu, ,cpu")
+    assert _prepare(None).config.queues == ("gpu", "cpu")
+    code, output = run("worker", "--queues", " , ")
+    assert code == 2
+    assert "one or more queue names" in output

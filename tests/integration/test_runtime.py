@@ -333,3 +333,23 @@ async def test_enqueue_with_a_unique_key_returns_the_earlier_job_or_raises(
     assert again.id == first.id
     with pytest.raises(UniqueConflict, match="already used by job"):
         await service.enqueue("report", {"day": 2}, unique_key="report-1")
+
+
+async def test_a_node_pinned_to_queues_runs_only_those(service: Service) -> None:
+    @service.task("transcode", queue="video")
+    async def transcode(job: Job) -> str:
+        return "transcoded"
+
+    @service.task("render", queue="pdf")
+    async def render(job: Job) -> str:
+        return "rendered"
+
+    service.configure(queues=("video",))
+    await service.start()
+    assert set(service.runtimes) == {"video"}
+    video = await service.enqueue("transcode")
+    pdf = await service.enqueue("render")
+    assert (await finished(service, video.id)).result == "transcoded"
+    held = await service.get_job(pdf.id)
+    assert held is not None
+    assert held.status is JobStatus.QUEUED  # waits for a node that runs "pdf"
