@@ -273,3 +273,29 @@ def jobs_get(job_id: int, store: str | None) -> None:
     if job is None:
         raise click.ClickException(f"job {job_id} not found")
     click.echo(msgspec.json.format(msgspec.json.encode(job)).decode())
+
+
+def _control_command(name: str, verb: str) -> None:
+    @jobs_group.command(name=name, help=f"{verb}; prints the job as JSON.")
+    @click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
+    @_STORE
+    def command(job_id: int, store: str | None) -> None:
+        service = _prepare(None, store=store)
+
+        async def act() -> dict[str, Any] | None:
+            await service.start(workers=False)
+            try:
+                action = service.cancel_job if name == "cancel" else service.retry_job
+                job = await action(job_id)
+            finally:
+                await service.stop()
+            return None if job is None else job_to_json(job, service.clock.now())
+
+        job = _run(act)
+        if job is None:
+            raise click.ClickException(f"job {job_id} not found")
+        click.echo(msgspec.json.encode(job).decode())
+
+
+_control_command("cancel", "Cancel a queued or scheduled job")
+_control_command("retry", "Queue a failed or cancelled job again, due now")

@@ -58,6 +58,10 @@ class JobRequestError(ValueError):
     """A job request that cannot be accepted; the message says what to fix."""
 
 
+class JobStateError(JobRequestError):
+    """The job is not in a state that allows what was asked."""
+
+
 class UniqueConflict(JobRequestError):
     """The ``unique_key`` belongs to a recent job with a different payload."""
 
@@ -383,6 +387,34 @@ class Service:
     async def enqueue_many(self, new_jobs: Sequence[NewJob]) -> list[Job]:
         """Submit many jobs in one store transaction."""
         return await self.submit(new_jobs)
+
+    # -- control ----------------------------------------------------------
+
+    async def cancel_job(self, job_id: int) -> Job | None:
+        """Cancel a waiting (queued or scheduled) job; the job as it now is.
+
+        Raises :class:`JobStateError` for a job that is running or finished.
+        """
+        done = await self.store.cancel_jobs([job_id], self.clock.now())
+        job = await self.store.get_job(job_id)
+        if job is not None and not done:
+            raise JobStateError(
+                f"Job {job_id} is {job.status.value}: only queued or scheduled jobs can be "
+                "cancelled (running jobs cannot be cancelled yet)"
+            )
+        return job
+
+    async def retry_job(self, job_id: int) -> Job | None:
+        """Queue a failed or cancelled job again, due now; the job as it now is."""
+        done = await self.store.retry_jobs([job_id], self.clock.now())
+        job = await self.store.get_job(job_id)
+        if job is not None and not done:
+            raise JobStateError(
+                f"Job {job_id} is {job.status.value}: only failed or cancelled jobs can be retried"
+            )
+        if job is not None:
+            self._wake_for([job])
+        return job
 
     # -- reading ----------------------------------------------------------
 

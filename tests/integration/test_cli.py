@@ -109,3 +109,18 @@ def test_queues_come_from_the_flag_or_the_environment(monkeypatch: pytest.Monkey
     code, output = run("worker", "--queues", " , ")
     assert code == 2
     assert "one or more queue names" in output
+
+
+def test_cancel_and_retry_from_the_cli(store_url: str) -> None:
+    code, output = run("enqueue", "later", "--delay", "3600", "--store", store_url)
+    job_id = json.loads(output)["id"]
+    code, output = run("jobs", "cancel", str(job_id), "--store", store_url)
+    assert code == 0
+    assert json.loads(output)["status"] == "cancelled"
+    code, output = run("jobs", "cancel", str(job_id), "--store", store_url)
+    assert code == 1
+    assert "only queued or scheduled jobs can be cancelled" in output
+    code, output = run("jobs", "retry", str(job_id), "--store", store_url)
+    assert code == 0
+    assert json.loads(output)["status"] == "queued"
+    assert run("jobs", "retry", "999", "--store", store_url) == (1, "Error: job 999 not found\n")

@@ -8,13 +8,14 @@ same contract by construction.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from servcore.http import validation
 from servcore.http.serialization import encode, job_to_json
 from servcore.http.validation import MISSING_PAYLOAD, SCHEDULE_FIELDS, BadRequest
-from servcore.jobs import NewJob
-from servcore.service import JobRequestError, Service, UniqueConflict
+from servcore.jobs import Job, NewJob
+from servcore.service import JobRequestError, JobStateError, Service, UniqueConflict
 from servcore.store.base import Insertion
 from servcore.timestamps import format_timestamp
 
@@ -141,3 +142,39 @@ async def get_job(service: Service, id_text: str, queue: str | None = None) -> A
     if job is None or (queue is not None and job.queue != queue):
         return JOB_NOT_FOUND
     return 200, encode(job_to_json(job, service.clock.now()))
+
+
+async def cancel_job(service: Service, id_text: str, queue: str | None = None) -> Answer:
+    """``POST /jobs/{id}/cancel``: a queued or scheduled job ends ``cancelled``."""
+    return await _control(service, id_text, queue, service.cancel_job, "Job cancelled")
+
+
+async def retry_job(service: Service, id_text: str, queue: str | None = None) -> Answer:
+    """``POST /jobs/{id}/retry``: a failed or cancelled job is queued again, due now."""
+    return await _control(service, id_text, queue, service.retry_job, "Job queued again")
+
+
+async def _control(
+    service: Service,
+    id_text: str,
+    queue: str | None,
+    action: Callable[[int], Awaitable[Job | None]],
+    message: str,
+) -> Answer:
+    try:
+        job_id = validation.job_id(id_text)
+    except BadRequest as problem:
+        return error(problem.message, problem.status)
+    if queue is not None:
+        job = await service.get_job(job_id)
+        if job is None or job.queue != queue:
+            return JOB_NOT_FOUND
+    try:
+        job = await action(job_id)
+    except JobStateError as problem:
+        return error(str(problem), 409)
+    if job is None:
+        return JOB_NOT_FOUND
+    return 200, encode(
+        {"message": message, "job_id": job.id, "job": job_to_json(job, service.clock.now())}
+    )

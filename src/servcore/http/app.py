@@ -68,6 +68,16 @@ def job_routes(
             f"{prefix}/batch", _bind(handlers.create_jobs, service, queue=queue), methods=["POST"]
         ),
         Route(f"{prefix}/{{id}}", _bind(handlers.get_job, service, queue=queue), methods=["GET"]),
+        Route(
+            f"{prefix}/{{id}}/cancel",
+            _bind(handlers.cancel_job, service, queue=queue),
+            methods=["POST"],
+        ),
+        Route(
+            f"{prefix}/{{id}}/retry",
+            _bind(handlers.retry_job, service, queue=queue),
+            methods=["POST"],
+        ),
     ]
 
 

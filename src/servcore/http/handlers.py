@@ -119,3 +119,13 @@ def _page_headers(total: int, page: int, per_page: int) -> dict[str, str]:
 async def get_job(request: Request, service: Service, queue: str | None = None) -> Response:
     """``GET /jobs/{id}``."""
     return _response(await answers.get_job(service, request.path_params["id"], queue))
+
+
+async def cancel_job(request: Request, service: Service, queue: str | None = None) -> Response:
+    """``POST /jobs/{id}/cancel``."""
+    return _response(await answers.cancel_job(service, request.path_params["id"], queue))
+
+
+async def retry_job(request: Request, service: Service, queue: str | None = None) -> Response:
+    """``POST /jobs/{id}/retry``."""
+    return _response(await answers.retry_job(service, request.path_params["id"], queue))

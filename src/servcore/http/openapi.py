@@ -82,6 +82,24 @@ _JOB = {
     },
 }
 
+
+def _control(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "responses": {
+                "200": _json("Done; the job as it now is", {"type": "object"}),
+                "400": _error("Bad id"),
+                "404": _error("Job not found"),
+                "409": _error("The job's state does not allow it"),
+            },
+        }
+    }
+
+
 _STATUS_FILTER = ["queued", "running", "done", "failed", "cancelled", "scheduled", "available"]
 
 
@@ -191,6 +209,8 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/jobs/{id}/cancel": _control("Cancel a queued or scheduled job"),
+            "/jobs/{id}/retry": _control("Queue a failed or cancelled job again, due now"),
             "/jobs/{id}": {
                 "get": {
                     "parameters": [

@@ -207,6 +207,15 @@ class JobWriter(Protocol):
         """Delete done/failed/cancelled jobs finished before ``before``."""
         ...
 
+    async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
+        """Cancel those of ``ids`` that are waiting (queued or scheduled); their ids."""
+        ...
+
+    async def retry_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
+        """Queue again, due now, those of ``ids`` that failed or were cancelled,
+        with one more attempt allowed if they had used all theirs; their ids."""
+        ...
+
 
 class Store(JobReader, JobWriter, Protocol):
     """A backend: both halves, plus life cycle and liveness."""

@@ -274,6 +274,32 @@ class MemoryStore:
                 report.failed.append(job.id)
         return report
 
+    async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
+        done = []
+        for job_id in ids:
+            job = self._jobs.get(job_id)
+            if job is not None and job.status is _QUEUED:
+                self._set(job, _replace(job, status=JobStatus.CANCELLED, finished_at=now))
+                done.append(job_id)
+        return done
+
+    async def retry_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
+        done = []
+        for job_id in ids:
+            job = self._jobs.get(job_id)
+            if job is not None and job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+                queued = _replace(
+                    job,
+                    status=_QUEUED,
+                    run_at=now,
+                    finished_at=None,
+                    max_attempts=max(job.max_attempts, job.attempt + 1),
+                )
+                self._set(job, queued)
+                self._enqueue(queued, now)
+                done.append(job_id)
+        return done
+
     async def prune_finished(self, before: datetime) -> int:
         doomed = [
             job

@@ -407,6 +407,37 @@ class PostgresStore:
             raise StoreError(f"PostgreSQL failed: {error}") from error
         return report
 
+    async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
+        if not ids:
+            return []
+        rows = await self._fetch(
+            f"UPDATE {self._jobs} SET status = 'cancelled', finished_at = $2 "
+            "WHERE id = ANY($1::bigint[]) AND status IN ('queued', 'scheduled') RETURNING id",
+            list(ids),
+            now,
+        )
+        return sorted(row["id"] for row in rows)
+
+    async def retry_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
+        if not ids:
+            return []
+        rows = await self._fetch(
+            f"""
+            WITH retried AS (
+                UPDATE {self._jobs} SET status = 'queued', run_at = $2, finished_at = NULL,
+                       max_attempts = greatest(max_attempts, attempt + 1)
+                WHERE id = ANY($1::bigint[]) AND status IN ('failed', 'cancelled')
+                RETURNING id, queue
+            ),
+            woken AS (SELECT pg_notify($3, queue) FROM (SELECT DISTINCT queue FROM retried) q)
+            SELECT id FROM retried WHERE (SELECT count(*) FROM woken) >= 0
+            """,
+            list(ids),
+            now,
+            self.channel,
+        )
+        return sorted(row["id"] for row in rows)
+
     async def prune_finished(self, before: datetime) -> int:
         rows = await self._fetch(
             f"DELETE FROM {self._jobs} WHERE status IN ('done', 'failed', 'cancelled') "

@@ -412,6 +412,40 @@ class SqliteStore:
 
         return await self._write(rescue)
 
+    async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
+        if not ids:
+            return []
+        now_us = to_micros(now)
+        marks = ",".join("?" * len(ids))
+
+        def cancel(conn: sqlite3.Connection) -> list[int]:
+            rows = conn.execute(
+                f"UPDATE jobs SET status = 'cancelled', finished_at = ? "
+                f"WHERE id IN ({marks}) AND status IN ('queued', 'scheduled') RETURNING id",
+                [now_us, *ids],
+            ).fetchall()
+            return sorted(job_id for (job_id,) in rows)
+
+        return await self._write(cancel)
+
+    async def retry_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
+        if not ids:
+            return []
+        self._generation += 1
+        now_us = to_micros(now)
+        marks = ",".join("?" * len(ids))
+
+        def retry(conn: sqlite3.Connection) -> list[int]:
+            rows = conn.execute(
+                f"UPDATE jobs SET status = 'queued', run_at = ?, finished_at = NULL, "
+                f"max_attempts = max(max_attempts, attempt + 1) "
+                f"WHERE id IN ({marks}) AND status IN ('failed', 'cancelled') RETURNING id",
+                [now_us, *ids],
+            ).fetchall()
+            return sorted(job_id for (job_id,) in rows)
+
+        return await self._write(retry)
+
     async def prune_finished(self, before: datetime) -> int:
         before_us = to_micros(before)
 

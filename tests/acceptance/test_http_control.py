@@ -1,0 +1,33 @@
+"""POST /jobs/{id}/cancel and /retry."""
+
+from __future__ import annotations
+
+from tests.acceptance.conftest import Api, assert_json_error
+
+
+async def test_cancel_a_scheduled_job_then_retry_it(api: Api) -> None:
+    job_id = await api.submit({"task": "later"}, delay=3600)
+    response = await api.client.post(f"/jobs/{job_id}/cancel")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["message"], body["job_id"]) == ("Job cancelled", job_id)
+    assert body["job"]["status"] == "cancelled"
+    assert_json_error(await api.client.post(f"/jobs/{job_id}/cancel"), 409, "cancelled")
+    retried = await api.client.post(f"/jobs/{job_id}/retry")
+    assert retried.status_code == 200
+    assert retried.json()["job"]["status"] == "queued"
+    assert retried.json()["job"]["scheduled"] is False
+    assert_json_error(await api.client.post(f"/jobs/{job_id}/retry"), 409, "queued")
+
+
+async def test_a_retried_job_runs(live_api: Api) -> None:
+    job_id = await live_api.submit({"task": "later"}, delay=3600)
+    await live_api.client.post(f"/jobs/{job_id}/cancel")
+    await live_api.client.post(f"/jobs/{job_id}/retry")
+    assert (await live_api.wait_status(job_id, "done"))["result"]["job_id"] == job_id
+
+
+async def test_control_of_unknown_or_bad_ids(api: Api) -> None:
+    assert_json_error(await api.client.post("/jobs/424242/cancel"), 404, "Job not found")
+    assert_json_error(await api.client.post("/jobs/424242/retry"), 404, "Job not found")
+    assert_json_error(await api.client.post("/jobs/abc/cancel"), 400, "positive integer")

@@ -1,0 +1,37 @@
+"""cancel_jobs and retry_jobs, on every store."""
+
+from __future__ import annotations
+
+from servcore.jobs import JobStatus
+from servcore.store.base import Store
+from tests.conformance.support import T0, at, claim, claim_one, failure, fetch, insert, new_job
+
+
+async def test_waiting_jobs_are_cancelled_and_not_claimed(store: Store) -> None:
+    due, later = await insert(store, new_job(), new_job(run_at=at(60)))
+    running = (await insert(store, new_job()))[0]
+    await claim_one(store)  # takes `due`
+    assert await store.cancel_jobs([later.id, running.id], at(1)) == [later.id, running.id]
+    gone = await fetch(store, later.id)
+    assert gone.status is JobStatus.CANCELLED
+    assert gone.finished_at == at(1)
+    assert await claim(store, now=at(120)) == []
+    assert await store.cancel_jobs([due.id, 999_999], at(2)) == []  # running / unknown
+    assert (await fetch(store, due.id)).status is JobStatus.RUNNING
+
+
+async def test_failed_and_cancelled_jobs_are_retried_with_one_more_attempt(store: Store) -> None:
+    (job,) = await insert(store, new_job(max_attempts=1))
+    claimed = await claim_one(store)
+    await store.fail_jobs([failure(claimed, retry_at=None)])
+    (other,) = await insert(store, new_job(run_at=at(30)))
+    await store.cancel_jobs([other.id], T0)
+    assert await store.retry_jobs([job.id, other.id], at(5)) == [job.id, other.id]
+    again = await fetch(store, job.id)
+    assert again.status is JobStatus.QUEUED
+    assert again.finished_at is None
+    assert again.max_attempts == 2
+    assert len(again.errors) == 1  # the history stays
+    rerun = await claim(store, now=at(5))
+    assert {j.id for j in rerun} == {job.id, other.id}
+    assert await store.retry_jobs([job.id], at(6)) == []  # running now: nothing to retry
