@@ -18,7 +18,7 @@ import msgspec
 import uvloop
 
 from servcore.config import ConfigError, env_overrides
-from servcore.http.serialization import job_to_json
+from servcore.http.serialization import job_to_json, queue_to_json
 from servcore.logs import LEVELS, configure_logging
 from servcore.service import JobRequestError, Service
 from servcore.serving import ServeError, run_workers, serve
@@ -299,3 +299,49 @@ def _control_command(name: str, verb: str) -> None:
 
 _control_command("cancel", "Cancel a queued or scheduled job")
 _control_command("retry", "Queue a failed or cancelled job again, due now")
+
+
+@main.group(name="queues")
+def queues_group() -> None:
+    """Look at and pause or resume queues."""
+
+
+@queues_group.command(name="list")
+@_STORE
+def queues_list(store: str | None) -> None:
+    """Every queue, one JSON object per line."""
+    service = _prepare(None, store=store)
+
+    async def listing() -> list[dict[str, Any]]:
+        await service.start(workers=False)
+        try:
+            queues = await service.queues()
+        finally:
+            await service.stop()
+        now = service.clock.now()
+        return [queue_to_json(info, concurrency, now) for info, concurrency in queues]
+
+    for queue in _run(listing):
+        click.echo(msgspec.json.encode(queue).decode())
+
+
+def _pause_command(name: str, pause: bool) -> None:
+    @queues_group.command(name=name, help=f"{name.capitalize()} the queue QUEUE.")
+    @click.argument("queue")
+    @_STORE
+    def command(queue: str, store: str | None) -> None:
+        service = _prepare(None, store=store)
+
+        async def act() -> None:
+            await service.start(workers=False)
+            try:
+                await (service.pause_queue if pause else service.resume_queue)(queue)
+            finally:
+                await service.stop()
+
+        _run(act)
+        click.echo(f"queue {queue} {name}d")
+
+
+_pause_command("pause", True)
+_pause_command("resume", False)

@@ -39,6 +39,7 @@ from servcore.store.base import (
     JobPage,
     JobQuery,
     NodeInfo,
+    QueueInfo,
     Store,
     StoreError,
 )
@@ -415,6 +416,33 @@ class Service:
         if job is not None:
             self._wake_for([job])
         return job
+
+    async def pause_queue(self, name: str) -> None:
+        """Keep the queue's jobs waiting (they are still accepted); survives restarts."""
+        self._check_queue_name(name)
+        await self.store.set_paused(name, True)
+
+    async def resume_queue(self, name: str) -> None:
+        self._check_queue_name(name)
+        await self.store.set_paused(name, False)
+        if (runtime := self.runtimes.get(name)) is not None:
+            runtime.notify()
+
+    async def queues(self) -> list[tuple[QueueInfo, int | None]]:
+        """Every known queue, with this node's concurrency for those it runs."""
+        now = self.clock.now()
+        known = {info.name: info for info in await self.store.list_queues(now)}
+        for name in self.runtimes:
+            known.setdefault(name, QueueInfo(name, False, 0, 0, 0, 0, 0, 0, None))
+        return [
+            (info, runtime.concurrency if (runtime := self.runtimes.get(name)) else None)
+            for name, info in sorted(known.items())
+        ]
+
+    @staticmethod
+    def _check_queue_name(name: str) -> None:
+        if not _valid_name(name):
+            raise JobRequestError("a queue name is 1-100 letters, digits, '_', '-' or '.'")
 
     # -- reading ----------------------------------------------------------
 

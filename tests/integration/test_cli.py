@@ -124,3 +124,15 @@ def test_cancel_and_retry_from_the_cli(store_url: str) -> None:
     assert code == 0
     assert json.loads(output)["status"] == "queued"
     assert run("jobs", "retry", "999", "--store", store_url) == (1, "Error: job 999 not found\n")
+
+
+def test_pause_resume_and_list_queues(store_url: str) -> None:
+    assert run("queues", "pause", "video", "--store", store_url) == (0, "queue video paused\n")
+    code, output = run("queues", "list", "--store", store_url)
+    assert json.loads(output)["paused"] is True
+    assert run("queues", "resume", "video", "--store", store_url) == (0, "queue video resumed\n")
+    code, output = run("queues", "list", "--store", store_url)
+    assert json.loads(output)["paused"] is False
+    code, output = run("queues", "pause", "no good", "--store", store_url)
+    assert code == 1
+    assert "queue name" in output

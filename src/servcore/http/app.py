@@ -92,6 +92,9 @@ def service_routes(service: Service) -> list[BaseRoute]:
         Route("/health", _bind(handlers.health, service), methods=["GET"]),
         Route("/stats", _bind(handlers.stats, service), methods=["GET"]),
         Route("/nodes", _bind(handlers.nodes, service), methods=["GET"]),
+        Route("/queues", _bind(handlers.list_queues, service), methods=["GET"]),
+        Route("/queues/{name}/pause", _bind(handlers.pause_queue, service), methods=["POST"]),
+        Route("/queues/{name}/resume", _bind(handlers.resume_queue, service), methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
 

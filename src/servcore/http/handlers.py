@@ -16,9 +16,15 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from servcore.http import answers, validation
-from servcore.http.serialization import counts_to_json, encode, job_to_json, node_to_json
+from servcore.http.serialization import (
+    counts_to_json,
+    encode,
+    job_to_json,
+    node_to_json,
+    queue_to_json,
+)
 from servcore.http.validation import BadRequest, read_body
-from servcore.service import Service
+from servcore.service import JobRequestError, Service
 from servcore.store.base import JobQuery
 
 JSON = "application/json"
@@ -129,3 +135,32 @@ async def cancel_job(request: Request, service: Service, queue: str | None = Non
 async def retry_job(request: Request, service: Service, queue: str | None = None) -> Response:
     """``POST /jobs/{id}/retry``."""
     return _response(await answers.retry_job(service, request.path_params["id"], queue))
+
+
+async def list_queues(request: Request, service: Service) -> Response:
+    """``GET /queues``: per queue depth, scheduled, running, failed, paused, concurrency,
+    and the age in seconds of the oldest job waiting to start."""
+    now = service.clock.now()
+    return json_response(
+        [queue_to_json(info, concurrency, now) for info, concurrency in await service.queues()]
+    )
+
+
+async def pause_queue(request: Request, service: Service) -> Response:
+    """``POST /queues/{name}/pause``."""
+    return await _pausing(request, service, pause=True)
+
+
+async def resume_queue(request: Request, service: Service) -> Response:
+    """``POST /queues/{name}/resume``."""
+    return await _pausing(request, service, pause=False)
+
+
+async def _pausing(request: Request, service: Service, *, pause: bool) -> Response:
+    name = request.path_params["name"]
+    try:
+        await (service.pause_queue if pause else service.resume_queue)(name)
+    except JobRequestError as problem:
+        return error_response(str(problem))
+    message = "Queue paused" if pause else "Queue resumed"
+    return json_response({"message": message, "queue": name})

@@ -83,6 +83,18 @@ _JOB = {
 }
 
 
+def _pausing(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {"200": _json("Done", {"type": "object"}), "400": _error("Bad name")},
+        }
+    }
+
+
 def _control(summary: str) -> dict[str, Any]:
     return {
         "post": {
@@ -209,6 +221,19 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/queues": {
+                "get": {
+                    "responses": {
+                        "200": _json(
+                            "Every queue: depth, scheduled, running, done, failed, cancelled, "
+                            "paused, this node's concurrency, oldest_job_age (s)",
+                            {"type": "array", "items": {"type": "object"}},
+                        )
+                    }
+                }
+            },
+            "/queues/{name}/pause": _pausing("Start no more jobs of the queue (kept on restart)"),
+            "/queues/{name}/resume": _pausing("Start the queue's jobs again"),
             "/jobs/{id}/cancel": _control("Cancel a queued or scheduled job"),
             "/jobs/{id}/retry": _control("Queue a failed or cancelled job again, due now"),
             "/jobs/{id}": {

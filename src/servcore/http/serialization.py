@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from servcore.jobs import Job
-from servcore.store.base import JobCounts, NodeInfo
+from servcore.store.base import JobCounts, NodeInfo, QueueInfo
 from servcore.timestamps import format_timestamp
 
 encode = msgspec.json.Encoder().encode
@@ -73,4 +73,20 @@ def node_to_json(node: NodeInfo) -> dict[str, Any]:
         "leader": node.leader,
         "started_at": format_timestamp(node.started_at),
         "heartbeat_at": format_timestamp(node.heartbeat_at),
+    }
+
+
+def queue_to_json(info: QueueInfo, concurrency: int | None, now: datetime) -> dict[str, Any]:
+    oldest = info.oldest_available_at
+    return {
+        "name": info.name,
+        "paused": info.paused,
+        "depth": info.available,
+        "scheduled": info.scheduled,
+        "running": info.running,
+        "done": info.done,
+        "failed": info.failed,
+        "cancelled": info.cancelled,
+        "concurrency": concurrency,
+        "oldest_job_age": None if oldest is None else max(0.0, (now - oldest).total_seconds()),
     }

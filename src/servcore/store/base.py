@@ -137,6 +137,21 @@ class Insertion:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """One queue as the store sees it (``GET /queues``)."""
+
+    name: str
+    paused: bool
+    available: int
+    scheduled: int
+    running: int
+    done: int
+    failed: int
+    cancelled: int
+    oldest_available_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class NodeInfo:
     """A worker process as it last reported itself."""
 
@@ -209,6 +224,14 @@ class JobWriter(Protocol):
 
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
         """Cancel those of ``ids`` that are waiting (queued or scheduled); their ids."""
+        ...
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause (claims take nothing) or resume a queue; kept across restarts."""
+        ...
+
+    async def list_queues(self, now: datetime) -> list[QueueInfo]:
+        """Every queue that has jobs or a pause record, by name."""
         ...
 
     async def retry_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:

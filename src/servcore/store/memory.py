@@ -6,6 +6,7 @@ import heapq
 import itertools
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -21,6 +22,7 @@ from servcore.store.base import (
     JobQuery,
     Lease,
     NodeInfo,
+    QueueInfo,
     RescueReport,
     StatusFilter,
     rescue_verdict,
@@ -45,6 +47,7 @@ class MemoryStore:
         self._counts = dict.fromkeys(JobStatus, 0)
         self._nodes: dict[str, NodeInfo] = {}
         self._unique: dict[str, int] = {}  # unique_key -> newest job id
+        self._paused: dict[str, bool] = {}
 
     # -- life cycle -------------------------------------------------------
 
@@ -125,6 +128,8 @@ class MemoryStore:
         return due
 
     async def claim_jobs(self, params: ClaimParams) -> list[Job]:
+        if self._paused.get(params.queue):
+            return []
         due = self._promote_due(params.queue, params.now)
         claimed: list[Job] = []
         while due and len(claimed) < params.limit:
@@ -273,6 +278,35 @@ class MemoryStore:
                 )
                 report.failed.append(job.id)
         return report
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        self._paused[queue] = paused
+
+    async def list_queues(self, now: datetime) -> list[QueueInfo]:
+        tallies: dict[str, dict[str, Any]] = {name: {} for name in self._paused}
+        for job in self._jobs.values():
+            tally = tallies.setdefault(job.queue, {})
+            kind = job.status.value
+            if job.status is _QUEUED:
+                kind = "scheduled" if job.run_at > now else "available"
+                if kind == "available":
+                    oldest = tally.get("oldest")
+                    tally["oldest"] = job.run_at if oldest is None else min(oldest, job.run_at)
+            tally[kind] = tally.get(kind, 0) + 1
+        return [
+            QueueInfo(
+                name=name,
+                paused=self._paused.get(name, False),
+                available=t.get("available", 0),
+                scheduled=t.get("scheduled", 0),
+                running=t.get("running", 0),
+                done=t.get("done", 0),
+                failed=t.get("failed", 0),
+                cancelled=t.get("cancelled", 0),
+                oldest_available_at=t.get("oldest"),
+            )
+            for name, t in sorted(tallies.items())
+        ]
 
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
         done = []

@@ -28,6 +28,7 @@ from servcore.store.base import (
     JobQuery,
     Lease,
     NodeInfo,
+    QueueInfo,
     RescueReport,
     StoreError,
     rescue_verdict,
@@ -41,6 +42,7 @@ from servcore.store.postgres_rows import (
     to_json,
 )
 from servcore.store.postgres_schema import migrate, valid_schema_name
+from servcore.store.queue_sql import queue_tally_sql
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -240,6 +242,12 @@ class PostgresStore:
         self._unclaimed_nodes.discard(params.node)
         try:
             async with self._ready_pool().acquire() as conn, conn.transaction():
+                paused = await conn.fetchval(
+                    f'SELECT paused FROM "{self.schema}".servcore_queues WHERE name = $1',
+                    params.queue,
+                )
+                if paused:
+                    return []  # a paused queue starts nothing
                 await conn.execute(
                     f"""
                     UPDATE {self._jobs} SET status = 'queued'
@@ -406,6 +414,51 @@ class PostgresStore:
         except DATABASE_ERRORS as error:
             raise StoreError(f"PostgreSQL failed: {error}") from error
         return report
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        await self._fetch(
+            f"""
+            WITH saved AS (
+                INSERT INTO "{self.schema}".servcore_queues (name, paused) VALUES ($1, $2)
+                ON CONFLICT (name) DO UPDATE SET paused = excluded.paused
+                RETURNING name
+            )
+            SELECT pg_notify($3, name) FROM saved
+            """,
+            queue,
+            paused,
+            self.channel,
+        )
+
+    async def list_queues(self, now: datetime) -> list[QueueInfo]:
+        counted = {
+            row[0]: row
+            for row in await self._fetch(
+                queue_tally_sql("$1", self._jobs),
+                now,
+            )
+        }
+        paused = {
+            row["name"]: row["paused"]
+            for row in await self._fetch(
+                f'SELECT name, paused FROM "{self.schema}".servcore_queues'
+            )
+        }
+        return [
+            QueueInfo(
+                name=name,
+                paused=paused.get(name, False),
+                available=row[1] if row else 0,
+                scheduled=row[2] if row else 0,
+                running=row[3] if row else 0,
+                done=row[4] if row else 0,
+                failed=row[5] if row else 0,
+                cancelled=row[6] if row else 0,
+                oldest_available_at=row[7] if row else None,
+            )
+            for name in sorted(set(counted) | set(paused))
+            for row in [counted.get(name)]
+        ]
 
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
         if not ids:

@@ -15,7 +15,7 @@ import re
 
 import asyncpg
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -75,6 +75,14 @@ def _migrations(schema: str) -> dict[int, list[str]]:
         3: [
             f"CREATE INDEX servcore_jobs_unique ON {jobs} (unique_key, id) "
             "WHERE unique_key IS NOT NULL",
+        ],
+        4: [
+            f"""
+            CREATE TABLE "{schema}".servcore_queues (
+                name    TEXT    PRIMARY KEY,
+                paused  BOOLEAN NOT NULL DEFAULT false
+            )
+            """,
         ],
     }
 

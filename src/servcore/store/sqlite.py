@@ -30,6 +30,7 @@ from servcore.store.base import (
     JobQuery,
     Lease,
     NodeInfo,
+    QueueInfo,
     RescueReport,
     StoreError,
     rescue_verdict,
@@ -246,6 +247,11 @@ class SqliteStore:
         self._unclaimed_nodes.discard(params.node)
 
         def claim(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], int | None]:
+            paused = conn.execute(
+                "SELECT paused FROM servcore_queues WHERE name = ?", (params.queue,)
+            ).fetchone()
+            if paused is not None and paused[0]:
+                return [], None  # a paused queue starts nothing
             conn.execute(
                 "UPDATE jobs SET status = 'queued' "
                 "WHERE status = 'scheduled' AND queue = :queue AND run_at <= :now",
@@ -411,6 +417,19 @@ class SqliteStore:
             return report
 
         return await self._write(rescue)
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        self._generation += 1
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO servcore_queues (name, paused) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+                (queue, int(paused)),
+            )
+        )
+
+    async def list_queues(self, now: datetime) -> list[QueueInfo]:
+        return await self._read(lambda conn: sqlite_reads.select_queues(conn, to_micros(now)))
 
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
         if not ids:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -57,6 +57,12 @@ _MIGRATIONS: dict[int, str] = {
     """,
     3: """
     CREATE INDEX jobs_unique ON jobs (unique_key, id) WHERE unique_key IS NOT NULL;
+    """,
+    4: """
+    CREATE TABLE servcore_queues (
+        name    TEXT    PRIMARY KEY,
+        paused  INTEGER NOT NULL DEFAULT 0
+    );
     """,
 }
 
