@@ -154,6 +154,14 @@ class Service:
         self._hurry = asyncio.Event()
         if not workers:
             return
+        try:
+            await self._start_workers(queues)
+        except BaseException:
+            # Half started is worse than stopped: undo it all, then say why.
+            await self.stop(grace=0)
+            raise
+
+    async def _start_workers(self, queues: Sequence[str] | None) -> None:
         names = tuple(queues) if queues is not None else self._queue_names()
         self._threads = ThreadPoolExecutor(
             self.config.concurrency * len(names), thread_name_prefix="servcore-handler"
@@ -327,6 +335,9 @@ class Service:
         if queue is not None and not _valid_name(queue):
             raise JobRequestError("'queue' must be 1-100 letters, digits, '_', '-' or '.'")
         name = task_name(payload)
+        # Text columns cannot hold NUL (PostgreSQL refuses it): a 400, not a 503.
+        if "\x00" in name or (unique_key is not None and "\x00" in unique_key):
+            raise JobRequestError("'task' and 'unique_key' must not contain NUL characters")
         spec = self.registry.get(name)
         now = self.clock.now()
         return NewJob(

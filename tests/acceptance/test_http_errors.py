@@ -263,3 +263,13 @@ async def test_wrong_method_is_405_json_with_allow(
     response = await api.client.request(method, path, json={"payload": {}})
     assert_json_error(response, 405)
     assert {part.strip() for part in response.headers["allow"].split(",")} == allowed
+
+
+async def test_nul_characters_in_text_fields_are_400(api: Api) -> None:
+    for body in (
+        {"payload": {"task": "a\u0000b"}},
+        {"payload": {"task": "x"}, "unique_key": "k\u0000"},
+    ):
+        response = await api.client.post("/jobs", json=body)
+        assert_json_error(response, 400, "NUL")
+    assert_json_error(await api.client.get("/jobs?queue=a%00b"), 400, "NUL")

@@ -35,3 +35,13 @@ async def test_failed_and_cancelled_jobs_are_retried_with_one_more_attempt(store
     rerun = await claim(store, now=at(5))
     assert {j.id for j in rerun} == {job.id, other.id}
     assert await store.retry_jobs([job.id], at(6)) == []  # running now: nothing to retry
+
+
+async def test_a_retry_after_cancel_still_honours_a_later_backoff(store: Store) -> None:
+    (job,) = await insert(store, new_job())
+    await store.cancel_jobs([job.id], T0)
+    await store.retry_jobs([job.id], T0)
+    claimed = await claim_one(store)
+    await store.fail_jobs([failure(claimed, retry_at=at(3600))])
+    assert await claim(store, now=at(1)) == []  # not before its backoff
+    assert [j.id for j in await claim(store, now=at(3600))] == [job.id]

@@ -158,7 +158,10 @@ def list_params(query: dict[str, str]) -> ListParams:
         raise BadRequest(f"Unknown status {status!r}: use one of {allowed}")
     page = _bounded_int(query, "page", 1, 1, MAX_PAGE)
     per_page = _bounded_int(query, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
-    return ListParams(status, query.get("queue") or None, page, per_page)
+    queue = query.get("queue") or None
+    if queue is not None and "\x00" in queue:
+        raise BadRequest("'queue' must not contain NUL characters")
+    return ListParams(status, queue, page, per_page)
 
 
 def _bounded_int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:

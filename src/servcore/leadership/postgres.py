@@ -17,6 +17,9 @@ import asyncpg
 
 log = logging.getLogger("servcore.leadership")
 
+# Its own advisory-lock namespace (see store.postgres_schema for the others).
+LOCK_LEADER = 7302
+
 _ERRORS = (
     OSError,
     TimeoutError,
@@ -52,7 +55,10 @@ class PostgresLeadership:
             while True:
                 if not self._leader:
                     got = await conn.fetchval(
-                        "SELECT pg_try_advisory_lock(hashtext($1))", self._key, timeout=5
+                        "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                        LOCK_LEADER,
+                        self._key,
+                        timeout=5,
                     )
                     if got:
                         self._leader = True

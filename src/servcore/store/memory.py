@@ -40,8 +40,9 @@ class MemoryStore:
         self.url = url
         self._jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
-        # queue -> heap of (priority, id): queued and due.
-        self._due: dict[str, list[tuple[int, int]]] = {}
+        # queue -> heap of (priority, id, lease_token): queued and due. The
+        # token tells a live entry from one left behind by an earlier run.
+        self._due: dict[str, list[tuple[int, int, int]]] = {}
         # queue -> heap of (run_at, id): queued, maybe not yet due.
         self._waiting: dict[str, list[tuple[datetime, int]]] = {}
         self._counts = dict.fromkeys(JobStatus, 0)
@@ -85,7 +86,9 @@ class MemoryStore:
 
     def _enqueue(self, job: Job, now: datetime) -> None:
         if job.run_at <= now:
-            heapq.heappush(self._due.setdefault(job.queue, []), (job.priority, job.id))
+            heapq.heappush(
+                self._due.setdefault(job.queue, []), (job.priority, job.id, job.lease_token)
+            )
         else:
             heapq.heappush(self._waiting.setdefault(job.queue, []), (job.run_at, job.id))
 
@@ -117,14 +120,14 @@ class MemoryStore:
         (job,) = await self.insert_jobs([new_job], now)
         return Insertion(job, "created")
 
-    def _promote_due(self, queue: str, now: datetime) -> list[tuple[int, int]]:
+    def _promote_due(self, queue: str, now: datetime) -> list[tuple[int, int, int]]:
         due = self._due.setdefault(queue, [])
         waiting = self._waiting.get(queue)
         while waiting and waiting[0][0] <= now:
             run_at, job_id = heapq.heappop(waiting)
             job = self._jobs.get(job_id)
             if job is not None and job.status is _QUEUED and job.run_at == run_at:
-                heapq.heappush(due, (job.priority, job_id))
+                heapq.heappush(due, (job.priority, job_id, job.lease_token))
         return due
 
     async def claim_jobs(self, params: ClaimParams) -> list[Job]:
@@ -133,10 +136,10 @@ class MemoryStore:
         due = self._promote_due(params.queue, params.now)
         claimed: list[Job] = []
         while due and len(claimed) < params.limit:
-            _, job_id = heapq.heappop(due)
+            _, job_id, token = heapq.heappop(due)
             job = self._jobs.get(job_id)
-            if job is None or job.status is not _QUEUED:
-                continue  # superseded entry
+            if job is None or job.status is not _QUEUED or job.lease_token != token:
+                continue  # an entry left behind (cancelled, or claimed via another entry)
             running = _replace(
                 job,
                 status=_RUNNING,
@@ -228,7 +231,9 @@ class MemoryStore:
                 locked_until=None,
             )
             self._set(job, queued)
-            heapq.heappush(self._due.setdefault(job.queue, []), (job.priority, job.id))
+            heapq.heappush(
+                self._due.setdefault(job.queue, []), (job.priority, job.id, job.lease_token)
+            )
         return stale
 
     async def extend_leases(self, leases: Sequence[Lease], until: datetime) -> list[int]:
@@ -328,6 +333,7 @@ class MemoryStore:
                     run_at=now,
                     finished_at=None,
                     max_attempts=max(job.max_attempts, job.attempt + 1),
+                    rescued=0,
                 )
                 self._set(job, queued)
                 self._enqueue(queued, now)
@@ -380,7 +386,7 @@ class MemoryStore:
         # run_at, so past the superseded entries on top, the top is the earliest.
         runs = [
             job.run_at
-            for _, job_id in self._due.get(queue, ())
+            for _, job_id, _ in self._due.get(queue, ())
             if (job := self._jobs.get(job_id)) is not None and job.status is _QUEUED
         ]
         waiting = self._waiting.get(queue)

@@ -41,7 +41,7 @@ from servcore.store.postgres_rows import (
     row_to_job,
     to_json,
 )
-from servcore.store.postgres_schema import migrate, valid_schema_name
+from servcore.store.postgres_schema import LOCK_UNIQUE, migrate, valid_schema_name
 from servcore.store.queue_sql import queue_tally_sql
 
 
@@ -89,7 +89,7 @@ class PostgresStore:
         try:
             async with pool.acquire() as conn:
                 await migrate(conn, self.schema)
-        except (asyncpg.PostgresError, RuntimeError) as error:
+        except (*DATABASE_ERRORS, RuntimeError) as error:
             await pool.close()
             raise StoreError(f"cannot prepare PostgreSQL schema {self.schema!r}: {error}") from None
         self._pool = pool
@@ -221,8 +221,11 @@ class PostgresStore:
         try:
             async with self._ready_pool().acquire() as conn, conn.transaction():
                 # Same key, same lock: concurrent submitters (on any node) queue here.
+                await conn.execute("SET LOCAL lock_timeout = '10s'")
                 await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext($1))", f"{self._jobs}:{key}"
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                    LOCK_UNIQUE,
+                    f"{self._jobs}:{key}",
                 )
                 known = await conn.fetchrow(
                     f"SELECT {COLUMNS} FROM {self._jobs} WHERE unique_key = $1 "
@@ -478,7 +481,7 @@ class PostgresStore:
             f"""
             WITH retried AS (
                 UPDATE {self._jobs} SET status = 'queued', run_at = $2, finished_at = NULL,
-                       max_attempts = greatest(max_attempts, attempt + 1)
+                       max_attempts = greatest(max_attempts, attempt + 1), rescued = 0
                 WHERE id = ANY($1::bigint[]) AND status IN ('failed', 'cancelled')
                 RETURNING id, queue
             ),

@@ -16,6 +16,11 @@ import re
 import asyncpg
 
 SCHEMA_VERSION = 4
+
+# Advisory lock namespaces (the first key of the two-key form), so that a
+# user's unique_key can never hash onto the migration or the leader lock.
+LOCK_MIGRATE = 7301
+LOCK_UNIQUE = 7303  # 7302 is the leader's (leadership.postgres)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -96,7 +101,7 @@ async def migrate(
     version the one before it left."""
     async with conn.transaction():
         await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))", f"servcore-migrate:{schema}"
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))", LOCK_MIGRATE, f"migrate:{schema}"
         )
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(
