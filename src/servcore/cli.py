@@ -157,6 +157,24 @@ def worker_command(target: str | None, log_level: str, **flags: Any) -> None:
     _run(lambda: run_workers(service))
 
 
+def _with_store(service: Service, action: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Open the store (no workers), run ``action``, close it again."""
+
+    async def run() -> T:
+        await service.start(workers=False)
+        try:
+            return await action()
+        finally:
+            await service.stop()
+
+    return _run(run)
+
+
+def _echo_json(value: Any, *, pretty: bool = False) -> None:
+    text = msgspec.json.encode(value)
+    click.echo((msgspec.json.format(text) if pretty else text).decode())
+
+
 @main.command(name="migrate")
 @_TARGET
 @_STORE
@@ -164,11 +182,10 @@ def migrate_command(target: str | None, **flags: Any) -> None:
     """Create or upgrade the store's schema, then exit."""
     service = _prepare(target, **flags)
 
-    async def migrate() -> None:
-        await service.start(workers=False)
-        await service.stop()
+    async def nothing() -> None:
+        return None
 
-    _run(migrate)
+    _with_store(service, nothing)  # opening the store migrates it
     click.echo(f"store ready: {service.config.store}")
 
 
@@ -210,16 +227,8 @@ def enqueue_command(
     """Submit a job for TASK straight into the store; prints the stored job."""
     service = _prepare(target, store=store)
     options = {name: value for name, value in options.items() if value is not None}
-
-    async def enqueue() -> dict[str, Any]:
-        await service.start(workers=False)
-        try:
-            job = await service.enqueue(task, payload, **options)
-        finally:
-            await service.stop()
-        return job_to_json(job, service.clock.now())
-
-    click.echo(msgspec.json.encode(_run(enqueue)).decode())
+    job = _with_store(service, lambda: service.enqueue(task, payload, **options))
+    _echo_json(job_to_json(job, service.clock.now()))
 
 
 @main.group(name="jobs")
@@ -238,67 +247,38 @@ def jobs_list(
 ) -> None:
     """Jobs, newest first, one JSON object per line."""
     service = _prepare(None, store=store)
-
-    async def listing() -> list[dict[str, Any]]:
-        await service.start(workers=False)
-        try:
-            result = await service.list_jobs(
-                JobQuery(status, queue, (page - 1) * per_page, per_page)
-            )
-        finally:
-            await service.stop()
-        now = service.clock.now()
-        return [job_to_json(job, now) for job in result.jobs]
-
-    for job in _run(listing):
-        click.echo(msgspec.json.encode(job).decode())
+    query = JobQuery(status, queue, (page - 1) * per_page, per_page)
+    found = _with_store(service, lambda: service.list_jobs(query))
+    now = service.clock.now()
+    for job in found.jobs:
+        _echo_json(job_to_json(job, now))
 
 
-@jobs_group.command(name="get")
-@click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
-@_STORE
-def jobs_get(job_id: int, store: str | None) -> None:
-    """One job as JSON."""
-    service = _prepare(None, store=store)
+def _job_command(name: str, summary: str, act: Callable[[Service, int], Any]) -> None:
+    """``servcore jobs NAME ID``: act on one job, print it as JSON."""
 
-    async def get() -> dict[str, Any] | None:
-        await service.start(workers=False)
-        try:
-            job = await service.get_job(job_id)
-        finally:
-            await service.stop()
-        return None if job is None else job_to_json(job, service.clock.now())
-
-    job = _run(get)
-    if job is None:
-        raise click.ClickException(f"job {job_id} not found")
-    click.echo(msgspec.json.format(msgspec.json.encode(job)).decode())
-
-
-def _control_command(name: str, verb: str) -> None:
-    @jobs_group.command(name=name, help=f"{verb}; prints the job as JSON.")
+    @jobs_group.command(name=name, help=summary)
     @click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
     @_STORE
     def command(job_id: int, store: str | None) -> None:
         service = _prepare(None, store=store)
-
-        async def act() -> dict[str, Any] | None:
-            await service.start(workers=False)
-            try:
-                action = service.cancel_job if name == "cancel" else service.retry_job
-                job = await action(job_id)
-            finally:
-                await service.stop()
-            return None if job is None else job_to_json(job, service.clock.now())
-
-        job = _run(act)
+        job = _with_store(service, lambda: act(service, job_id))
         if job is None:
             raise click.ClickException(f"job {job_id} not found")
-        click.echo(msgspec.json.encode(job).decode())
+        _echo_json(job_to_json(job, service.clock.now()), pretty=name == "get")
 
 
-_control_command("cancel", "Cancel a queued or scheduled job")
-_control_command("retry", "Queue a failed or cancelled job again, due now")
+_job_command("get", "One job as JSON.", lambda service, job_id: service.get_job(job_id))
+_job_command(
+    "cancel",
+    "Cancel a queued or scheduled job; prints the job as JSON.",
+    lambda service, job_id: service.cancel_job(job_id),
+)
+_job_command(
+    "retry",
+    "Queue a failed or cancelled job again, due now; prints the job as JSON.",
+    lambda service, job_id: service.retry_job(job_id),
+)
 
 
 @main.group(name="queues")
@@ -311,18 +291,10 @@ def queues_group() -> None:
 def queues_list(store: str | None) -> None:
     """Every queue, one JSON object per line."""
     service = _prepare(None, store=store)
-
-    async def listing() -> list[dict[str, Any]]:
-        await service.start(workers=False)
-        try:
-            queues = await service.queues()
-        finally:
-            await service.stop()
-        now = service.clock.now()
-        return [queue_to_json(info, concurrency, now) for info, concurrency in queues]
-
-    for queue in _run(listing):
-        click.echo(msgspec.json.encode(queue).decode())
+    queues = _with_store(service, service.queues)
+    now = service.clock.now()
+    for info, concurrency in queues:
+        _echo_json(queue_to_json(info, concurrency, now))
 
 
 def _pause_command(name: str, pause: bool) -> None:
@@ -331,15 +303,9 @@ def _pause_command(name: str, pause: bool) -> None:
     @_STORE
     def command(queue: str, store: str | None) -> None:
         service = _prepare(None, store=store)
-
-        async def act() -> None:
-            await service.start(workers=False)
-            try:
-                await (service.pause_queue if pause else service.resume_queue)(queue)
-            finally:
-                await service.stop()
-
-        _run(act)
+        _with_store(
+            service, lambda: (service.pause_queue if pause else service.resume_queue)(queue)
+        )
         click.echo(f"queue {queue} {name}d")
 
 

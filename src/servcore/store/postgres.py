@@ -42,7 +42,7 @@ from servcore.store.postgres_rows import (
     to_json,
 )
 from servcore.store.postgres_schema import LOCK_UNIQUE, migrate, valid_schema_name
-from servcore.store.queue_sql import queue_tally_sql
+from servcore.store.queue_sql import queue_infos, queue_tally_sql
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -434,34 +434,9 @@ class PostgresStore:
         )
 
     async def list_queues(self, now: datetime) -> list[QueueInfo]:
-        counted = {
-            row[0]: row
-            for row in await self._fetch(
-                queue_tally_sql("$1", self._jobs),
-                now,
-            )
-        }
-        paused = {
-            row["name"]: row["paused"]
-            for row in await self._fetch(
-                f'SELECT name, paused FROM "{self.schema}".servcore_queues'
-            )
-        }
-        return [
-            QueueInfo(
-                name=name,
-                paused=paused.get(name, False),
-                available=row[1] if row else 0,
-                scheduled=row[2] if row else 0,
-                running=row[3] if row else 0,
-                done=row[4] if row else 0,
-                failed=row[5] if row else 0,
-                cancelled=row[6] if row else 0,
-                oldest_available_at=row[7] if row else None,
-            )
-            for name in sorted(set(counted) | set(paused))
-            for row in [counted.get(name)]
-        ]
+        tallies = await self._fetch(queue_tally_sql("$1", self._jobs), now)
+        paused = await self._fetch(f'SELECT name, paused FROM "{self.schema}".servcore_queues')
+        return queue_infos(tallies, {row["name"]: row["paused"] for row in paused})
 
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
         if not ids:

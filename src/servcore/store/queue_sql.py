@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from servcore.store.base import QueueInfo
+
 
 def queue_tally_sql(now: str, jobs: str) -> str:
     """Counts by queue: available, scheduled, running, done, failed, cancelled,
@@ -18,3 +24,30 @@ def queue_tally_sql(now: str, jobs: str) -> str:
                min(CASE WHEN {due} THEN run_at END)
         FROM {jobs} GROUP BY queue
     """
+
+
+def queue_infos(
+    tallies: Sequence[Any],
+    paused: Mapping[str, Any],
+    to_time: Callable[[Any], datetime | None] = lambda value: value,
+) -> list[QueueInfo]:
+    """Merge tally rows (as :func:`queue_tally_sql` returns them) with the
+    pause records: every queue that has either, by name."""
+    counted = {row[0]: row for row in tallies}
+    infos = []
+    for name in sorted(set(counted) | set(paused)):
+        row = counted.get(name)
+        infos.append(
+            QueueInfo(
+                name=name,
+                paused=bool(paused.get(name, False)),
+                available=row[1] if row else 0,
+                scheduled=row[2] if row else 0,
+                running=row[3] if row else 0,
+                done=row[4] if row else 0,
+                failed=row[5] if row else 0,
+                cancelled=row[6] if row else 0,
+                oldest_available_at=to_time(row[7]) if row else None,
+            )
+        )
+    return infos

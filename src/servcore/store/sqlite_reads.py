@@ -17,7 +17,7 @@ from servcore.store.base import (
     QueueInfo,
     StatusFilter,
 )
-from servcore.store.queue_sql import queue_tally_sql
+from servcore.store.queue_sql import queue_infos, queue_tally_sql
 from servcore.store.sqlite_rows import COLUMNS, from_micros, row_to_job, to_micros
 
 _decode_queues = msgspec.json.Decoder(list[str]).decode
@@ -115,22 +115,8 @@ _QUEUES = queue_tally_sql("?1", "jobs")
 def select_queues(conn: sqlite3.Connection, now_us: int) -> list[QueueInfo]:
     conn.execute("BEGIN")
     try:
-        counted = {row[0]: row for row in conn.execute(_QUEUES, (now_us,))}
+        tallies = conn.execute(_QUEUES, (now_us,)).fetchall()
         paused = dict(conn.execute("SELECT name, paused FROM servcore_queues"))
     finally:
         conn.execute("COMMIT")
-    return [
-        QueueInfo(
-            name=name,
-            paused=bool(paused.get(name, 0)),
-            available=row[1] if row else 0,
-            scheduled=row[2] if row else 0,
-            running=row[3] if row else 0,
-            done=row[4] if row else 0,
-            failed=row[5] if row else 0,
-            cancelled=row[6] if row else 0,
-            oldest_available_at=from_micros(row[7]) if row else None,
-        )
-        for name in sorted(set(counted) | set(paused))
-        for row in [counted.get(name)]
-    ]
+    return queue_infos(tallies, paused, from_micros)
