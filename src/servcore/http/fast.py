@@ -49,7 +49,7 @@ class ServcoreApp:
                 return
             if method == "GET" and path.startswith(self._item_prefix):
                 id_text = path[len(self._item_prefix) :]
-                if id_text and "/" not in id_text and id_text not in ("schedule", "batch"):
+                if id_text and "/" not in id_text:
                     await self._answer(send, answers.get_job(self._service, id_text))
                     return
         await self.app(scope, receive, send)
