@@ -17,7 +17,15 @@ from servcore.jobs import Job, JobError, JobStatus, NewJob
 from servcore.retry import Backoff
 from servcore.service import JobRequestError, Service, UniqueConflict
 from servcore.store import MemoryStore, SqliteStore, Store, StoreError, store_from_url
-from servcore.tasks import Cancel, Discard, Retry, TaskRegistry, default_handler
+from servcore.tasks import (
+    Cancel,
+    Discard,
+    Retry,
+    TaskRegistry,
+    cancel_requested,
+    default_handler,
+    raise_if_cancelled,
+)
 
 __all__ = [
     "Backoff",
@@ -40,8 +48,10 @@ __all__ = [
     "SystemClock",
     "TaskRegistry",
     "UniqueConflict",
+    "cancel_requested",
     "create_app",
     "default_handler",
     "job_routes",
+    "raise_if_cancelled",
     "store_from_url",
 ]

@@ -271,7 +271,7 @@ def _job_command(name: str, summary: str, act: Callable[[Service, int], Any]) ->
 _job_command("get", "One job as JSON.", lambda service, job_id: service.get_job(job_id))
 _job_command(
     "cancel",
-    "Cancel a queued or scheduled job; prints the job as JSON.",
+    "Cancel a queued, scheduled or running job; prints the job as JSON.",
     lambda service, job_id: service.cancel_job(job_id),
 )
 _job_command(

@@ -185,7 +185,9 @@ class Service:
             runtime.start(self._supervisor)
         notifier = self.store.notifier()
         if notifier is not None:
-            self._supervisor.start("listener", lambda: notifier.run(self._on_notified))
+            self._supervisor.start(
+                "listener", lambda: notifier.run(self._on_notified, self._stop_run)
+            )
         self.leadership = self.store.leadership(self.config.node)
         self._supervisor.start("leadership", self.leadership.run)
         self._node_started_at = self.clock.now()
@@ -403,18 +405,27 @@ class Service:
     # -- control ----------------------------------------------------------
 
     async def cancel_job(self, job_id: int) -> Job | None:
-        """Cancel a waiting (queued or scheduled) job; the job as it now is.
+        """Cancel a queued, scheduled or running job; the job as it now is.
 
-        Raises :class:`JobStateError` for a job that is running or finished.
+        A running job ends ``cancelled`` at once; its handler is stopped on
+        whichever node runs it (see :mod:`servcore.tasks`). Raises
+        :class:`JobStateError` for a job that has already finished.
         """
         done = await self.store.cancel_jobs([job_id], self.clock.now())
+        if done:
+            self._stop_run(job_id)
         job = await self.store.get_job(job_id)
         if job is not None and not done:
             raise JobStateError(
-                f"Job {job_id} is {job.status.value}: only queued or scheduled jobs can be "
-                "cancelled (running jobs cannot be cancelled yet)"
+                f"Job {job_id} is {job.status.value}: only queued, scheduled or running jobs "
+                "can be cancelled"
             )
         return job
+
+    def _stop_run(self, job_id: int) -> None:
+        for runtime in self.runtimes.values():
+            if runtime.stop_run(job_id, "the job was cancelled"):
+                return
 
     async def retry_job(self, job_id: int) -> Job | None:
         """Queue a failed or cancelled job again, due now; the job as it now is."""

@@ -4,10 +4,18 @@ A handler is ``def handler(job) -> result`` or ``async def handler(job) ->
 result``; the job's ``payload["task"]`` picks it (the seed's ``perform_work``
 pattern). Whatever it returns is stored as the job's JSON result. To steer the
 job instead, raise :class:`Retry`, :class:`Discard` or :class:`Cancel`.
+
+A running job can be cancelled (``POST /jobs/{id}/cancel``). An ``async def``
+handler is cancelled outright (``asyncio.CancelledError`` at its current
+``await``). A thread cannot be interrupted, so a plain ``def`` handler is
+told: :func:`cancel_requested` turns true, and :func:`raise_if_cancelled`
+raises :class:`Cancel`; a long handler calls one of them now and then. The
+same happens when a handler overruns its timeout.
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import math
 from collections.abc import Callable
@@ -48,6 +56,41 @@ class Cancel(Exception):
     def __init__(self, reason: str = "cancelled by handler") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class CancelToken:
+    """Set by the runtime when the job being run should stop; read by handlers."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+
+current_token: contextvars.ContextVar[CancelToken | None] = contextvars.ContextVar(
+    "servcore_cancel_token", default=None
+)
+
+
+def cancel_requested() -> bool:
+    """True once the job this handler is running for should stop."""
+    token = current_token.get()
+    return token is not None and token.requested
+
+
+def raise_if_cancelled() -> None:
+    """Raise :class:`Cancel` if the job this handler is running for should stop."""
+    token = current_token.get()
+    if token is not None and token.reason is not None:
+        raise Cancel(token.reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from servcore import Job
 from tests.acceptance.conftest import Api, assert_json_error
+from tests.conftest import wait_for
 
 
 async def test_cancel_a_scheduled_job_then_retry_it(api: Api) -> None:
@@ -31,3 +35,34 @@ async def test_control_of_unknown_or_bad_ids(api: Api) -> None:
     assert_json_error(await api.client.post("/jobs/424242/cancel"), 404, "Job not found")
     assert_json_error(await api.client.post("/jobs/424242/retry"), 404, "Job not found")
     assert_json_error(await api.client.post("/jobs/abc/cancel"), 400, "positive integer")
+
+
+async def test_cancel_a_running_job(live_api: Api) -> None:
+    started = asyncio.Event()
+
+    @live_api.service.task("hangs")
+    async def hangs(job: Job) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    job_id = await live_api.submit({"task": "hangs"})
+    await asyncio.wait_for(started.wait(), 10)
+    assert (await live_api.job(job_id))["status"] == "running"
+    response = await live_api.client.post(f"/jobs/{job_id}/cancel")
+    assert response.status_code == 200, response.text
+    assert response.json()["job"]["status"] == "cancelled"
+    runtime = live_api.service.runtimes["default"]
+    await wait_for(lambda: not runtime.in_flight, message="the run to stop")
+    assert (await live_api.job(job_id))["status"] == "cancelled"
+
+
+async def test_a_finished_job_cannot_be_cancelled(live_api: Api) -> None:
+    job_id = await live_api.submit({"task": "quick"})
+    await live_api.wait_status(job_id, "done")
+    assert_json_error(
+        await live_api.client.post(f"/jobs/{job_id}/cancel"),
+        409,
+        "Job",
+        "is done",
+        "only queued, scheduled or running jobs can be cancelled",
+    )

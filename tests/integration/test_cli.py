@@ -119,7 +119,7 @@ def test_cancel_and_retry_from_the_cli(store_url: str) -> None:
     assert json.loads(output)["status"] == "cancelled"
     code, output = run("jobs", "cancel", str(job_id), "--store", store_url)
     assert code == 1
-    assert "only queued or scheduled jobs can be cancelled" in output
+    assert "only queued, scheduled or running jobs can be cancelled" in output
     code, output = run("jobs", "retry", str(job_id), "--store", store_url)
     assert code == 0
     assert json.loads(output)["status"] == "queued"

@@ -136,3 +136,37 @@ async def test_one_leader_at_a_time_and_a_new_one_when_it_goes(shared_url: str) 
     finally:
         for service in services:
             await service.stop(grace=0)
+
+
+async def test_cancelling_on_one_node_stops_the_run_on_another_at_once(shared_url: str) -> None:
+    api = Service(store_from_url(shared_url), config=fast_config(node="api"))
+    # A 60 s lease renews every 20 s: stopping sooner than that is the notification's doing.
+    worker = Service(store_from_url(shared_url), config=fast_config(node="worker", lease=60))
+    started = asyncio.Event()
+    stopped = asyncio.Event()
+
+    @worker.task("hangs")
+    async def hangs(job: Job) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    await api.start(workers=False)
+    await worker.start()
+    try:
+        await wait_for(lambda: not worker.problems(), message="the listener to connect")
+        job = await api.enqueue("hangs")
+        await asyncio.wait_for(started.wait(), 10)
+        cancelled = await api.cancel_job(job.id)
+        assert cancelled is not None
+        assert cancelled.status is JobStatus.CANCELLED
+        await asyncio.wait_for(stopped.wait(), 5)
+        await wait_for(lambda: not worker.runtimes["default"].in_flight, message="slot freed")
+        final = await api.get_job(job.id)
+        assert final is not None
+        assert final.status is JobStatus.CANCELLED
+    finally:
+        await worker.stop(grace=0)
+        await api.stop(grace=0)

@@ -11,8 +11,18 @@ from typing import Any
 
 import pytest
 
-from servcore import Cancel, Discard, Job, JobStatus, Retry, Service
+from servcore import (
+    Cancel,
+    Discard,
+    Job,
+    JobStatus,
+    Retry,
+    Service,
+    cancel_requested,
+    raise_if_cancelled,
+)
 from servcore.service import UniqueConflict
+from servcore.store.base import ClaimParams
 from tests.conftest import wait_for
 
 
@@ -353,3 +363,133 @@ async def test_a_node_pinned_to_queues_runs_only_those(service: Service) -> None
     held = await service.get_job(pdf.id)
     assert held is not None
     assert held.status is JobStatus.QUEUED  # waits for a node that runs "pdf"
+
+
+async def test_a_running_async_job_is_cancelled_and_its_slot_freed(service: Service) -> None:
+    started = asyncio.Event()
+    cleaned_up = asyncio.Event()
+
+    @service.task("forever")
+    async def forever(job: Job) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned_up.set()
+        return "never"
+
+    service.configure(concurrency=1)
+    await service.start()
+    job = await service.enqueue("forever")
+    await asyncio.wait_for(started.wait(), 10)
+    cancelled = await service.cancel_job(job.id)
+    assert cancelled is not None
+    assert cancelled.status is JobStatus.CANCELLED
+    await asyncio.wait_for(cleaned_up.wait(), 10)  # the handler really was cancelled
+    # The one slot is free again, and the stopped run recorded nothing over the cancel.
+    after = await service.enqueue("nobody_handles_this")
+    assert (await finished(service, after.id)).status is JobStatus.DONE
+    final = await service.get_job(job.id)
+    assert final is not None
+    assert final.status is JobStatus.CANCELLED
+    assert final.errors == ()
+    assert service.runtimes["default"].stale_outcomes == 0
+
+
+async def test_a_running_thread_job_is_told_and_stops_at_its_next_check(service: Service) -> None:
+    started = threading.Event()
+    checks: list[bool] = []
+
+    @service.task("polite")
+    def polite(job: Job) -> str:
+        started.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            checks.append(cancel_requested())
+            raise_if_cancelled()
+            time.sleep(0.005)
+        return "ran to the end"
+
+    await service.start()
+    job = await service.enqueue("polite")
+    await asyncio.to_thread(started.wait, 10)
+    await service.cancel_job(job.id)
+    runtime = service.runtimes["default"]
+    await wait_for(lambda: not runtime.in_flight, message="the thread to stop")
+    assert checks[-1] is True
+    final = await service.get_job(job.id)
+    assert final is not None
+    assert final.status is JobStatus.CANCELLED
+    assert final.result is None
+
+
+async def test_a_thread_handler_is_told_when_it_overruns_its_timeout(service: Service) -> None:
+    stopped = threading.Event()
+
+    @service.task("slow", timeout=0.1)
+    def slow(job: Job) -> None:
+        deadline = time.monotonic() + 10
+        while not cancel_requested() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if cancel_requested():
+            stopped.set()
+
+    await service.start()
+    job = await service.enqueue("slow", max_attempts=1)
+    assert (await finished(service, job.id)).errors[-1].error == "timed out after 0.1 s"
+    assert await asyncio.to_thread(stopped.wait, 10)
+
+
+async def test_a_cancelled_job_that_was_claimed_but_not_started_never_runs(
+    service: Service,
+) -> None:
+    release = asyncio.Event()
+    ran: list[int] = []
+
+    @service.task("gate")
+    async def gate(job: Job) -> None:
+        ran.append(job.id)
+        await release.wait()
+
+    service.configure(concurrency=1)
+    await service.start()
+    first = await service.enqueue("gate")
+    await wait_for(lambda: ran == [first.id], message="the first job to start")
+    runtime = service.runtimes["default"]
+    await service.enqueue("gate", run_at=service.clock.now() + timedelta(hours=1))
+    # Claimed into the ready list behind the busy slot, as a busier queue would.
+    later = service.clock.now() + timedelta(hours=2)
+    (second,) = await service.store.claim_jobs(
+        ClaimParams("default", 1, "test-node", later, later + timedelta(hours=1))
+    )
+    runtime.in_flight[second.id] = second
+    runtime._ready.put_nowait(second)
+    cancelled = await service.cancel_job(second.id)
+    assert cancelled is not None
+    assert cancelled.status is JobStatus.CANCELLED
+    release.set()
+    await wait_for(lambda: not runtime.in_flight, message="the queue to empty")
+    assert ran == [first.id]
+
+
+async def test_a_run_cancelled_by_another_process_stops_by_its_heartbeat(service: Service) -> None:
+    started = asyncio.Event()
+    stopped = asyncio.Event()
+
+    @service.task("hangs")
+    async def hangs(job: Job) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    service.configure(lease=0.6)
+    await service.start()
+    job = await service.enqueue("hangs")
+    await asyncio.wait_for(started.wait(), 10)
+    # Straight to the store, as another process sharing it would (PostgreSQL
+    # also notifies; on the others the lease renewal finds the job is gone).
+    assert await service.store.cancel_jobs([job.id], service.clock.now()) == [job.id]
+    await asyncio.wait_for(stopped.wait(), 5)
+    await wait_for(lambda: not service.runtimes["default"].in_flight, message="slot freed")

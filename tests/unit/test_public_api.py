@@ -25,9 +25,11 @@ EXPECTED = {
     "SystemClock",
     "TaskRegistry",
     "UniqueConflict",
+    "cancel_requested",
     "create_app",
     "default_handler",
     "job_routes",
+    "raise_if_cancelled",
     "store_from_url",
 }
 

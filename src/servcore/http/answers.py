@@ -145,7 +145,7 @@ async def get_job(service: Service, id_text: str, queue: str | None = None) -> A
 
 
 async def cancel_job(service: Service, id_text: str, queue: str | None = None) -> Answer:
-    """``POST /jobs/{id}/cancel``: a queued or scheduled job ends ``cancelled``."""
+    """``POST /jobs/{id}/cancel``: a queued, scheduled or running job ends ``cancelled``."""
     return await _control(service, id_text, queue, service.cancel_job, "Job cancelled")
 
 

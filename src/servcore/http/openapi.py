@@ -234,7 +234,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/queues/{name}/pause": _pausing("Start no more jobs of the queue (kept on restart)"),
             "/queues/{name}/resume": _pausing("Start the queue's jobs again"),
-            "/jobs/{id}/cancel": _control("Cancel a queued or scheduled job"),
+            "/jobs/{id}/cancel": _control("Cancel a queued, scheduled or running job"),
             "/jobs/{id}/retry": _control("Queue a failed or cancelled job again, due now"),
             "/jobs/{id}": {
                 "get": {

@@ -1,7 +1,9 @@
-"""The notifier seam: something that hears about jobs other processes stored.
+"""The notifier seam: something that hears what other processes did to jobs.
 
-Notifications only wake queues up; the queue's capped poll guarantees
-progress when one is lost (a dropped connection, a restart).
+Two kinds of news: a queue got new jobs, and a running job was cancelled.
+Notifications only speed things up: a queue's capped poll guarantees progress
+when one is lost (a dropped connection, a restart), and a cancelled job's
+lease renewal fails within ``lease / 3``, which stops its run just the same.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 OnQueue = Callable[[str], None]
+OnCancel = Callable[[int], None]
 
 
 class Notifier(Protocol):
-    async def run(self, on_queue: OnQueue) -> None:
-        """Call ``on_queue(name)`` for each notification until cancelled;
-        ``on_queue("")`` means any queue may have new jobs."""
+    async def run(self, on_queue: OnQueue, on_cancel: OnCancel) -> None:
+        """Until cancelled, call ``on_queue(name)`` when a queue got jobs
+        (``on_queue("")``: any queue may have) and ``on_cancel(job_id)`` when a
+        running job was cancelled."""
         ...
 
     def problem(self) -> str | None:

@@ -1,7 +1,8 @@
 """LISTEN/NOTIFY: every process hears which queues got new jobs.
 
 The store sends ``pg_notify(channel, queue)`` in the transaction that
-inserts jobs, so the notification arrives when, and only if, they commit.
+inserts jobs, so the notification arrives when, and only if, they commit;
+cancelling a running job sends ``cancel:<id>`` (no queue name has a colon).
 The listener holds one connection of its own. When that connection drops
 (PostgreSQL restarted, the connection terminated) it says so — the service
 reports DEGRADED — reconnects with backoff, and wakes every queue once it is
@@ -15,10 +16,11 @@ import logging
 
 import asyncpg
 
-from servcore.notifier.base import OnQueue
+from servcore.notifier.base import OnCancel, OnQueue
 
 log = logging.getLogger("servcore.notifier")
 
+CANCEL_PREFIX = "cancel:"
 _DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 _ERRORS = (
     OSError,
@@ -39,11 +41,17 @@ class PostgresNotifier:
     def problem(self) -> str | None:
         return self._problem
 
-    async def run(self, on_queue: OnQueue) -> None:
+    async def run(self, on_queue: OnQueue, on_cancel: OnCancel) -> None:
+        def heard(payload: str) -> None:
+            if payload.startswith(CANCEL_PREFIX):
+                on_cancel(int(payload[len(CANCEL_PREFIX) :]))
+            else:
+                on_queue(payload)
+
         failures = 0
         while True:
             try:
-                await self._listen(on_queue)
+                await self._listen(heard, on_queue)
             except _ERRORS as error:
                 self._problem = f"PostgreSQL unreachable: {error}"
                 delay = _DELAYS[min(failures, len(_DELAYS) - 1)]
@@ -53,12 +61,12 @@ class PostgresNotifier:
             else:
                 failures = 0
 
-    async def _listen(self, on_queue: OnQueue) -> None:
+    async def _listen(self, heard: OnQueue, on_queue: OnQueue) -> None:
         conn = await asyncpg.connect(self._dsn, timeout=10)
         lost = asyncio.Event()
         try:
             conn.add_termination_listener(lambda _: lost.set())
-            await conn.add_listener(self._channel, lambda _c, _p, _ch, queue: on_queue(queue))
+            await conn.add_listener(self._channel, lambda _c, _p, _ch, payload: heard(payload))
             if self._problem is not None:
                 log.info("Listener reconnected to PostgreSQL")
                 on_queue("")  # every queue: what was sent while we were away is lost

@@ -4,12 +4,14 @@ The steps, in order: resolve the handler → apply the timeout → perform →
 classify the outcome (result, retry, discard, cancel, error). ``async def``
 handlers run on the event loop; plain ``def`` handlers in a thread pool, so a
 blocking handler never stalls the loop. A thread cannot be killed: on timeout
-the job is failed and the thread's eventual answer is ignored.
+the job is failed, the handler is told to stop (``cancel_requested()``), and
+the thread's eventual answer is ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +24,15 @@ from servcore.clock import Clock
 from servcore.jobs import Job, JobError
 from servcore.retry import Backoff
 from servcore.store.base import Completion, Failure
-from servcore.tasks import Cancel, Discard, Retry, TaskRegistry, TaskSpec
+from servcore.tasks import (
+    Cancel,
+    CancelToken,
+    Discard,
+    Retry,
+    TaskRegistry,
+    TaskSpec,
+    current_token,
+)
 
 # However a backoff is configured, a retry is at most a year away.
 MAX_RETRY_DELAY = 365 * 24 * 3600.0
@@ -51,20 +61,24 @@ class Executor:
         self._threads = threads
         self._default_backoff = default_backoff
 
-    async def execute(self, job: Job) -> Outcome:
+    async def execute(self, job: Job, token: CancelToken | None = None) -> Outcome:
+        """Run ``job``; ``token`` is how the runtime tells a thread handler to stop."""
         spec = self._registry.resolve(job.task)
         timeout = job.timeout if job.timeout is not None else spec.timeout
+        token = token or CancelToken()
         deadline: asyncio.Timeout | None = None
         try:
             if timeout is None:
-                value = await self._perform(spec, job)
+                value = await self._perform(spec, job, token)
             else:
                 async with asyncio.timeout(timeout) as deadline:
-                    value = await self._perform(spec, job)
+                    value = await self._perform(spec, job, token)
             result = _json_copy(value)
         except TimeoutError as error:
             if deadline is not None and deadline.expired():
-                return self._failed(job, spec, f"timed out after {timeout:g} s", None)
+                message = f"timed out after {timeout:g} s"
+                token.request(message)
+                return self._failed(job, spec, message, None)
             return self._failed(job, spec, _describe(error), traceback.format_exc())
         except _Unserialisable as error:
             return self._failed(job, spec, str(error), None, final=True)
@@ -87,11 +101,14 @@ class Executor:
             job, self._registry.resolve(job.task), _describe(error), traceback.format_exc()
         )
 
-    async def _perform(self, spec: TaskSpec, job: Job) -> Any:
+    async def _perform(self, spec: TaskSpec, job: Job, token: CancelToken) -> Any:
         if spec.is_async:
+            current_token.set(token)  # in this worker slot's own context
             return await spec.handler(job)
+        context = contextvars.copy_context()
+        context.run(current_token.set, token)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, spec.handler, job)
+        return await loop.run_in_executor(self._threads, context.run, spec.handler, job)
 
     def _failed(
         self,

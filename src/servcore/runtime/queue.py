@@ -16,6 +16,11 @@ of running jobs every ``lease / 3``.
 Stopping has two scopes: ``stop_claiming`` ends the claim loop; ``drain``
 lets running jobs finish within a grace period, then cancels what is left
 and puts those jobs back in the queue without spending their attempt.
+
+``stop_run`` stops one job whose claim is no longer ours (it was cancelled,
+or its lease was lost): an async handler is cancelled at once, a thread
+handler is told and keeps its slot until it returns, and whatever the run
+ends with is dropped, since the store has already settled the job.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from servcore.runtime.completer import Completer
 from servcore.runtime.executor import Executor, Outcome
 from servcore.store.base import ClaimParams, Lease, Store, StoreError
 from servcore.supervisor import Supervisor
+from servcore.tasks import CancelToken
 
 log = logging.getLogger("servcore.runtime")
 
@@ -63,6 +69,10 @@ class QueueRuntime:
         self._poll_interval = poll_interval
         self.completer = Completer(store, self._on_stale, self._on_written)
         self.in_flight: dict[int, Job] = {}
+        # job id → (the slot running it, the token its handler reads)
+        self._runs: dict[int, tuple[asyncio.Task[None], CancelToken]] = {}
+        self._stopped: set[int] = set()  # in flight, but no longer ours to finish
+        self._cancel_sent: set[int] = set()  # runs whose slot we cancelled
         self._ready: asyncio.Queue[Job] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -244,21 +254,62 @@ class QueueRuntime:
         assert me is not None
         while self._working:
             job = await self._ready.get()
+            if job.id in self._stopped:  # stopped before it started
+                self._record(job, None)
+                continue
             if log.isEnabledFor(logging.INFO):
                 log.info("Executing job %d (%s, attempt %d)", job.id, job.task, job.attempt)
+            token = CancelToken()
+            self._runs[job.id] = (me, token)
+            outcome: Outcome | None
             try:
-                outcome = await self._executor.execute(job)
+                outcome = await self._executor.execute(job, token)
             except asyncio.CancelledError:
-                if me.cancelling():
+                if self._took_back_cancel(job, me) and not me.cancelling():
+                    outcome = None  # stopped by stop_run: nothing to record
+                elif me.cancelling():
                     raise  # this slot is being stopped: the job is released by drain
-                # The handler raised CancelledError of its own accord.
-                outcome = self._executor.crashed(job, RuntimeError("the handler was cancelled"))
+                else:  # the handler raised CancelledError of its own accord
+                    outcome = self._executor.crashed(job, RuntimeError("the handler was cancelled"))
             except Exception as error:  # a fault in servcore itself, not in the handler
                 log.exception("Job %d: the executor failed", job.id)
                 outcome = self._executor.crashed(job, error)
+            else:
+                self._took_back_cancel(job, me)  # the handler swallowed it
+            finally:
+                del self._runs[job.id]
             self._record(job, outcome)
 
-    def _record(self, job: Job, outcome: Outcome) -> None:
+    def _took_back_cancel(self, job: Job, me: asyncio.Task[None]) -> bool:
+        """Undo stop_run's cancel of this slot, if it sent one."""
+        if job.id not in self._cancel_sent:
+            return False
+        self._cancel_sent.discard(job.id)
+        me.uncancel()
+        return True
+
+    def stop_run(self, job_id: int, reason: str) -> bool:
+        """Stop running ``job_id`` (see the module docstring); False if it is not here."""
+        if job_id not in self.in_flight or job_id in self._stopped:
+            return False
+        self._stopped.add(job_id)
+        run = self._runs.get(job_id)
+        if run is not None:
+            slot, token = run
+            token.request(reason)
+            if not self._executor.runs_in_thread(self.in_flight[job_id]):
+                self._cancel_sent.add(job_id)
+                slot.cancel()
+        log.info("Job %d: stopping its run (%s)", job_id, reason)
+        return True
+
+    def _record(self, job: Job, outcome: Outcome | None) -> None:
+        if job.id in self._stopped:
+            self._stopped.discard(job.id)
+            del self.in_flight[job.id]
+            self._slot_freed.set()
+            return
+        assert outcome is not None
         self.executed += 1
         if outcome.completion is not None:
             self.completer.add_completion(outcome.completion)
@@ -292,8 +343,9 @@ class QueueRuntime:
             if held:
                 lost = await self._store.extend_leases(held, self._clock.now() + self._lease)
                 for job_id in lost:
-                    if job_id in self.in_flight:  # not merely finished meanwhile
-                        log.warning("Job %d: lease lost while running (rescued elsewhere)", job_id)
+                    # Not merely finished meanwhile: cancelled, or rescued elsewhere.
+                    if self.stop_run(job_id, "the job was cancelled or its lease was lost"):
+                        log.warning("Job %d: lease lost while running; stopped here", job_id)
             if self._supervisor is not None:
                 self._supervisor.health.ok(f"heartbeat {self.name}")
 

@@ -317,8 +317,15 @@ class MemoryStore:
         done = []
         for job_id in ids:
             job = self._jobs.get(job_id)
-            if job is not None and job.status is _QUEUED:
-                self._set(job, _replace(job, status=JobStatus.CANCELLED, finished_at=now))
+            if job is not None and job.status in (_QUEUED, JobStatus.RUNNING):
+                cancelled = _replace(
+                    job,
+                    status=JobStatus.CANCELLED,
+                    finished_at=now,
+                    locked_by=None,
+                    locked_until=None,
+                )
+                self._set(job, cancelled)
                 done.append(job_id)
         return done
 

@@ -17,7 +17,7 @@ import asyncpg
 
 from servcore.jobs import Job, NewJob
 from servcore.leadership.postgres import PostgresLeadership
-from servcore.notifier.postgres import PostgresNotifier
+from servcore.notifier.postgres import CANCEL_PREFIX, PostgresNotifier
 from servcore.store.base import (
     ClaimParams,
     Completion,
@@ -441,11 +441,26 @@ class PostgresStore:
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
         if not ids:
             return []
+        # A job running on another node hears of its cancel at commit.
         rows = await self._fetch(
-            f"UPDATE {self._jobs} SET status = 'cancelled', finished_at = $2 "
-            "WHERE id = ANY($1::bigint[]) AND status IN ('queued', 'scheduled') RETURNING id",
+            f"""
+            WITH cancelled AS (
+                UPDATE {self._jobs} AS j
+                SET status = 'cancelled', finished_at = $2, locked_by = NULL, locked_until = NULL
+                FROM (SELECT id, status FROM {self._jobs} WHERE id = ANY($1::bigint[]) FOR UPDATE)
+                    AS before
+                WHERE j.id = before.id AND before.status IN ('queued', 'scheduled', 'running')
+                RETURNING j.id, before.status AS was
+            ),
+            told AS (
+                SELECT pg_notify($3, $4::text || id::text) FROM cancelled WHERE was = 'running'
+            )
+            SELECT id FROM cancelled WHERE (SELECT count(*) FROM told) >= 0
+            """,
             list(ids),
             now,
+            self.channel,
+            CANCEL_PREFIX,
         )
         return sorted(row["id"] for row in rows)
 

@@ -439,8 +439,10 @@ class SqliteStore:
 
         def cancel(conn: sqlite3.Connection) -> list[int]:
             rows = conn.execute(
-                f"UPDATE jobs SET status = 'cancelled', finished_at = ? "
-                f"WHERE id IN ({marks}) AND status IN ('queued', 'scheduled') RETURNING id",
+                f"UPDATE jobs SET status = 'cancelled', finished_at = ?, "
+                f"locked_by = NULL, locked_until = NULL "
+                f"WHERE id IN ({marks}) AND status IN ('queued', 'scheduled', 'running') "
+                f"RETURNING id",
                 [now_us, *ids],
             ).fetchall()
             return sorted(job_id for (job_id,) in rows)
