@@ -59,6 +59,7 @@ class ServiceConfig:
     shutdown_grace: float = 15.0
     retention: float = 7 * 24 * 3600.0
     prune_interval: float = 3600.0
+    expire_interval: float = 1.0
     backoff: Backoff = DEFAULT_BACKOFF
     max_body_bytes: int = 1024 * 1024
     unique_period: float = 3600.0
@@ -76,6 +77,7 @@ class ServiceConfig:
             (self.shutdown_grace >= 0, "shutdown_grace must be >= 0 seconds"),
             (self.retention > 0, "retention must be > 0 seconds"),
             (self.prune_interval > 0, "prune_interval must be > 0 seconds"),
+            (self.expire_interval > 0, "expire_interval must be > 0 seconds"),
             (self.max_body_bytes >= 1024, "max_body_bytes must be >= 1024"),
             (self.unique_period > 0, "unique_period must be > 0 seconds"),
         ]

@@ -87,6 +87,15 @@ class Job(msgspec.Struct, frozen=True):
     locked_until: datetime | None = None
     lease_token: int = 0
     rescued: int = 0
+    result_ttl: float | None = None
+
+    def expired(self, now: datetime) -> bool:
+        """True once a finished job has outlived its ``result_ttl``."""
+        return (
+            self.result_ttl is not None
+            and self.finished_at is not None
+            and (now - self.finished_at).total_seconds() >= self.result_ttl
+        )
 
     def is_scheduled(self, now: datetime) -> bool:
         """True while the job is queued but not yet due."""
@@ -105,6 +114,7 @@ class NewJob(msgspec.Struct, frozen=True):
     unique_key: str | None = None
     timeout: float | None = None
     backoff: float | None = None
+    result_ttl: float | None = None
 
     def stored(self, job_id: int, inserted_at: datetime) -> Job:
         """The job a store made of this request: queued, no attempt yet."""
@@ -122,6 +132,7 @@ class NewJob(msgspec.Struct, frozen=True):
             unique_key=self.unique_key,
             timeout=self.timeout,
             backoff=self.backoff,
+            result_ttl=self.result_ttl,
         )
 
 

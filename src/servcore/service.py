@@ -27,7 +27,7 @@ from servcore.config import DEFAULT_QUEUES, ServiceConfig
 from servcore.jobs import DEFAULT_QUEUE, MAX_PRIORITY, Job, NewJob, task_name
 from servcore.leadership.base import Leadership, SoleLeadership
 from servcore.maintenance.periodic import Periodic
-from servcore.maintenance.pruner import Pruner
+from servcore.maintenance.pruner import Expirer, Pruner
 from servcore.maintenance.rescuer import Rescuer
 from servcore.retry import Backoff
 from servcore.runtime.executor import Executor
@@ -210,6 +210,14 @@ class Service:
                 gate=self.leadership.is_leader,
             ),
             Periodic(
+                "expirer",
+                Expirer(self.store).run_once,
+                interval=self.config.expire_interval,
+                clock=self.clock,
+                health=self.health_state,
+                gate=self.leadership.is_leader,
+            ),
+            Periodic(
                 "node heartbeat",
                 self._heartbeat,
                 interval=NODE_HEARTBEAT,
@@ -316,6 +324,7 @@ class Service:
         timeout: float | None = None,
         backoff: float | None = None,
         unique_key: str | None = None,
+        result_ttl: float | None = None,
     ) -> NewJob:
         """Validate a request and fill in its task's defaults."""
         if not isinstance(payload, dict):
@@ -334,6 +343,8 @@ class Service:
             raise JobRequestError(f"'timeout' must be > 0 and at most {MAX_TIMEOUT:g} seconds")
         if backoff is not None and not 0 <= backoff <= 86400:
             raise JobRequestError("'backoff' must be between 0 and 86400 seconds")
+        if result_ttl is not None and not 0 < result_ttl <= MAX_DELAY:
+            raise JobRequestError(f"'result_ttl' must be > 0 and at most {MAX_DELAY:g} seconds")
         if queue is not None and not _valid_name(queue):
             raise JobRequestError("'queue' must be 1-100 letters, digits, '_', '-' or '.'")
         name = task_name(payload)
@@ -352,6 +363,7 @@ class Service:
             unique_key=unique_key,
             timeout=timeout,
             backoff=backoff,
+            result_ttl=result_ttl,
         )
 
     async def submit(self, new_jobs: Sequence[NewJob]) -> list[Job]:
@@ -469,7 +481,12 @@ class Service:
     # -- reading ----------------------------------------------------------
 
     async def get_job(self, job_id: int) -> Job | None:
-        return await self.store.get_job(job_id)
+        """The job, or None if unknown, pruned or past its ``result_ttl``
+        (exactly then, whenever the expirer next deletes it)."""
+        job = await self.store.get_job(job_id)
+        if job is not None and job.result_ttl is not None and job.expired(self.clock.now()):
+            return None
+        return job
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         return await self.store.list_jobs(query, self.clock.now())

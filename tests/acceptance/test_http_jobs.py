@@ -16,7 +16,7 @@ from tests.acceptance.conftest import (
     assert_json_error,
     client_for,
 )
-from tests.conftest import fast_config, make_store
+from tests.conftest import fast_config, make_store, wait_for
 
 SCHEDULE_FIELDS = {"error": "Required fields: payload (object), run_at (ISO8601)"}
 
@@ -290,3 +290,30 @@ async def test_schedule_rejects_bad_run_at_and_delay(api: Api) -> None:
         response = await api.client.post("/jobs/schedule", json=body)
         assert_json_error(response, 400, *fragments)
     assert (await api.stats())["total"] == 0
+
+
+async def test_a_finished_job_is_gone_after_its_result_ttl(open_api: OpenApi) -> None:
+    clock = FakeClock()
+    api = await open_api(workers=True, clock=clock)
+    job_id = await api.submit({"task": "report"}, result_ttl=30)
+    kept_id = await api.submit({"task": "report"})
+    done = await api.wait_status(job_id, "done")
+    assert done["result_ttl"] == 30
+    await api.wait_status(kept_id, "done")
+    clock.advance(29.9)
+    assert (await api.client.get(f"/jobs/{job_id}")).status_code == 200
+    clock.advance(0.1)
+    assert_json_error(await api.client.get(f"/jobs/{job_id}"), 404, "Job not found")
+    # The expirer then deletes it for good; the job without a ttl stays.
+    await wait_for(lambda: _total(api), message="the expirer to delete the expired job")
+    assert (await api.job(kept_id))["status"] == "done"
+
+
+async def _total(api: Api) -> bool:
+    return (await api.service.store.count_jobs(api.service.clock.now())).total == 1
+
+
+async def test_result_ttl_must_be_a_positive_number(api: Api) -> None:
+    for bad, fragment in [(0, "'result_ttl' must be > 0"), ("1", "'result_ttl' must be a number")]:
+        response = await api.client.post("/jobs", json={"payload": {}, "result_ttl": bad})
+        assert_json_error(response, 400, fragment)

@@ -35,6 +35,7 @@ def new_job(
     unique_key: str | None = None,
     timeout: float | None = None,
     backoff: float | None = None,
+    result_ttl: float | None = None,
 ) -> NewJob:
     return NewJob(
         payload={"task": task} if payload is None else payload,
@@ -46,6 +47,7 @@ def new_job(
         unique_key=unique_key,
         timeout=timeout,
         backoff=backoff,
+        result_ttl=result_ttl,
     )
 
 

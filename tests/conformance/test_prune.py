@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from servcore.jobs import JobStatus
-from servcore.store.base import Store
+from servcore.store.base import JobQuery, Store
 from tests.conformance.support import (
     T0,
     at,
@@ -73,3 +73,35 @@ async def test_pruned_ids_are_not_reused(store: Store) -> None:
 
     assert later.id > job.id
     assert (await store.count_jobs(at(2))).total == 1
+
+
+async def test_finished_jobs_expire_after_their_own_result_ttl(store: Store) -> None:
+    await insert(
+        store,
+        new_job(result_ttl=10),  # done at 0: expires at 10
+        new_job(result_ttl=10.5),  # failed at 5: expires at 15.5
+        new_job(result_ttl=1),  # cancelled while running at 2: expires at 3
+        new_job(),  # no ttl: kept until the retention prunes it
+        new_job(result_ttl=1),  # fails, then retried: not finished, not expired
+        new_job(result_ttl=1),  # still running
+    )
+    done, failed, cancelled, kept, retried, running = await claim(store)
+    assert done.result_ttl == 10
+    assert (await fetch(store, failed.id)).result_ttl == 10.5
+    await store.complete_jobs([completion(done), completion(kept)])
+    await store.fail_jobs(
+        [failure(failed, at_time=at(5), retry_at=None), failure(retried, retry_at=None)]
+    )
+    await store.cancel_jobs([cancelled.id], at(2))
+    await store.retry_jobs([retried.id], at(2))
+
+    assert await store.expire_results(at(2.9)) == 0
+    assert await store.expire_results(at(3)) == 1
+    assert await store.get_job(cancelled.id) is None
+    assert await store.expire_results(at(15)) == 1  # `done`, at 10
+    assert await store.get_job(done.id) is None
+    assert await store.expire_results(at(15.5)) == 1
+    assert await store.expire_results(at(10_000)) == 0
+    survivors = {job.id for job in (await store.list_jobs(JobQuery(), at(10_000))).jobs}
+    assert survivors == {kept.id, retried.id, running.id}
+    assert (await store.count_jobs(at(10_000))).total == 3

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from servcore.cli import main
 from servcore.jobs import NewJob
-from servcore.store import PostgresStore, StoreError, store_from_url
+from servcore.store import PostgresStore, StoreError, postgres_schema, store_from_url
 from servcore.store.postgres_schema import SCHEMA_VERSION
 from tests.postgres import DSN, postgres_url, require_postgres
 
@@ -92,3 +92,33 @@ async def test_one_unique_key_submitted_from_many_nodes_makes_one_job() -> None:
         assert len({r.job.id for r in results}) == 1
     finally:
         await asyncio.gather(*(node.close() for node in nodes))
+
+
+async def test_a_version_4_schema_is_brought_forward_with_its_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    require_postgres()
+    url = postgres_url()
+    schema = url.rsplit("schema=", 1)[1]
+    conn = await asyncpg.connect(DSN)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(postgres_schema, "SCHEMA_VERSION", 4)
+            await postgres_schema.migrate(conn, schema)
+        await conn.execute(
+            f'INSERT INTO "{schema}".servcore_jobs '
+            "(queue, task, payload, status, max_attempts, run_at, inserted_at) "
+            "VALUES ('default', 'old', '{}', 'queued', 3, now(), now())"
+        )
+    finally:
+        await conn.close()
+    store = store_from_url(url)
+    await store.open()
+    try:
+        old = await store.get_job(1)
+        assert old is not None
+        assert (old.task, old.result_ttl) == ("old", None)
+        [fresh] = await store.insert_jobs([a_job()], NOW)
+        assert await store.get_job(fresh.id) == fresh
+    finally:
+        await store.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from servcore.jobs import JobStatus
-from servcore.store import SqliteStore, StoreError, store_from_url
+from servcore.store import SqliteStore, StoreError, sqlite_schema, store_from_url
 from servcore.store.base import ClaimParams, JobQuery
 from servcore.store.sqlite import _CLAIM
 from servcore.store.sqlite_rows import to_micros
@@ -279,3 +279,31 @@ async def test_a_closed_store_refuses_reads_and_writes(db_path: Path) -> None:
         await insert(store, new_job())
     with pytest.raises(StoreError):
         await store.get_job(1)
+
+
+async def test_a_version_4_file_is_brought_forward_with_its_jobs(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE servcore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for version in range(1, 5):
+        conn.executescript(sqlite_schema._MIGRATIONS[version])
+    conn.execute("INSERT INTO servcore_meta VALUES ('schema_version', '4')")
+    conn.execute(
+        "INSERT INTO jobs (queue, task, payload, status, max_attempts, run_at, inserted_at) "
+        "VALUES ('default', 'old', '{\"task\": \"old\"}', 'queued', 3, 0, 0)"
+    )
+    conn.commit()
+    conn.close()
+
+    store = SqliteStore(f"sqlite:///{db_path}", str(db_path))
+    await store.open()
+    try:
+        old = await store.get_job(1)
+        assert old is not None
+        assert (old.task, old.result_ttl) == ("old", None)
+        [fresh] = await insert(store, new_job(result_ttl=5))
+        assert (await store.get_job(fresh.id)) == fresh
+        assert fresh.result_ttl == 5
+    finally:
+        await store.close()
+    version = "SELECT value FROM servcore_meta WHERE key = 'schema_version'"
+    assert read_file(db_path, version) == [(str(SCHEMA_VERSION),)]

@@ -40,6 +40,12 @@ _JOB_REQUEST = {
         "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds."},
         "backoff": {"type": "number", "minimum": 0, "description": "Base retry delay, s."},
         "unique_key": {"type": "string", "maxLength": 255},
+        "result_ttl": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "Seconds a finished job is kept before it is deleted "
+            "(sooner than the service's retention); after that, GET answers 404.",
+        },
     },
 }
 
@@ -78,6 +84,7 @@ _JOB = {
         "locked_by": {"type": ["string", "null"]},
         "locked_until": _NULLABLE_TIME,
         "lease_token": {"type": "integer"},
+        "result_ttl": {"type": ["number", "null"]},
         "rescued": {"type": "integer"},
     },
 }

@@ -50,6 +50,7 @@ def job_to_json(job: Job, now: datetime) -> dict[str, Any]:
         "locked_until": _time(job.locked_until),
         "lease_token": job.lease_token,
         "rescued": job.rescued,
+        "result_ttl": job.result_ttl,
     }
 
 

@@ -32,6 +32,7 @@ _JOB_FIELDS = {
     "timeout": "number",
     "backoff": "number",
     "unique_key": "string",
+    "result_ttl": "number",
 }
 _decode = msgspec.json.Decoder().decode
 

@@ -1,4 +1,5 @@
-"""Deletes finished jobs older than the retention period (default 7 days, hourly)."""
+"""Deletes finished jobs: older than the retention period (default 7 days,
+checked hourly), or past their own ``result_ttl`` (checked every second)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,14 @@ class Pruner:
         if pruned:
             log.info("Pruned %d finished job(s) older than %s", pruned, self._retention)
         return pruned
+
+
+class Expirer:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def run_once(self, now: datetime) -> int:
+        expired = await self._store.expire_results(now)
+        if expired:
+            log.debug("Expired %d finished job(s) past their result_ttl", expired)
+        return expired

@@ -222,6 +222,10 @@ class JobWriter(Protocol):
         """Delete done/failed/cancelled jobs finished before ``before``."""
         ...
 
+    async def expire_results(self, now: datetime) -> int:
+        """Delete finished jobs that have outlived their ``result_ttl``."""
+        ...
+
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
         """Cancel those of ``ids`` that are waiting (queued or scheduled); their ids."""
         ...

@@ -48,6 +48,7 @@ class MemoryStore:
         self._counts = dict.fromkeys(JobStatus, 0)
         self._nodes: dict[str, NodeInfo] = {}
         self._unique: dict[str, int] = {}  # unique_key -> newest job id
+        self._expiring: set[int] = set()  # ids of jobs with a result_ttl
         self._paused: dict[str, bool] = {}
 
     # -- life cycle -------------------------------------------------------
@@ -104,6 +105,8 @@ class MemoryStore:
             job = new.stored(next(self._ids), now)
             if new.unique_key is not None:
                 self._unique[new.unique_key] = job.id
+            if new.result_ttl is not None:
+                self._expiring.add(job.id)
             self._jobs[job.id] = job
             self._enqueue(job, now)
             inserted.append(job)
@@ -357,6 +360,20 @@ class MemoryStore:
             del self._jobs[job.id]
             self._counts[job.status] -= 1
         return len(doomed)
+
+    async def expire_results(self, now: datetime) -> int:
+        expired = []
+        for job_id in list(self._expiring):
+            job = self._jobs.get(job_id)
+            if job is None:
+                self._expiring.discard(job_id)
+            elif job.status.finished and job.expired(now):
+                expired.append(job)
+        for job in expired:
+            self._expiring.discard(job.id)
+            del self._jobs[job.id]
+            self._counts[job.status] -= 1
+        return len(expired)
 
     # -- reads ------------------------------------------------------------
 

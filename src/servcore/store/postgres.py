@@ -41,7 +41,7 @@ from servcore.store.postgres_rows import (
     row_to_job,
     to_json,
 )
-from servcore.store.postgres_schema import LOCK_UNIQUE, migrate, valid_schema_name
+from servcore.store.postgres_schema import EXPIRES_AT, LOCK_UNIQUE, migrate, valid_schema_name
 from servcore.store.queue_sql import queue_infos, queue_tally_sql
 
 
@@ -183,14 +183,16 @@ class PostgresStore:
             f"""
             WITH inserted AS (
             INSERT INTO {self._jobs} (queue, task, payload, status, priority, max_attempts,
-                                      run_at, inserted_at, unique_key, timeout, backoff)
+                                      run_at, inserted_at, unique_key, timeout, backoff,
+                                      result_ttl)
             SELECT queue, task, payload::json, status, priority, max_attempts,
-                   run_at, $1, unique_key, timeout, backoff
+                   run_at, $1, unique_key, timeout, backoff, result_ttl
             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[],
-                        $7::int[], $8::timestamptz[], $9::text[], $10::float8[], $11::float8[])
+                        $7::int[], $8::timestamptz[], $9::text[], $10::float8[], $11::float8[],
+                        $13::float8[])
                  WITH ORDINALITY
                  AS t(queue, task, payload, status, priority, max_attempts, run_at,
-                      unique_key, timeout, backoff, ordinal)
+                      unique_key, timeout, backoff, result_ttl, ordinal)
             ORDER BY ordinal
             RETURNING id, queue
             ),
@@ -210,6 +212,7 @@ class PostgresStore:
             [new.timeout for new in new_jobs],
             [new.backoff for new in new_jobs],
             self.channel,
+            [new.result_ttl for new in new_jobs],
         )
         # A sequence hands out ids in the order rows are inserted: ORDER BY ordinal.
         ids = sorted(row["id"] for row in rows)
@@ -489,6 +492,15 @@ class PostgresStore:
             f"DELETE FROM {self._jobs} WHERE status IN ('done', 'failed', 'cancelled') "
             "AND finished_at < $1 RETURNING id",
             before,
+        )
+        return len(rows)
+
+    async def expire_results(self, now: datetime) -> int:
+        rows = await self._fetch(
+            f"DELETE FROM {self._jobs} WHERE result_ttl IS NOT NULL "
+            f"AND {EXPIRES_AT} <= ($1::timestamptz AT TIME ZONE 'UTC') "
+            "AND status IN ('done', 'failed', 'cancelled') RETURNING id",
+            now,
         )
         return len(rows)
 

@@ -15,7 +15,10 @@ import re
 
 import asyncpg
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# When a finished job with a result_ttl expires (NULL while it runs), in UTC
+# wall time: timestamptz arithmetic is not immutable, so it cannot be indexed.
+EXPIRES_AT = "(finished_at AT TIME ZONE 'UTC') + result_ttl * interval '1 second'"
 
 # Advisory lock namespaces (the first key of the two-key form), so that a
 # user's unique_key can never hash onto the migration or the leader lock.
@@ -88,6 +91,11 @@ def _migrations(schema: str) -> dict[int, list[str]]:
                 paused  BOOLEAN NOT NULL DEFAULT false
             )
             """,
+        ],
+        5: [
+            f"ALTER TABLE {jobs} ADD COLUMN result_ttl DOUBLE PRECISION",
+            f"CREATE INDEX servcore_jobs_expiry ON {jobs} (({EXPIRES_AT})) "
+            "WHERE result_ttl IS NOT NULL",
         ],
     }
 

@@ -45,7 +45,7 @@ from servcore.store.sqlite_rows import (
     row_to_job,
     to_micros,
 )
-from servcore.store.sqlite_schema import migrate
+from servcore.store.sqlite_schema import EXPIRES_AT, migrate
 
 T = TypeVar("T")
 _SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
@@ -480,6 +480,19 @@ class SqliteStore:
 
         return await self._write(prune)
 
+    async def expire_results(self, now: datetime) -> int:
+        now_us = to_micros(now)
+
+        def expire(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                f"DELETE FROM jobs WHERE result_ttl IS NOT NULL AND {EXPIRES_AT} <= ? "
+                "AND status IN ('done', 'failed', 'cancelled')",
+                (now_us,),
+            )
+            return cursor.rowcount
+
+        return await self._write(expire)
+
     # -- reads ------------------------------------------------------------
 
     async def get_job(self, job_id: int) -> Job | None:
@@ -512,4 +525,5 @@ def _insert_row(new: NewJob, now: datetime) -> tuple[Any, ...]:
         new.unique_key,
         new.timeout,
         new.backoff,
+        new.result_ttl,
     )

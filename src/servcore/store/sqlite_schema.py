@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# When a finished job with a result_ttl expires (NULL while it runs): the
+# expiry query repeats this expression so that it reads the index.
+EXPIRES_AT = "finished_at + CAST(result_ttl * 1000000 AS INTEGER)"
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -63,6 +66,10 @@ _MIGRATIONS: dict[int, str] = {
         name    TEXT    PRIMARY KEY,
         paused  INTEGER NOT NULL DEFAULT 0
     );
+    """,
+    5: f"""
+    ALTER TABLE jobs ADD COLUMN result_ttl REAL;
+    CREATE INDEX jobs_expiry ON jobs ({EXPIRES_AT}) WHERE result_ttl IS NOT NULL;
     """,
 }
 
