@@ -122,3 +122,29 @@ async def test_a_version_4_schema_is_brought_forward_with_its_jobs(
         assert await store.get_job(fresh.id) == fresh
     finally:
         await store.close()
+
+
+async def test_a_pause_waits_for_claims_under_way_to_commit() -> None:
+    require_postgres()
+    store = store_from_url(postgres_url())
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    conn = await asyncpg.connect(DSN)
+    try:
+        # Hold what a claim of queue "video" holds, as one under way would.
+        claim = conn.transaction()
+        await claim.start()
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+            postgres_schema.LOCK_QUEUE,
+            f"{store._jobs}:video",
+        )
+        pausing = asyncio.ensure_future(store.set_paused("video", True))
+        done, _ = await asyncio.wait([pausing], timeout=0.3)
+        assert not done  # the pause is held back by the claim in flight
+        await claim.commit()
+        await asyncio.wait_for(pausing, 10)
+        assert [q.paused for q in await store.list_queues(NOW) if q.name == "video"] == [True]
+    finally:
+        await conn.close()
+        await store.close()

@@ -41,7 +41,13 @@ from servcore.store.postgres_rows import (
     row_to_job,
     to_json,
 )
-from servcore.store.postgres_schema import EXPIRES_AT, LOCK_UNIQUE, migrate, valid_schema_name
+from servcore.store.postgres_schema import (
+    EXPIRES_AT,
+    LOCK_QUEUE,
+    LOCK_UNIQUE,
+    migrate,
+    valid_schema_name,
+)
 from servcore.store.queue_sql import queue_infos, queue_tally_sql
 
 
@@ -248,9 +254,16 @@ class PostgresStore:
         self._unclaimed_nodes.discard(params.node)
         try:
             async with self._ready_pool().acquire() as conn, conn.transaction():
+                # Shared with other claims, exclusive with set_paused: once a
+                # pause returns, no claim that began before it is still taking jobs.
                 paused = await conn.fetchval(
-                    f'SELECT paused FROM "{self.schema}".servcore_queues WHERE name = $1',
+                    f"""
+                    SELECT paused FROM (SELECT pg_advisory_xact_lock_shared($2, hashtext($3))) l
+                    LEFT JOIN "{self.schema}".servcore_queues ON name = $1
+                    """,
                     params.queue,
+                    LOCK_QUEUE,
+                    f"{self._jobs}:{params.queue}",
                 )
                 if paused:
                     return []  # a paused queue starts nothing
@@ -422,19 +435,28 @@ class PostgresStore:
         return report
 
     async def set_paused(self, queue: str, paused: bool) -> None:
-        await self._fetch(
-            f"""
-            WITH saved AS (
-                INSERT INTO "{self.schema}".servcore_queues (name, paused) VALUES ($1, $2)
-                ON CONFLICT (name) DO UPDATE SET paused = excluded.paused
-                RETURNING name
-            )
-            SELECT pg_notify($3, name) FROM saved
-            """,
-            queue,
-            paused,
-            self.channel,
-        )
+        try:
+            async with self._ready_pool().acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                    LOCK_QUEUE,
+                    f"{self._jobs}:{queue}",
+                )
+                await conn.execute(
+                    f"""
+                    WITH saved AS (
+                        INSERT INTO "{self.schema}".servcore_queues (name, paused) VALUES ($1, $2)
+                        ON CONFLICT (name) DO UPDATE SET paused = excluded.paused
+                        RETURNING name
+                    )
+                    SELECT pg_notify($3, name) FROM saved
+                    """,
+                    queue,
+                    paused,
+                    self.channel,
+                )
+        except DATABASE_ERRORS as error:
+            raise StoreError(f"PostgreSQL failed: {error}") from error
 
     async def list_queues(self, now: datetime) -> list[QueueInfo]:
         tallies = await self._fetch(queue_tally_sql("$1", self._jobs), now)

@@ -24,6 +24,7 @@ EXPIRES_AT = "(finished_at AT TIME ZONE 'UTC') + result_ttl * interval '1 second
 # user's unique_key can never hash onto the migration or the leader lock.
 LOCK_MIGRATE = 7301
 LOCK_UNIQUE = 7303  # 7302 is the leader's (leadership.postgres)
+LOCK_QUEUE = 7304  # claims hold it shared, pausing exclusive
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
