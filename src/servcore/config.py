@@ -3,7 +3,8 @@
 One name per setting everywhere (see DESIGN.md): ``SERVCORE_STORE`` /
 ``--store``, ``PORT`` or ``SERVCORE_PORT`` / ``--port``, ``SERVCORE_HOST`` /
 ``--host``, ``SERVCORE_NODE`` / ``--node``, ``SERVCORE_CONCURRENCY`` /
-``--concurrency``, ``SERVCORE_SHUTDOWN_GRACE`` / ``--shutdown-grace``,
+``--concurrency``, ``SERVCORE_PROCESSES`` (worker processes for
+``executor="process"`` tasks), ``SERVCORE_SHUTDOWN_GRACE`` / ``--shutdown-grace``,
 ``SERVCORE_LEASE`` / ``--lease``, ``SERVCORE_QUEUES`` / ``--queues``.
 Flags override the environment, which overrides defaults.
 """
@@ -52,6 +53,7 @@ class ServiceConfig:
     node: str = field(default_factory=default_node)
     queues: tuple[str, ...] = DEFAULT_QUEUES
     concurrency: int = field(default_factory=default_concurrency)
+    processes: int = field(default_factory=default_concurrency)
     lease: float = 30.0
     max_rescues: int = 3
     rescue_interval: float = 0.5
@@ -70,6 +72,7 @@ class ServiceConfig:
             (bool(self.node), "node name must not be empty"),
             (bool(self.queues) and all(self.queues), "queues must be non-empty names"),
             (1 <= self.concurrency <= 10_000, "concurrency must be between 1 and 10000"),
+            (1 <= self.processes <= 1_000, "processes must be between 1 and 1000"),
             (self.lease > 0, "lease must be > 0 seconds"),
             (self.max_rescues >= 0, "max_rescues must be >= 0"),
             (self.rescue_interval > 0, "rescue_interval must be > 0 seconds"),
@@ -115,6 +118,8 @@ def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         values["node"] = node
     if concurrency := env.get("SERVCORE_CONCURRENCY"):
         values["concurrency"] = _integer("SERVCORE_CONCURRENCY", concurrency)
+    if processes := env.get("SERVCORE_PROCESSES"):
+        values["processes"] = _integer("SERVCORE_PROCESSES", processes)
     if queues := env.get("SERVCORE_QUEUES"):
         names = tuple(name.strip() for name in queues.split(",") if name.strip())
         if not names:

@@ -31,6 +31,7 @@ from servcore.maintenance.pruner import Expirer, Pruner
 from servcore.maintenance.rescuer import Rescuer
 from servcore.retry import Backoff
 from servcore.runtime.executor import Executor
+from servcore.runtime.processes import ProcessPool
 from servcore.runtime.queue import QueueRuntime
 from servcore.store import store_from_url
 from servcore.store.base import (
@@ -44,7 +45,7 @@ from servcore.store.base import (
     StoreError,
 )
 from servcore.supervisor import Health, Supervisor
-from servcore.tasks import Handler, HandlerT, TaskRegistry
+from servcore.tasks import ExecutorKind, Handler, HandlerT, TaskRegistry
 
 log = logging.getLogger("servcore")
 
@@ -99,6 +100,7 @@ class Service:
         self.health_state = Health()
         self._supervisor = Supervisor(self.health_state, expected=(StoreError,))
         self._threads: ThreadPoolExecutor | None = None
+        self._processes: ProcessPool | None = None
         self.runtimes: dict[str, QueueRuntime] = {}
         self.rescuer = Rescuer(self.store, config.max_rescues, self._wake_queues)
         self.pruner = Pruner(self.store, config.retention)
@@ -129,10 +131,20 @@ class Service:
         max_attempts: int | None = None,
         timeout: float | None = None,
         backoff: Backoff | None = None,
+        executor: ExecutorKind | None = None,
     ) -> Callable[[HandlerT], HandlerT]:
-        """Register a handler: ``@service.task("resize_image", timeout=30)``."""
+        """Register a handler: ``@service.task("resize_image", timeout=30)``.
+
+        ``executor="process"`` runs a plain ``def`` handler in a worker process
+        (for CPU-bound work): its timeout and a cancel kill that process.
+        """
         return self.registry.task(
-            name, queue=queue, max_attempts=max_attempts, timeout=timeout, backoff=backoff
+            name,
+            queue=queue,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            backoff=backoff,
+            executor=executor,
         )
 
     def set_default_handler(self, handler: Handler) -> None:
@@ -166,10 +178,14 @@ class Service:
         self._threads = ThreadPoolExecutor(
             self.config.concurrency * len(names), thread_name_prefix="servcore-handler"
         )
+        # Started lazily: no process exists until a process task runs.
+        self._processes = ProcessPool(self.config.processes)
         await self.store.register_node(self.config.node)
         # Jobs of workers that died while we were down go back before we claim.
         await self.rescuer.run_once(self.clock.now())
-        executor = Executor(self.registry, self.clock, self._threads, self.config.backoff)
+        executor = Executor(
+            self.registry, self.clock, self._threads, self.config.backoff, self._processes
+        )
         for name in names:
             runtime = QueueRuntime(
                 name,
@@ -306,6 +322,9 @@ class Service:
             if self._threads is not None:
                 self._threads.shutdown(wait=False, cancel_futures=True)
                 self._threads = None
+            if self._processes is not None:
+                await self._processes.close()
+                self._processes = None
             await self.store.close()
             self._started = False
             self._stopping = False

@@ -20,7 +20,7 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from servcore.clock import SYSTEM_CLOCK
 from servcore.jobs import Job
@@ -29,6 +29,9 @@ from servcore.timestamps import format_timestamp
 
 Handler = Callable[[Job], Any]
 HandlerT = TypeVar("HandlerT", bound=Handler)
+# Where a handler runs: the event loop (async def), a thread (def), or a
+# worker process (def, CPU-bound; a timeout or cancel kills the process).
+ExecutorKind = Literal["async", "thread", "process"]
 
 
 class Retry(Exception):
@@ -104,6 +107,13 @@ class TaskSpec:
     max_attempts: int | None = None
     timeout: float | None = None
     backoff: Backoff | None = None
+    in_process: bool = False
+
+    @property
+    def executor(self) -> ExecutorKind:
+        if self.in_process:
+            return "process"
+        return "async" if self.is_async else "thread"
 
 
 async def default_handler(job: Job) -> dict[str, Any]:
@@ -136,7 +146,10 @@ class TaskRegistry:
         max_attempts: int | None = None,
         timeout: float | None = None,
         backoff: Backoff | None = None,
+        executor: ExecutorKind | None = None,
     ) -> TaskSpec:
+        """Register ``handler`` for ``name``. ``executor`` defaults to what the
+        handler is: ``async`` for ``async def``, ``thread`` for ``def``."""
         if not name:
             raise ValueError("a task needs a non-empty name")
         if max_attempts is not None and max_attempts < 1:
@@ -145,7 +158,25 @@ class TaskRegistry:
             raise ValueError(f"task {name!r}: timeout must be > 0 seconds")
         if name in self._specs:
             raise ValueError(f"task {name!r} is already registered")
-        spec = TaskSpec(name, handler, _is_async(handler), queue, max_attempts, timeout, backoff)
+        is_async = _is_async(handler)
+        if executor not in (None, "async", "thread", "process"):
+            raise ValueError(f"task {name!r}: executor must be 'async', 'thread' or 'process'")
+        if is_async and executor in ("thread", "process"):
+            raise ValueError(f"task {name!r}: an async def handler runs on the event loop")
+        if not is_async and executor == "async":
+            raise ValueError(f"task {name!r}: executor 'async' needs an async def handler")
+        if executor == "process":
+            _check_importable(name, handler)
+        spec = TaskSpec(
+            name,
+            handler,
+            is_async,
+            queue,
+            max_attempts,
+            timeout,
+            backoff,
+            in_process=executor == "process",
+        )
         self._specs[name] = spec
         return spec
 
@@ -157,6 +188,7 @@ class TaskRegistry:
         max_attempts: int | None = None,
         timeout: float | None = None,
         backoff: Backoff | None = None,
+        executor: ExecutorKind | None = None,
     ) -> Callable[[HandlerT], HandlerT]:
         """Decorator: ``@registry.task("send_email", max_attempts=5)``."""
 
@@ -169,6 +201,7 @@ class TaskRegistry:
                 max_attempts=max_attempts,
                 timeout=timeout,
                 backoff=backoff,
+                executor=executor,
             )
             return handler
 
@@ -186,3 +219,17 @@ class TaskRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._specs)
+
+    @property
+    def uses_processes(self) -> bool:
+        return any(spec.in_process for spec in self._specs.values())
+
+
+def _check_importable(name: str, handler: Handler) -> None:
+    """A process handler travels by reference: it must be a module-level function."""
+    qualname = str(getattr(handler, "__qualname__", ""))
+    if not getattr(handler, "__module__", None) or not qualname or "<" in qualname:
+        raise ValueError(
+            f"task {name!r}: a process handler must be a module-level function "
+            "(worker processes import it by name)"
+        )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +20,13 @@ from servcore import (
     JobStatus,
     Retry,
     Service,
+    TaskRegistry,
     cancel_requested,
     raise_if_cancelled,
 )
 from servcore.service import UniqueConflict
 from servcore.store.base import ClaimParams
+from tests import process_pool_tasks
 from tests.conftest import wait_for
 
 
@@ -493,3 +497,78 @@ async def test_a_run_cancelled_by_another_process_stops_by_its_heartbeat(service
     assert await service.store.cancel_jobs([job.id], service.clock.now()) == [job.id]
     await asyncio.wait_for(stopped.wait(), 5)
     await wait_for(lambda: not service.runtimes["default"].in_flight, message="slot freed")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "Z"
+
+
+async def test_process_tasks_run_in_worker_processes_and_timeouts_kill_them(
+    service: Service, tmp_path: Path
+) -> None:
+    service.registry.register("echo", process_pool_tasks.echo, executor="process")
+    service.registry.register("spin", process_pool_tasks.spin, executor="process", timeout=1)
+    service.registry.register("retry", process_pool_tasks.retry, executor="process")
+    service.configure(processes=2)
+    await service.start()
+    echoed = await service.enqueue("echo", {"n": 7})
+    pid_file = tmp_path / "spin.pid"
+    spinning = await service.enqueue("spin", {"pid_file": str(pid_file)}, max_attempts=1)
+    retried = await service.enqueue("retry", max_attempts=1)
+
+    done = await finished(service, echoed.id)
+    assert done.status is JobStatus.DONE
+    assert done.result["payload"] == {"task": "echo", "n": 7}
+    assert done.result["pid"] != os.getpid()
+    timed_out = await finished(service, spinning.id)
+    assert timed_out.errors[-1].error == "timed out after 1 s"
+    pid = int(pid_file.read_text())
+    await wait_for(lambda: _gone(pid), message="the spinning process to be killed")
+    assert (await finished(service, retried.id)).errors[-1].error == "not yet"
+
+
+async def test_cancelling_a_running_process_task_kills_its_process(
+    service: Service, tmp_path: Path
+) -> None:
+    service.registry.register("block", process_pool_tasks.block, executor="process")
+    service.configure(processes=1)
+    await service.start()
+    pid_file = tmp_path / "block.pid"
+    job = await service.enqueue("block", {"pid_file": str(pid_file)})
+    await wait_for(pid_file.exists, message="the process task to start", within=30)
+    pid = int(pid_file.read_text())
+    cancelled = await service.cancel_job(job.id)
+    assert cancelled is not None
+    assert cancelled.status is JobStatus.CANCELLED
+    await wait_for(lambda: _gone(pid), message="the blocked process to be killed")
+    # The pool carries on with a fresh process.
+    service.registry.register("echo", process_pool_tasks.echo, executor="process")
+    after = await service.enqueue("echo")
+    assert (await finished(service, after.id)).result["pid"] != pid
+
+
+def test_process_tasks_must_be_plain_module_level_functions() -> None:
+    registry = TaskRegistry()
+
+    async def coroutine(job: Job) -> None: ...
+
+    with pytest.raises(ValueError, match="async def handler runs on the event loop"):
+        registry.register("a", coroutine, executor="process")
+    with pytest.raises(ValueError, match="module-level function"):
+        registry.register("b", lambda job: None, executor="process")
+    with pytest.raises(ValueError, match="executor must be"):
+        registry.register("c", process_pool_tasks.echo, executor="gpu")  # type: ignore[arg-type]
+    assert registry.register("d", process_pool_tasks.echo, executor="process").executor == (
+        "process"
+    )

@@ -5,7 +5,9 @@ classify the outcome (result, retry, discard, cancel, error). ``async def``
 handlers run on the event loop; plain ``def`` handlers in a thread pool, so a
 blocking handler never stalls the loop. A thread cannot be killed: on timeout
 the job is failed, the handler is told to stop (``cancel_requested()``), and
-the thread's eventual answer is ignored.
+the thread's eventual answer is ignored. Tasks registered with
+``executor="process"`` run in a worker process (:mod:`.processes`), which a
+timeout or a cancel kills: there the work really stops.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import msgspec
 from servcore.clock import Clock
 from servcore.jobs import Job, JobError
 from servcore.retry import Backoff
+from servcore.runtime.processes import ProcessPool, ProcessTaskError
 from servcore.store.base import Completion, Failure
 from servcore.tasks import (
     Cancel,
@@ -55,16 +58,20 @@ class Executor:
         clock: Clock,
         threads: ThreadPoolExecutor,
         default_backoff: Backoff,
+        processes: ProcessPool | None = None,
     ) -> None:
         self._registry = registry
         self._clock = clock
         self._threads = threads
         self._default_backoff = default_backoff
+        self._processes = processes
 
     async def execute(self, job: Job, token: CancelToken | None = None) -> Outcome:
         """Run ``job``; ``token`` is how the runtime tells a thread handler to stop."""
         spec = self._registry.resolve(job.task)
         timeout = job.timeout if job.timeout is not None else spec.timeout
+        if spec.in_process:
+            return await self._execute_in_process(spec, job, deadline_s=timeout)
         token = token or CancelToken()
         deadline: asyncio.Timeout | None = None
         try:
@@ -92,8 +99,29 @@ class Executor:
             return self._failed(job, spec, _describe(error), traceback.format_exc())
         return Outcome(completion=Completion(job.id, job.lease_token, self._clock.now(), result))
 
+    async def _execute_in_process(
+        self, spec: TaskSpec, job: Job, *, deadline_s: float | None
+    ) -> Outcome:
+        if self._processes is None:
+            raise RuntimeError("no process pool: the service was started without workers")
+        try:
+            ran = await self._processes.run(spec.handler, job, deadline_s)
+        except ProcessTaskError as error:
+            return self._failed(job, spec, str(error), None, final=True)
+        if ran.kind == "value":
+            return Outcome(
+                completion=Completion(job.id, job.lease_token, self._clock.now(), ran.value)
+            )
+        if ran.kind == "retry":
+            return self._failed(job, spec, ran.message, None, delay=ran.retry_after)
+        final = ran.kind in ("discard", "cancel", "unserialisable")
+        return self._failed(
+            job, spec, ran.message, ran.traceback, final=final, cancel=ran.kind == "cancel"
+        )
+
     def runs_in_thread(self, job: Job) -> bool:
-        return not self._registry.resolve(job.task).is_async
+        spec = self._registry.resolve(job.task)
+        return not spec.is_async and not spec.in_process
 
     def crashed(self, job: Job, error: Exception) -> Outcome:
         """The outcome for a job whose execution broke outside its handler."""
