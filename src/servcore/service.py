@@ -24,6 +24,7 @@ from typing import Any
 
 from servcore.clock import SYSTEM_CLOCK, Clock
 from servcore.config import DEFAULT_QUEUES, ServiceConfig
+from servcore.cron import CronEntry, CronError, CronScheduler
 from servcore.jobs import DEFAULT_QUEUE, MAX_PRIORITY, Job, NewJob, task_name
 from servcore.leadership.base import Leadership, SoleLeadership
 from servcore.maintenance.periodic import Periodic
@@ -102,6 +103,7 @@ class Service:
         self._threads: ThreadPoolExecutor | None = None
         self._processes: ProcessPool | None = None
         self.runtimes: dict[str, QueueRuntime] = {}
+        self.cron_entries: dict[str, CronEntry] = {}
         self.rescuer = Rescuer(self.store, config.max_rescues, self._wake_queues)
         self.pruner = Pruner(self.store, config.retention)
         self._started = False
@@ -149,6 +151,43 @@ class Service:
 
     def set_default_handler(self, handler: Handler) -> None:
         self.registry.set_default(handler)
+
+    def cron(
+        self,
+        expression: str,
+        task: str,
+        *,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timezone: str = "UTC",
+        **options: Any,
+    ) -> CronEntry:
+        """Insert a ``task`` job at every tick of ``expression`` (5 fields or
+        an ``@hourly``-style alias) in ``timezone``, once across all nodes.
+
+        ``name`` (default: the task's) identifies the entry across restarts;
+        ``options`` are :meth:`build_job`'s (queue, priority, max_attempts, …).
+        Raises :class:`JobRequestError` for a bad expression, zone or option.
+        """
+        if self._started:
+            raise RuntimeError("cron() must be called before start()")
+        entry_name = name or task
+        if not entry_name or "\x00" in entry_name or len(entry_name) > 200:
+            raise JobRequestError("a cron entry's name must be 1-200 characters, no NUL")
+        if entry_name in self.cron_entries:
+            raise JobRequestError(
+                f"cron entry {entry_name!r} is already declared; give the second a name="
+            )
+        for refused in ("run_at", "delay", "unique_key"):
+            if refused in options:
+                raise JobRequestError(f"a cron entry sets its own '{refused}'")
+        template = self.build_job({"task": task, **(payload or {})}, **options)
+        try:
+            entry = CronEntry.build(entry_name, expression, timezone, template)
+        except CronError as error:
+            raise JobRequestError(str(error)) from None
+        self.cron_entries[entry_name] = entry
+        return entry
 
     # -- life cycle -------------------------------------------------------
 
@@ -233,6 +272,20 @@ class Service:
                 health=self.health_state,
                 gate=self.leadership.is_leader,
             ),
+        ):
+            self._supervisor.start(periodic.name, periodic.run)
+        if self.cron_entries:
+            scheduler = CronScheduler(
+                self.store,
+                list(self.cron_entries.values()),
+                clock=self.clock,
+                health=self.health_state,
+                gate=self.leadership.is_leader,
+                on_inserted=lambda job: self._wake_for([job]),
+                look_every=self.config.poll_interval,
+            )
+            self._supervisor.start("cron", scheduler.run)
+        for periodic in (
             Periodic(
                 "node heartbeat",
                 self._heartbeat,
@@ -496,6 +549,15 @@ class Service:
     def _check_queue_name(name: str) -> None:
         if not _valid_name(name):
             raise JobRequestError("a queue name is 1-100 letters, digits, '_', '-' or '.'")
+
+    async def cron_schedule(self) -> list[tuple[CronEntry, datetime | None, datetime]]:
+        """Every cron entry with its last recorded tick and its next one."""
+        now = self.clock.now()
+        recorded = await self.store.cron_ticks() if self.cron_entries else {}
+        return [
+            (entry, recorded.get(entry.name), entry.next_tick(now))
+            for entry in self.cron_entries.values()
+        ]
 
     # -- reading ----------------------------------------------------------
 

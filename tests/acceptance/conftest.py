@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -68,7 +68,12 @@ class Api:
 
 class OpenApi(Protocol):
     def __call__(
-        self, *, workers: bool = False, clock: Clock | None = None, **config: Any
+        self,
+        *,
+        workers: bool = False,
+        clock: Clock | None = None,
+        declare: Callable[[Service], object] | None = None,
+        **config: Any,
     ) -> Awaitable[Api]: ...
 
 
@@ -77,13 +82,22 @@ async def open_api(backend: str, tmp_path: Path) -> AsyncIterator[OpenApi]:
     """Start services (on the test's backend) with clients; all stopped afterwards."""
     opened: list[Api] = []
 
-    async def open_(*, workers: bool = False, clock: Clock | None = None, **config: Any) -> Api:
+    async def open_(
+        *,
+        workers: bool = False,
+        clock: Clock | None = None,
+        declare: Callable[[Service], object] | None = None,
+        **config: Any,
+    ) -> Api:
+        """``declare`` is called on the service before it starts (tasks, cron)."""
         directory = tmp_path / f"service-{len(opened)}"
         directory.mkdir()
         options: dict[str, Any] = {"config": fast_config(**config)}
         if clock is not None:
             options["clock"] = clock
         service = Service(make_store(backend, directory), **options)
+        if declare is not None:
+            declare(service)
         await service.start(workers=workers)
         api = Api(service, client_for(create_app(service, manage_service=False)))
         opened.append(api)

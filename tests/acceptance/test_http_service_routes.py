@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ import pytest
 from starlette.routing import Route
 
 from servcore import Cancel, Discard, Job, Service, create_app
-from tests.acceptance.conftest import Api, client_for
+from servcore.testing import FakeClock
+from tests.acceptance.conftest import Api, OpenApi, client_for
 from tests.conftest import fast_config, make_store, wait_for
 
 STATS_KEYS = [
@@ -202,3 +204,25 @@ async def test_openapi_job_schema_lists_every_field_a_job_has(api: Api) -> None:
     job_id = await api.submit()
     job = await api.job(job_id)
     assert set(document["components"]["schemas"]["Job"]["properties"]) == set(job)
+
+
+async def test_cron_lists_entries_with_their_last_and_next_run(open_api: OpenApi) -> None:
+    clock = FakeClock(datetime(2030, 1, 1, 11, 59, 30, tzinfo=UTC))
+    empty = await open_api(clock=clock)
+    assert (await empty.client.get("/cron")).json() == []
+    api = await open_api(clock=clock, declare=lambda s: s.cron("0 * * * *", "sync", queue="io"))
+    listed = (await api.client.get("/cron")).json()
+    assert listed == [
+        {
+            "name": "sync",
+            "expression": "0 * * * *",
+            "timezone": "UTC",
+            "task": "sync",
+            "queue": "io",
+            "payload": {"task": "sync"},
+            "priority": 0,
+            "max_attempts": 3,
+            "last_run_at": None,
+            "next_run_at": "2030-01-01T12:00:00.000000Z",
+        }
+    ]

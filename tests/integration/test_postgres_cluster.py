@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from servcore import Job, JobStatus, Service
 from servcore.store import store_from_url
+from servcore.store.base import JobQuery
+from servcore.testing import FakeClock
 from tests.conftest import fast_config, wait_for
 from tests.postgres import DSN, postgres_url, require_postgres
 
@@ -170,3 +172,58 @@ async def test_cancelling_on_one_node_stops_the_run_on_another_at_once(shared_ur
     finally:
         await worker.stop(grace=0)
         await api.stop(grace=0)
+
+
+async def test_two_nodes_insert_one_cron_job_per_tick_even_across_a_restart(
+    shared_url: str,
+) -> None:
+    clock = FakeClock(datetime(2030, 1, 1, 11, 59, 30, tzinfo=UTC))
+
+    def node(name: str) -> Service:
+        service = Service(store_from_url(shared_url), config=fast_config(node=name), clock=clock)
+        service.cron("* * * * *", "tick")
+        return service
+
+    async def run_ats() -> list[datetime]:
+        page = await observer.list_jobs(JobQuery(status="done"), clock.now())
+        return sorted(job.run_at for job in page.jobs)
+
+    async def step_to(minute: int) -> None:
+        clock.set(datetime(2030, 1, 1, 12, minute, 5, tzinfo=UTC))
+        expected = [datetime(2030, 1, 1, 12, m, tzinfo=UTC) for m in range(minute + 1)]
+
+        async def all_done() -> bool:
+            return await run_ats() == expected
+
+        await wait_for(all_done, message=f"one done job per tick up to 12:{minute:02}")
+
+    observer = store_from_url(shared_url)
+    await observer.open()
+    first, second = node("a"), node("b")
+    await first.start()
+    await second.start()
+    restarted: Service | None = None
+    try:
+        await wait_for(lambda: first.leadership.is_leader() or second.leadership.is_leader())
+        await wait_for(lambda: _cron_recorded(first), message="the entry to be seen")
+        await step_to(0)
+        await step_to(1)
+        # The leader restarts: the other node takes over, then it comes back.
+        leader, other = (first, second) if first.leadership.is_leader() else (second, first)
+        await leader.stop(grace=0)
+        await wait_for(other.leadership.is_leader, message="the other node to lead")
+        await step_to(2)
+        restarted = node(leader.config.node)
+        await restarted.start()
+        await step_to(3)
+        await step_to(4)
+        assert len(await run_ats()) == 5
+    finally:
+        for service in (first, second, restarted):
+            if service is not None:
+                await service.stop(grace=0)
+        await observer.close()
+
+
+async def _cron_recorded(service: Service) -> bool:
+    return bool(await service.store.cron_ticks())

@@ -1,5 +1,7 @@
-"""Cron expressions: parsing five-field schedules and finding their ticks in a time zone."""
+"""Recurring jobs: five-field cron expressions, entries, and the scheduler."""
 
+from servcore.cron.entry import CronEntry
 from servcore.cron.expression import CronError, CronExpression, parse_timezone
+from servcore.cron.scheduler import CronScheduler
 
-__all__ = ["CronError", "CronExpression", "parse_timezone"]
+__all__ = ["CronEntry", "CronError", "CronExpression", "CronScheduler", "parse_timezone"]

@@ -82,7 +82,7 @@ def job_routes(
 
 
 def service_routes(service: Service) -> list[BaseRoute]:
-    """``/``, ``/health``, ``/stats``, ``/nodes`` and ``/openapi.json``."""
+    """``/``, ``/health``, ``/stats``, ``/nodes``, ``/queues``, ``/cron`` and ``/openapi.json``."""
 
     async def openapi(request: Request) -> Response:
         return handlers.json_response(openapi_document())
@@ -95,6 +95,7 @@ def service_routes(service: Service) -> list[BaseRoute]:
         Route("/queues", _bind(handlers.list_queues, service), methods=["GET"]),
         Route("/queues/{name}/pause", _bind(handlers.pause_queue, service), methods=["POST"]),
         Route("/queues/{name}/resume", _bind(handlers.resume_queue, service), methods=["POST"]),
+        Route("/cron", _bind(handlers.list_cron, service), methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
 

@@ -18,6 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 from servcore.http import answers, validation
 from servcore.http.serialization import (
     counts_to_json,
+    cron_to_json,
     encode,
     job_to_json,
     node_to_json,
@@ -54,6 +55,11 @@ async def health(request: Request, service: Service) -> Response:
 async def nodes(request: Request, service: Service) -> Response:
     """``GET /nodes``: worker nodes alive now, which queues they run, who leads."""
     return json_response([node_to_json(node) for node in await service.nodes()])
+
+
+async def list_cron(request: Request, service: Service) -> Response:
+    """``GET /cron``: every cron entry, when it last ran (its tick) and runs next."""
+    return json_response([cron_to_json(*entry) for entry in await service.cron_schedule()])
 
 
 async def stats(request: Request, service: Service) -> Response:

@@ -239,6 +239,18 @@ def openapi_document() -> dict[str, Any]:
                     }
                 }
             },
+            "/cron": {
+                "get": {
+                    "responses": {
+                        "200": _json(
+                            "Every cron entry: name, expression, timezone, task, queue, "
+                            "payload, priority, max_attempts, last_run_at (its last tick, "
+                            "or null), next_run_at",
+                            {"type": "array", "items": {"type": "object"}},
+                        )
+                    }
+                }
+            },
             "/queues/{name}/pause": _pausing("Start no more jobs of the queue (kept on restart)"),
             "/queues/{name}/resume": _pausing("Start the queue's jobs again"),
             "/jobs/{id}/cancel": _control("Cancel a queued, scheduled or running job"),

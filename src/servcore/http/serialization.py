@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from servcore.cron import CronEntry
 from servcore.jobs import Job
 from servcore.store.base import JobCounts, NodeInfo, QueueInfo
 from servcore.timestamps import format_timestamp
@@ -74,6 +75,24 @@ def node_to_json(node: NodeInfo) -> dict[str, Any]:
         "leader": node.leader,
         "started_at": format_timestamp(node.started_at),
         "heartbeat_at": format_timestamp(node.heartbeat_at),
+    }
+
+
+def cron_to_json(
+    entry: CronEntry, last_tick: datetime | None, next_tick: datetime
+) -> dict[str, Any]:
+    template = entry.template
+    return {
+        "name": entry.name,
+        "expression": str(entry.expression),
+        "timezone": entry.timezone.key,
+        "task": template.task,
+        "queue": template.queue,
+        "payload": template.payload,
+        "priority": template.priority,
+        "max_attempts": template.max_attempts,
+        "last_run_at": _time(last_tick),
+        "next_run_at": format_timestamp(next_tick),
     }
 
 

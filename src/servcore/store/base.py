@@ -226,6 +226,18 @@ class JobWriter(Protocol):
         """Delete finished jobs that have outlived their ``result_ttl``."""
         ...
 
+    async def advance_cron(
+        self, name: str, tick: datetime, new_job: NewJob | None, now: datetime
+    ) -> Job | None:
+        """If cron entry ``name`` has no recorded tick or one before ``tick``,
+        record ``tick`` and insert ``new_job`` (if given), atomically: of many
+        callers, on any node, one wins. The inserted job, else None."""
+        ...
+
+    async def cron_ticks(self) -> dict[str, datetime]:
+        """The last recorded tick of every cron entry, by name."""
+        ...
+
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
         """Cancel those of ``ids`` that are waiting (queued or scheduled); their ids."""
         ...

@@ -49,6 +49,7 @@ class MemoryStore:
         self._nodes: dict[str, NodeInfo] = {}
         self._unique: dict[str, int] = {}  # unique_key -> newest job id
         self._expiring: set[int] = set()  # ids of jobs with a result_ttl
+        self._cron: dict[str, datetime] = {}
         self._paused: dict[str, bool] = {}
 
     # -- life cycle -------------------------------------------------------
@@ -360,6 +361,21 @@ class MemoryStore:
             del self._jobs[job.id]
             self._counts[job.status] -= 1
         return len(doomed)
+
+    async def advance_cron(
+        self, name: str, tick: datetime, new_job: NewJob | None, now: datetime
+    ) -> Job | None:
+        last = self._cron.get(name)
+        if last is not None and last >= tick:
+            return None
+        self._cron[name] = tick
+        if new_job is None:
+            return None
+        (job,) = await self.insert_jobs([new_job], now)
+        return job
+
+    async def cron_ticks(self) -> dict[str, datetime]:
+        return dict(self._cron)
 
     async def expire_results(self, now: datetime) -> int:
         expired = []

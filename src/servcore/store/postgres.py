@@ -517,6 +517,34 @@ class PostgresStore:
         )
         return len(rows)
 
+    async def advance_cron(
+        self, name: str, tick: datetime, new_job: NewJob | None, now: datetime
+    ) -> Job | None:
+        try:
+            async with self._ready_pool().acquire() as conn, conn.transaction():
+                # The upsert's row lock makes concurrent callers on any node
+                # queue; the one after sees the tick already recorded.
+                won = await conn.fetchval(
+                    f"""
+                    INSERT INTO "{self.schema}".servcore_cron (name, last_tick) VALUES ($1, $2)
+                    ON CONFLICT (name) DO UPDATE SET last_tick = excluded.last_tick
+                    WHERE servcore_cron.last_tick < excluded.last_tick
+                    RETURNING name
+                    """,
+                    name,
+                    tick,
+                )
+                if won is None or new_job is None:
+                    return None
+                (job,) = await self._insert(conn, [new_job], now)
+                return job
+        except DATABASE_ERRORS as error:
+            raise StoreError(f"PostgreSQL failed: {error}") from error
+
+    async def cron_ticks(self) -> dict[str, datetime]:
+        rows = await self._fetch(f'SELECT name, last_tick FROM "{self.schema}".servcore_cron')
+        return {row["name"]: row["last_tick"] for row in rows}
+
     async def expire_results(self, now: datetime) -> int:
         rows = await self._fetch(
             f"DELETE FROM {self._jobs} WHERE result_ttl IS NOT NULL "

@@ -97,6 +97,12 @@ def _migrations(schema: str) -> dict[int, list[str]]:
             f"ALTER TABLE {jobs} ADD COLUMN result_ttl DOUBLE PRECISION",
             f"CREATE INDEX servcore_jobs_expiry ON {jobs} (({EXPIRES_AT})) "
             "WHERE result_ttl IS NOT NULL",
+            f"""
+            CREATE TABLE "{schema}".servcore_cron (
+                name       TEXT        PRIMARY KEY,
+                last_tick  TIMESTAMPTZ NOT NULL
+            )
+            """,
         ],
     }
 

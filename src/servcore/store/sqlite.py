@@ -43,6 +43,7 @@ from servcore.store.sqlite_rows import (
     encode_json,
     from_micros,
     row_to_job,
+    time_from_micros,
     to_micros,
 )
 from servcore.store.sqlite_schema import EXPIRES_AT, migrate
@@ -479,6 +480,34 @@ class SqliteStore:
             return cursor.rowcount
 
         return await self._write(prune)
+
+    async def advance_cron(
+        self, name: str, tick: datetime, new_job: NewJob | None, now: datetime
+    ) -> Job | None:
+        self._generation += 1
+        rows = [_insert_row(new_job, now)] if new_job is not None else []
+
+        def advance(conn: sqlite3.Connection) -> int | None:
+            # The writer runs one operation at a time, and other processes on
+            # the file wait for its lock: compare-and-set, then insert.
+            won = conn.execute(
+                "INSERT INTO servcore_cron (name, last_tick) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET last_tick = excluded.last_tick "
+                "WHERE servcore_cron.last_tick < excluded.last_tick RETURNING name",
+                (name, to_micros(tick)),
+            ).fetchone()
+            return insert_rows(conn, rows) if won is not None and rows else None
+
+        first_id = await self._write(advance)
+        if first_id is None or new_job is None:
+            return None
+        return new_job.stored(first_id, now)
+
+    async def cron_ticks(self) -> dict[str, datetime]:
+        rows = await self._read(
+            lambda conn: conn.execute("SELECT name, last_tick FROM servcore_cron").fetchall()
+        )
+        return {name: time_from_micros(tick) for name, tick in rows}
 
     async def expire_results(self, now: datetime) -> int:
         now_us = to_micros(now)

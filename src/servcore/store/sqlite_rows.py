@@ -41,7 +41,7 @@ def from_micros(micros: int | None) -> datetime | None:
     return None if micros is None else _EPOCH + timedelta(microseconds=micros)
 
 
-def _required_time(micros: int) -> datetime:
+def time_from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
@@ -79,8 +79,8 @@ def row_to_job(row: tuple[Any, ...]) -> Job:
         priority=priority,
         attempt=attempt,
         max_attempts=max_attempts,
-        run_at=_required_time(run_at),
-        inserted_at=_required_time(inserted_at),
+        run_at=time_from_micros(run_at),
+        inserted_at=time_from_micros(inserted_at),
         started_at=from_micros(started_at),
         finished_at=from_micros(finished_at),
         result=None if result is None else _decode_any(result),

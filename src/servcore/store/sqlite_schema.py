@@ -70,6 +70,10 @@ _MIGRATIONS: dict[int, str] = {
     5: f"""
     ALTER TABLE jobs ADD COLUMN result_ttl REAL;
     CREATE INDEX jobs_expiry ON jobs ({EXPIRES_AT}) WHERE result_ttl IS NOT NULL;
+    CREATE TABLE servcore_cron (
+        name       TEXT    PRIMARY KEY,
+        last_tick  INTEGER NOT NULL
+    );
     """,
 }
 
