@@ -14,6 +14,7 @@ from servcore.clock import Clock, SystemClock
 from servcore.config import ConfigError, ServiceConfig
 from servcore.http.app import create_app, job_routes
 from servcore.jobs import Job, JobError, JobStatus, NewJob
+from servcore.pipelines import Pipeline
 from servcore.retry import Backoff
 from servcore.service import JobRequestError, Service, UniqueConflict
 from servcore.store import MemoryStore, SqliteStore, Store, StoreError, store_from_url
@@ -39,6 +40,7 @@ __all__ = [
     "JobStatus",
     "MemoryStore",
     "NewJob",
+    "Pipeline",
     "Retry",
     "Service",
     "ServiceConfig",

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -18,6 +20,7 @@ import msgspec
 import uvloop
 
 from servcore.config import ConfigError, env_overrides
+from servcore.config_file import find_config_file, load_config_file
 from servcore.http.serialization import job_to_json, queue_to_json
 from servcore.logs import LEVELS, configure_logging
 from servcore.service import JobRequestError, Service
@@ -26,6 +29,8 @@ from servcore.store.base import JobQuery, StatusFilter, StoreError
 from servcore.timestamps import TimestampError, parse_timestamp
 
 T = TypeVar("T")
+log = logging.getLogger("servcore")
+_CONFIG_KEY = "servcore.config_path"
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -58,9 +63,19 @@ def _load_service(target: str | None) -> Service:
 
 
 def _prepare(target: str | None, **flags: Any) -> Service:
-    """The service with environment, then flags, laid over its own settings."""
+    """The service with the configuration file, then the environment, then
+    flags laid over its own settings."""
     try:
+        context = click.get_current_context(silent=True)
+        explicit = context.meta.get(_CONFIG_KEY) if context is not None else None
+        path = explicit or find_config_file(Path.cwd())
+        config_file = load_config_file(path) if path is not None else None
+        if config_file is not None:
+            log.info("Configuration from %s", config_file.path)
+            target = target or config_file.service
         service = _load_service(target)
+        if config_file is not None:
+            config_file.apply(service)
         given = {name: value for name, value in flags.items() if value is not None}
         service.configure(**{**env_overrides(), **given})
     except (ConfigError, StoreError) as error:
@@ -113,8 +128,18 @@ _LOG_LEVEL = click.option(
 
 @click.group()
 @click.version_option(package_name="servcore")
-def main() -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SERVCORE_CONFIG",
+    help="Configuration file (env SERVCORE_CONFIG). Default: ./servcore.toml, "
+    "else [tool.servcore] in ./pyproject.toml",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
     """Durable background jobs with an HTTP JSON API."""
+    ctx.meta[_CONFIG_KEY] = config_path
 
 
 @main.command(name="serve")

@@ -3,7 +3,8 @@
 One name per setting everywhere (see DESIGN.md): ``SERVCORE_STORE`` /
 ``--store``, ``PORT`` or ``SERVCORE_PORT`` / ``--port``, ``SERVCORE_HOST`` /
 ``--host``, ``SERVCORE_NODE`` / ``--node``, ``SERVCORE_CONCURRENCY`` /
-``--concurrency``, ``SERVCORE_PROCESSES`` (worker processes for
+``--concurrency``, ``SERVCORE_QUEUE_CONCURRENCY`` (``email=8,media=2``),
+``SERVCORE_PROCESSES`` (worker processes for
 ``executor="process"`` tasks), ``SERVCORE_SHUTDOWN_GRACE`` / ``--shutdown-grace``,
 ``SERVCORE_LEASE`` / ``--lease``, ``SERVCORE_QUEUES`` / ``--queues``.
 Flags override the environment, which overrides defaults.
@@ -53,6 +54,8 @@ class ServiceConfig:
     node: str = field(default_factory=default_node)
     queues: tuple[str, ...] = DEFAULT_QUEUES
     concurrency: int = field(default_factory=default_concurrency)
+    # Per queue, overriding ``concurrency`` and a pipeline's own.
+    queue_concurrency: Mapping[str, int] = field(default_factory=dict)
     processes: int = field(default_factory=default_concurrency)
     lease: float = 30.0
     max_rescues: int = 3
@@ -73,6 +76,10 @@ class ServiceConfig:
             (bool(self.queues) and all(self.queues), "queues must be non-empty names"),
             (1 <= self.concurrency <= 10_000, "concurrency must be between 1 and 10000"),
             (1 <= self.processes <= 1_000, "processes must be between 1 and 1000"),
+            (
+                all(1 <= n <= 10_000 for n in self.queue_concurrency.values()),
+                "a queue's concurrency must be between 1 and 10000",
+            ),
             (self.lease > 0, "lease must be > 0 seconds"),
             (self.max_rescues >= 0, "max_rescues must be >= 0"),
             (self.rescue_interval > 0, "rescue_interval must be > 0 seconds"),
@@ -118,6 +125,8 @@ def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         values["node"] = node
     if concurrency := env.get("SERVCORE_CONCURRENCY"):
         values["concurrency"] = _integer("SERVCORE_CONCURRENCY", concurrency)
+    if per_queue := env.get("SERVCORE_QUEUE_CONCURRENCY"):
+        values["queue_concurrency"] = _queue_concurrency(per_queue)
     if processes := env.get("SERVCORE_PROCESSES"):
         values["processes"] = _integer("SERVCORE_PROCESSES", processes)
     if queues := env.get("SERVCORE_QUEUES"):
@@ -144,3 +153,19 @@ def _integer(name: str, text: str) -> int:
         return int(text)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
+
+
+def _queue_concurrency(text: str) -> dict[str, int]:
+    """``"email=8,media=2"`` → ``{"email": 8, "media": 2}``."""
+    values = {}
+    for item in text.split(","):
+        name, equals, number = item.strip().partition("=")
+        if not item.strip():
+            continue
+        if not equals or not name.strip():
+            raise ConfigError(
+                f"SERVCORE_QUEUE_CONCURRENCY takes queue=number pairs, e.g. email=8,media=2; "
+                f"got {item.strip()!r}"
+            )
+        values[name.strip()] = _integer(f"SERVCORE_QUEUE_CONCURRENCY ({name.strip()})", number)
+    return values

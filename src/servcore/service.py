@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,13 +24,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from servcore.clock import SYSTEM_CLOCK, Clock
-from servcore.config import DEFAULT_QUEUES, ServiceConfig
+from servcore.config import DEFAULT_QUEUES, ConfigError, ServiceConfig
 from servcore.cron import CronEntry, CronError, CronScheduler
 from servcore.jobs import DEFAULT_QUEUE, MAX_PRIORITY, Job, NewJob, task_name
 from servcore.leadership.base import Leadership, SoleLeadership
 from servcore.maintenance.periodic import Periodic
 from servcore.maintenance.pruner import Expirer, Pruner
 from servcore.maintenance.rescuer import Rescuer
+from servcore.pipelines import Pipeline
 from servcore.retry import Backoff
 from servcore.runtime.executor import Executor
 from servcore.runtime.processes import ProcessPool
@@ -86,6 +88,7 @@ class Service:
         config: ServiceConfig | None = None,
         registry: TaskRegistry | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        pipelines: Sequence[Pipeline] = (),
     ) -> None:
         config = config or ServiceConfig()
         if isinstance(store, str):
@@ -111,6 +114,11 @@ class Service:
         self._hurry = asyncio.Event()
         self.leadership: Leadership = SoleLeadership()
         self._node_started_at = clock.now()
+        self.pipelines: dict[str, Pipeline] = {}
+        # Pipelines with a store of their own run as services of their own.
+        self._pipeline_services: dict[str, Service] = {}
+        for pipeline in pipelines:
+            self.add_pipeline(pipeline)
 
     def configure(self, **overrides: Any) -> None:
         """Change settings before :meth:`start` (the CLI applies env and flags here)."""
@@ -122,6 +130,8 @@ class Service:
             self.rescuer = Rescuer(self.store, config.max_rescues, self._wake_queues)
             self.pruner = Pruner(self.store, config.retention)
         self.config = config
+        for name, service in self._pipeline_services.items():
+            service.configure(**_settings(self._pipeline_config(self.pipelines[name])))
 
     # -- tasks ------------------------------------------------------------
 
@@ -151,6 +161,56 @@ class Service:
 
     def set_default_handler(self, handler: Handler) -> None:
         self.registry.set_default(handler)
+
+    # -- pipelines --------------------------------------------------------
+
+    def add_pipeline(self, pipeline: Pipeline) -> None:
+        """Run ``pipeline``'s queue with its own settings (see :mod:`servcore.pipelines`)."""
+        if self._started:
+            raise RuntimeError("add_pipeline() must be called before start()")
+        if pipeline.name in self.pipelines:
+            raise ConfigError(f"pipeline {pipeline.name!r} is declared twice")
+        tasks = pipeline.resolved_tasks()
+        handler = pipeline.resolved_handler()
+        if tasks is not None:
+            try:
+                self.registry.include(tasks, queue=pipeline.name)
+            except ValueError as error:
+                raise ConfigError(f"pipeline {pipeline.name!r}: {error}") from None
+        if handler is not None:
+            self.registry.set_queue_default(pipeline.name, handler)
+        self.pipelines[pipeline.name] = pipeline
+        if pipeline.store is not None:
+            self._pipeline_services[pipeline.name] = Service(
+                pipeline.store,
+                config=self._pipeline_config(pipeline),
+                registry=self.registry,
+                clock=self.clock,
+            )
+
+    def pipeline(self, name: str) -> Service:
+        """The service that holds queue ``name``'s jobs: this one, or, for a
+        pipeline with a store of its own, that pipeline's."""
+        return self._pipeline_services.get(name, self)
+
+    def _pipeline_config(self, pipeline: Pipeline) -> ServiceConfig:
+        assert pipeline.store is not None
+        return self.config.with_overrides(
+            store=pipeline.store,
+            queues=(pipeline.name,),
+            concurrency=self.concurrency_of(pipeline.name),
+        )
+
+    def concurrency_of(self, queue: str) -> int:
+        """Jobs of ``queue`` run at once on this node: the environment's
+        ``SERVCORE_QUEUE_CONCURRENCY``, else the pipeline's, else the service's."""
+        configured = self.config.queue_concurrency.get(queue)
+        if configured is not None:
+            return configured
+        pipeline = self.pipelines.get(queue)
+        if pipeline is not None and pipeline.concurrency is not None:
+            return pipeline.concurrency
+        return self.config.concurrency
 
     def cron(
         self,
@@ -203,19 +263,27 @@ class Service:
         self._started = True
         self._stopping = False
         self._hurry = asyncio.Event()
-        if not workers:
-            return
         try:
-            await self._start_workers(queues)
+            for name, service in self._pipeline_services.items():
+                # Its store opens either way: its routes answer on API nodes too.
+                runs_it = workers and (queues is None or name in queues)
+                await service.start(workers=runs_it and self._runs_queue(name))
+            if workers:
+                await self._start_workers(queues)
         except BaseException:
             # Half started is worse than stopped: undo it all, then say why.
             await self.stop(grace=0)
             raise
 
+    def _runs_queue(self, name: str) -> bool:
+        return self.config.queues == DEFAULT_QUEUES or name in self.config.queues
+
     async def _start_workers(self, queues: Sequence[str] | None) -> None:
         names = tuple(queues) if queues is not None else self._queue_names()
+        names = tuple(name for name in names if name not in self._pipeline_services)
         self._threads = ThreadPoolExecutor(
-            self.config.concurrency * len(names), thread_name_prefix="servcore-handler"
+            sum(self.concurrency_of(name) for name in names) or 1,
+            thread_name_prefix="servcore-handler",
         )
         # Started lazily: no process exists until a process task runs.
         self._processes = ProcessPool(self.config.processes)
@@ -232,7 +300,7 @@ class Service:
                 executor=executor,
                 clock=self.clock,
                 node=self.config.node,
-                concurrency=self.config.concurrency,
+                concurrency=self.concurrency_of(name),
                 lease=self.config.lease,
                 poll_interval=self.config.poll_interval,
             )
@@ -285,16 +353,14 @@ class Service:
                 look_every=self.config.poll_interval,
             )
             self._supervisor.start("cron", scheduler.run)
-        for periodic in (
-            Periodic(
-                "node heartbeat",
-                self._heartbeat,
-                interval=NODE_HEARTBEAT,
-                clock=self.clock,
-                health=self.health_state,
-            ),
-        ):
-            self._supervisor.start(periodic.name, periodic.run)
+        heartbeat = Periodic(
+            "node heartbeat",
+            self._heartbeat,
+            interval=NODE_HEARTBEAT,
+            clock=self.clock,
+            health=self.health_state,
+        )
+        self._supervisor.start(heartbeat.name, heartbeat.run)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
@@ -308,6 +374,8 @@ class Service:
     def hurry(self) -> None:
         """Cut a graceful stop short: requeue running jobs now."""
         self._hurry.set()
+        for service in self._pipeline_services.values():
+            service.hurry()
 
     async def _heartbeat(self, now: datetime) -> None:
         await self.store.record_node(
@@ -342,11 +410,14 @@ class Service:
         names = list(self.config.queues)
         if self.config.queues != DEFAULT_QUEUES:
             return tuple(names)
+        for name in self.pipelines:
+            if name not in names:
+                names.append(name)
         for name in self.registry.names():
             spec = self.registry.get(name)
             if spec is not None and spec.queue and spec.queue not in names:
                 names.append(spec.queue)
-        return tuple(names)
+        return tuple(name for name in names if name not in self._pipeline_services)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming, let running jobs finish within ``grace`` s, requeue the rest."""
@@ -360,8 +431,10 @@ class Service:
                 "Stopping: no new jobs are claimed; waiting up to %.1f s for running jobs", grace
             )
         try:
-            await asyncio.gather(*(runtime.stop_claiming() for runtime in runtimes))
-            await asyncio.gather(*(runtime.drain(grace, self._hurry) for runtime in runtimes))
+            await asyncio.gather(
+                self._drain(runtimes, grace),
+                *(service.stop(grace) for service in self._pipeline_services.values()),
+            )
         except StoreError as error:
             # Jobs not returned stay "running" under this node and are rescued
             # once its lock is released below (or their lease runs out).
@@ -381,6 +454,10 @@ class Service:
             await self.store.close()
             self._started = False
             self._stopping = False
+
+    async def _drain(self, runtimes: list[QueueRuntime], grace: float) -> None:
+        await asyncio.gather(*(runtime.stop_claiming() for runtime in runtimes))
+        await asyncio.gather(*(runtime.drain(grace, self._hurry) for runtime in runtimes))
 
     # -- submitting -------------------------------------------------------
 
@@ -419,6 +496,16 @@ class Service:
             raise JobRequestError(f"'result_ttl' must be > 0 and at most {MAX_DELAY:g} seconds")
         if queue is not None and not _valid_name(queue):
             raise JobRequestError("'queue' must be 1-100 letters, digits, '_', '-' or '.'")
+        if queue is None:
+            spec = self.registry.get(task_name(payload))
+            queue = spec.queue if spec and spec.queue else DEFAULT_QUEUE
+        if queue in self._pipeline_services:
+            routes = self.pipelines[queue].routes
+            raise JobRequestError(
+                f"queue {queue!r} keeps its jobs in a store of its own: submit them through "
+                + (f"its routes ({routes}) or " if routes else "")
+                + f"service.pipeline({queue!r})"
+            )
         name = task_name(payload)
         # Text columns cannot hold NUL (PostgreSQL refuses it): a 400, not a 503.
         if "\x00" in name or (unique_key is not None and "\x00" in unique_key):
@@ -428,7 +515,7 @@ class Service:
         return NewJob(
             payload=payload,
             run_at=run_at if run_at is not None else now + timedelta(seconds=delay or 0),
-            queue=queue or (spec.queue if spec and spec.queue else DEFAULT_QUEUE),
+            queue=queue,
             task=name,
             priority=priority,
             max_attempts=max_attempts or (spec.max_attempts if spec and spec.max_attempts else 3),
@@ -526,10 +613,14 @@ class Service:
     async def pause_queue(self, name: str) -> None:
         """Keep the queue's jobs waiting (they are still accepted); survives restarts."""
         self._check_queue_name(name)
+        if name in self._pipeline_services:
+            return await self._pipeline_services[name].pause_queue(name)
         await self.store.set_paused(name, True)
 
     async def resume_queue(self, name: str) -> None:
         self._check_queue_name(name)
+        if name in self._pipeline_services:
+            return await self._pipeline_services[name].resume_queue(name)
         await self.store.set_paused(name, False)
         if (runtime := self.runtimes.get(name)) is not None:
             runtime.notify()
@@ -540,10 +631,16 @@ class Service:
         known = {info.name: info for info in await self.store.list_queues(now)}
         for name in self.runtimes:
             known.setdefault(name, QueueInfo(name, False, 0, 0, 0, 0, 0, 0, None))
-        return [
-            (info, runtime.concurrency if (runtime := self.runtimes.get(name)) else None)
-            for name, info in sorted(known.items())
-        ]
+        listed = {
+            name: (info, runtime.concurrency if (runtime := self.runtimes.get(name)) else None)
+            for name, info in known.items()
+            if name not in self._pipeline_services
+        }
+        for name, service in self._pipeline_services.items():
+            for info, concurrency in await service.queues():
+                if info.name == name:
+                    listed[name] = (info, concurrency)
+        return [listed[name] for name in sorted(listed)]
 
     @staticmethod
     def _check_queue_name(name: str) -> None:
@@ -583,6 +680,9 @@ class Service:
         store_problem = self.store.problem()
         if store_problem is not None:
             problems["store"] = store_problem
+        for name, service in self._pipeline_services.items():
+            for part, problem in service.problems().items():
+                problems[f"pipeline {name}: {part}"] = problem
         return problems
 
     @property
@@ -592,3 +692,7 @@ class Service:
 
 def _valid_name(name: str) -> bool:
     return 0 < len(name) <= 100 and all(c.isalnum() or c in "_-." for c in name)
+
+
+def _settings(config: ServiceConfig) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}

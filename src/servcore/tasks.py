@@ -136,6 +136,7 @@ class TaskRegistry:
     def __init__(self, default: Handler = default_handler) -> None:
         self._specs: dict[str, TaskSpec] = {}
         self._default = TaskSpec("", default, _is_async(default))
+        self._queue_defaults: dict[str, TaskSpec] = {}
 
     def register(
         self,
@@ -211,8 +212,32 @@ class TaskRegistry:
         """Replace the handler for jobs whose task has none registered."""
         self._default = TaskSpec("", handler, _is_async(handler))
 
-    def resolve(self, name: str) -> TaskSpec:
-        return self._specs.get(name, self._default)
+    def set_queue_default(self, queue: str, handler: Handler) -> None:
+        """The handler for ``queue``'s jobs whose task has none registered (the
+        seed's per-pipeline worker)."""
+        self._queue_defaults[queue] = TaskSpec("", handler, _is_async(handler), queue)
+
+    def resolve(self, name: str, queue: str | None = None) -> TaskSpec:
+        spec = self._specs.get(name)
+        if spec is not None:
+            return spec
+        if self._queue_defaults and queue is not None:
+            return self._queue_defaults.get(queue, self._default)
+        return self._default
+
+    def include(self, other: TaskRegistry, *, queue: str | None = None) -> None:
+        """Register every task of ``other`` here; ``queue`` for those without one."""
+        for name in other.names():
+            spec = other._specs[name]
+            self.register(
+                name,
+                spec.handler,
+                queue=spec.queue or queue,
+                max_attempts=spec.max_attempts,
+                timeout=spec.timeout,
+                backoff=spec.backoff,
+                executor=spec.executor,
+            )
 
     def get(self, name: str) -> TaskSpec | None:
         return self._specs.get(name)

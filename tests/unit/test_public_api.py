@@ -16,6 +16,7 @@ EXPECTED = {
     "JobStatus",
     "MemoryStore",
     "NewJob",
+    "Pipeline",
     "Retry",
     "Service",
     "ServiceConfig",

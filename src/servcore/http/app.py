@@ -49,7 +49,10 @@ def job_routes(
     ``job_routes(service, "/email_jobs", queue="email")`` gives the seed's
     per-pipeline routes: ``POST /email_jobs``, ``POST /email_jobs/schedule``,
     ``GET /email_jobs``, ``GET /email_jobs/{id}``, and ``POST /email_jobs/batch``.
+    For a pipeline with a store of its own they reach that store.
     """
+    if queue is not None:
+        service = service.pipeline(queue)
     return [
         Route(
             prefix,
@@ -116,7 +119,7 @@ async def _server_error(request: Request, error: Exception) -> Response:
 
 
 def create_app(service: Service, *, manage_service: bool = True) -> ServcoreApp:
-    """The whole API for ``service``.
+    """The whole API for ``service``, with the routes of its pipelines that name some.
 
     With ``manage_service`` the app's lifespan starts the service (store and
     workers) and stops it gracefully; pass ``False`` when something else
@@ -124,8 +127,14 @@ def create_app(service: Service, *, manage_service: bool = True) -> ServcoreApp:
     ``lifespan=service.lifespan`` (Starlette runs no lifespan of a mounted app).
     """
 
+    pipeline_routes = [
+        route
+        for name, pipeline in service.pipelines.items()
+        if pipeline.routes is not None
+        for route in job_routes(service, pipeline.routes, queue=name)
+    ]
     starlette = Starlette(
-        routes=[*service_routes(service), *job_routes(service)],
+        routes=[*service_routes(service), *job_routes(service), *pipeline_routes],
         exception_handlers={
             HTTPException: _http_error,
             StoreError: _store_error,

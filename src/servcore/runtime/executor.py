@@ -68,7 +68,7 @@ class Executor:
 
     async def execute(self, job: Job, token: CancelToken | None = None) -> Outcome:
         """Run ``job``; ``token`` is how the runtime tells a thread handler to stop."""
-        spec = self._registry.resolve(job.task)
+        spec = self._registry.resolve(job.task, job.queue)
         timeout = job.timeout if job.timeout is not None else spec.timeout
         if spec.in_process:
             return await self._execute_in_process(spec, job, deadline_s=timeout)
@@ -120,13 +120,16 @@ class Executor:
         )
 
     def runs_in_thread(self, job: Job) -> bool:
-        spec = self._registry.resolve(job.task)
+        spec = self._registry.resolve(job.task, job.queue)
         return not spec.is_async and not spec.in_process
 
     def crashed(self, job: Job, error: Exception) -> Outcome:
         """The outcome for a job whose execution broke outside its handler."""
         return self._failed(
-            job, self._registry.resolve(job.task), _describe(error), traceback.format_exc()
+            job,
+            self._registry.resolve(job.task, job.queue),
+            _describe(error),
+            traceback.format_exc(),
         )
 
     async def _perform(self, spec: TaskSpec, job: Job, token: CancelToken) -> Any:
