@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     "crash_recovery": [("crash_recovery", []), ("crash_recovery", ["--sleep-ms", "50"])],
     # SQLite and PostgreSQL (the latter needs SERVCORE_BENCH_PG's server).
     "bulk_insert": [("bulk_insert", [])],
+    "executors": [("executors", [])],
     # PostgreSQL on loopback (SERVCORE_BENCH_PG); each run in a fresh schema, dropped after.
     "postgres": [
         ("throughput", ["--stores", "postgres", "--concurrency", "256"]),
