@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from servcore import ServiceConfig
+from servcore import Job, Service, ServiceConfig
 from servcore.store import MemoryStore, SqliteStore, Store, store_from_url
 from tests.postgres import POSTGRES, postgres_url, require_postgres
 
@@ -81,3 +81,16 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {message}")
         await asyncio.sleep(interval)
+
+
+async def finished(service: Service, job_id: int) -> Job:
+    """The job once it has finished (done, failed or cancelled), within the deadline."""
+
+    async def is_finished() -> bool:
+        job = await service.get_job(job_id)
+        return job is not None and job.status.finished
+
+    await wait_for(is_finished, message=f"job {job_id} to finish")
+    job = await service.get_job(job_id)
+    assert job is not None
+    return job

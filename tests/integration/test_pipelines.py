@@ -6,22 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from servcore import Job, JobRequestError, JobStatus, Pipeline, Service, create_app
+from servcore import JobRequestError, JobStatus, Pipeline, Service, create_app
 from servcore.config import ConfigError
 from tests import pipeline_tasks
 from tests.acceptance.conftest import assert_json_error, client_for
-from tests.conftest import fast_config, make_store, wait_for
-
-
-async def finished(service: Service, job_id: int) -> Job:
-    async def is_finished() -> bool:
-        job = await service.get_job(job_id)
-        return job is not None and job.status.finished
-
-    await wait_for(is_finished, message=f"job {job_id} to finish")
-    job = await service.get_job(job_id)
-    assert job is not None
-    return job
+from tests.conftest import fast_config, finished, make_store, wait_for
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from servcore import Job, JobStatus, Service
 from servcore.store import store_from_url
 from servcore.store.base import JobQuery
 from servcore.testing import FakeClock
-from tests.conftest import fast_config, wait_for
+from tests.conftest import fast_config, finished, wait_for
 from tests.postgres import DSN, postgres_url, require_postgres
 
 
@@ -20,17 +20,6 @@ from tests.postgres import DSN, postgres_url, require_postgres
 def shared_url() -> str:
     require_postgres()
     return postgres_url()
-
-
-async def finished(service: Service, job_id: int) -> Job:
-    async def done() -> bool:
-        job = await service.get_job(job_id)
-        return job is not None and job.status.finished
-
-    await wait_for(done, message=f"job {job_id} to finish")
-    job = await service.get_job(job_id)
-    assert job is not None
-    return job
 
 
 async def test_a_job_stored_by_one_process_starts_at_once_on_another(shared_url: str) -> None:

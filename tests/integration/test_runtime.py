@@ -27,18 +27,7 @@ from servcore import (
 from servcore.service import UniqueConflict
 from servcore.store.base import ClaimParams
 from tests import process_pool_tasks
-from tests.conftest import wait_for
-
-
-async def finished(service: Service, job_id: int) -> Job:
-    async def is_finished() -> bool:
-        job = await service.get_job(job_id)
-        return job is not None and job.status.finished
-
-    await wait_for(is_finished, message=f"job {job_id} to finish")
-    job = await service.get_job(job_id)
-    assert job is not None
-    return job
+from tests.conftest import finished, wait_for
 
 
 async def test_async_and_sync_handlers_run_and_store_their_results(service: Service) -> None:
