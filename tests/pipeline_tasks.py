@@ -19,4 +19,12 @@ async def transcode(job: Job) -> dict[str, Any]:
     return {"transcoded": job.payload.get("file"), "queue": job.queue}
 
 
+media_tasks = TaskRegistry()
+
+
+@media_tasks.task("thumbnail")
+async def thumbnail(job: Job) -> str:
+    return "thumb"
+
+
 not_a_registry = 42

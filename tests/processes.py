@@ -133,3 +133,16 @@ async def post_many(
 
     await asyncio.gather(*(connection() for _ in range(connections)))
     return results
+
+
+def is_gone(pid: int) -> bool:
+    """Dead: reaped, or a zombie (an orphan's zombie waits for PID 1 to reap it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")

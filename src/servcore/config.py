@@ -12,6 +12,7 @@ Flags override the environment, which overrides defaults.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -24,6 +25,19 @@ DEFAULT_STORE = "sqlite:///servcore.db"
 DEFAULT_PORT = 4000
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_QUEUES = ("default",)
+
+
+# Settings in seconds; each must be a finite number.
+_TIMES = (
+    "lease",
+    "rescue_interval",
+    "poll_interval",
+    "shutdown_grace",
+    "retention",
+    "prune_interval",
+    "expire_interval",
+    "unique_period",
+)
 
 
 class ConfigError(ValueError):
@@ -70,6 +84,10 @@ class ServiceConfig:
     unique_period: float = 3600.0
 
     def __post_init__(self) -> None:
+        for name in _TIMES:
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a finite number of seconds, not {value!r}")
         checks = [
             (1 <= self.port <= 65535, "port must be between 1 and 65535"),
             (bool(self.node), "node name must not be empty"),

@@ -42,6 +42,7 @@ from servcore.config import ConfigError
 from servcore.pipelines import Pipeline, import_reference
 from servcore.retry import Backoff
 from servcore.service import JobRequestError, Service
+from servcore.store.base import StoreError
 from servcore.tasks import TaskRegistry
 
 FILE_NAME = "servcore.toml"
@@ -117,9 +118,8 @@ class ConfigFile:
             for entry in self.cron:
                 options = dict(entry)
                 expression, task = options.pop("expression"), options.pop("task")
-                owner = service.pipeline(options.get("queue") or "")
-                owner.cron(expression, task, **options)
-        except (ValueError, JobRequestError) as error:
+                service.cron(expression, task, **options)
+        except (ValueError, JobRequestError, StoreError) as error:
             if isinstance(error, ConfigError) and str(error).startswith(str(self.path)):
                 raise
             raise ConfigError(f"{self.path}: {error}") from None
@@ -186,6 +186,8 @@ def _setting(where: str, name: str, value: Any) -> Any:
     if name == "queues":
         return tuple(value)
     if name == "backoff":
+        for part, number in value.items():
+            _check(where, f"backoff.{part}", number, "number")
         try:
             return Backoff(**value)
         except (TypeError, ValueError) as error:

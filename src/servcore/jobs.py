@@ -140,3 +140,14 @@ def task_name(payload: dict[str, Any]) -> str:
     """The handler name a payload asks for (the seed's ``payload.task``)."""
     task = payload.get("task")
     return task if isinstance(task, str) else ""
+
+
+def valid_queue_name(name: str) -> bool:
+    """1-100 letters, digits, ``_``, ``-`` or ``.``: safe in URLs, logs and notifications."""
+    return 0 < len(name) <= 100 and all(c.isalnum() or c in "_-." for c in name)
+
+
+def describe_error(error: BaseException) -> str:
+    """``"TypeName: message"`` (or just the type name): a failed attempt's error text."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from servcore.config import ConfigError
+from servcore.jobs import valid_queue_name
 from servcore.tasks import Handler, TaskRegistry
 
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 _ROUTE = re.compile(r"^(/[A-Za-z0-9_.\-]+)+$")
 # The service's own routes: a pipeline's may not shadow them.
 _RESERVED = ("/jobs", "/queues", "/cron", "/nodes", "/stats", "/health", "/openapi.json")
@@ -53,7 +53,7 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         where = f"pipeline {self.name!r}"
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not valid_queue_name(self.name):
             raise ConfigError(f"{where}: a name is 1-100 letters, digits, '_', '-' or '.'")
         if self.concurrency is not None and not (
             isinstance(self.concurrency, int) and 1 <= self.concurrency <= 10_000
@@ -97,8 +97,10 @@ def import_reference(reference: str, what: str) -> Any:
         raise ConfigError(f"{what}: write it as module:attribute, not {reference!r}")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ConfigError(f"{what}: cannot import {module_name!r}: {error}") from None
+    except Exception as error:  # a SyntaxError in it, or whatever its import raised
+        raise ConfigError(
+            f"{what}: cannot import {module_name!r}: {type(error).__name__}: {error}"
+        ) from None
     found = module
     for part in attribute.split("."):
         if not hasattr(found, part):

@@ -26,7 +26,14 @@ from typing import Any
 from servcore.clock import SYSTEM_CLOCK, Clock
 from servcore.config import DEFAULT_QUEUES, ConfigError, ServiceConfig
 from servcore.cron import CronEntry, CronError, CronScheduler
-from servcore.jobs import DEFAULT_QUEUE, MAX_PRIORITY, Job, NewJob, task_name
+from servcore.jobs import (
+    DEFAULT_QUEUE,
+    MAX_PRIORITY,
+    Job,
+    NewJob,
+    task_name,
+    valid_queue_name,
+)
 from servcore.leadership.base import Leadership, SoleLeadership
 from servcore.maintenance.periodic import Periodic
 from servcore.maintenance.pruner import Expirer, Pruner
@@ -106,6 +113,7 @@ class Service:
         self._threads: ThreadPoolExecutor | None = None
         self._processes: ProcessPool | None = None
         self.runtimes: dict[str, QueueRuntime] = {}
+        self._early_cancels: dict[tuple[int, int], float] = {}  # see _stop_run
         self.cron_entries: dict[str, CronEntry] = {}
         self.rescuer = Rescuer(self.store, config.max_rescues, self._wake_queues)
         self.pruner = Pruner(self.store, config.retention)
@@ -170,6 +178,12 @@ class Service:
             raise RuntimeError("add_pipeline() must be called before start()")
         if pipeline.name in self.pipelines:
             raise ConfigError(f"pipeline {pipeline.name!r} is declared twice")
+        for other in self.pipelines.values():
+            if pipeline.routes is not None and other.routes == pipeline.routes:
+                raise ConfigError(
+                    f"pipelines {other.name!r} and {pipeline.name!r} both want routes "
+                    f"{pipeline.routes!r}"
+                )
         tasks = pipeline.resolved_tasks()
         handler = pipeline.resolved_handler()
         if tasks is not None:
@@ -187,6 +201,10 @@ class Service:
                 registry=self.registry,
                 clock=self.clock,
             )
+
+    def _task_queue(self, task: str) -> str:
+        spec = self.registry.get(task)
+        return spec.queue if spec and spec.queue else DEFAULT_QUEUE
 
     def pipeline(self, name: str) -> Service:
         """The service that holds queue ``name``'s jobs: this one, or, for a
@@ -227,10 +245,16 @@ class Service:
 
         ``name`` (default: the task's) identifies the entry across restarts;
         ``options`` are :meth:`build_job`'s (queue, priority, max_attempts, …).
+        An entry for a pipeline with a store of its own is that pipeline's.
         Raises :class:`JobRequestError` for a bad expression, zone or option.
         """
         if self._started:
             raise RuntimeError("cron() must be called before start()")
+        queue = options.get("queue") or self._task_queue(task)
+        if queue in self._pipeline_services:
+            return self._pipeline_services[queue].cron(
+                expression, task, name=name, payload=payload, timezone=timezone, **options
+            )
         entry_name = name or task
         if not entry_name or "\x00" in entry_name or len(entry_name) > 200:
             raise JobRequestError("a cron entry's name must be 1-200 characters, no NUL")
@@ -304,6 +328,7 @@ class Service:
                 lease=self.config.lease,
                 poll_interval=self.config.poll_interval,
             )
+            runtime.early_cancels = self._early_cancels
             self.runtimes[name] = runtime
             runtime.start(self._supervisor)
         notifier = self.store.notifier()
@@ -431,10 +456,17 @@ class Service:
                 "Stopping: no new jobs are claimed; waiting up to %.1f s for running jobs", grace
             )
         try:
-            await asyncio.gather(
+            # Every part stops, whatever another part's stop raised.
+            drained, *pipelines = await asyncio.gather(
                 self._drain(runtimes, grace),
                 *(service.stop(grace) for service in self._pipeline_services.values()),
+                return_exceptions=True,
             )
+            for name, outcome in zip(self._pipeline_services, pipelines, strict=True):
+                if isinstance(outcome, BaseException):
+                    log.error("Stopping: pipeline %s did not stop cleanly: %r", name, outcome)
+            if isinstance(drained, BaseException):
+                raise drained
         except StoreError as error:
             # Jobs not returned stay "running" under this node and are rescued
             # once its lock is released below (or their lease runs out).
@@ -494,11 +526,10 @@ class Service:
             raise JobRequestError("'backoff' must be between 0 and 86400 seconds")
         if result_ttl is not None and not 0 < result_ttl <= MAX_DELAY:
             raise JobRequestError(f"'result_ttl' must be > 0 and at most {MAX_DELAY:g} seconds")
-        if queue is not None and not _valid_name(queue):
+        if queue is not None and not valid_queue_name(queue):
             raise JobRequestError("'queue' must be 1-100 letters, digits, '_', '-' or '.'")
         if queue is None:
-            spec = self.registry.get(task_name(payload))
-            queue = spec.queue if spec and spec.queue else DEFAULT_QUEUE
+            queue = self._task_queue(task_name(payload))
         if queue in self._pipeline_services:
             routes = self.pipelines[queue].routes
             raise JobRequestError(
@@ -583,9 +614,9 @@ class Service:
         :class:`JobStateError` for a job that has already finished.
         """
         done = await self.store.cancel_jobs([job_id], self.clock.now())
-        if done:
-            self._stop_run(job_id)
         job = await self.store.get_job(job_id)
+        if done and job is not None:
+            self._stop_run(job_id, job.lease_token)
         if job is not None and not done:
             raise JobStateError(
                 f"Job {job_id} is {job.status.value}: only queued, scheduled or running jobs "
@@ -593,13 +624,25 @@ class Service:
             )
         return job
 
-    def _stop_run(self, job_id: int) -> None:
+    def _stop_run(self, job_id: int, lease_token: int) -> None:
+        """Stop the run of a job cancelled while it held ``lease_token``."""
+        claim = (job_id, lease_token)
         for runtime in self.runtimes.values():
-            if runtime.stop_run(job_id, "the job was cancelled"):
+            if runtime.stop_run(claim, "the job was cancelled"):
                 return
+        if self.runtimes and lease_token:
+            # Not here, or not yet: its claim may still be on its way back
+            # from the store. The queues check claims against this for a while.
+            now = asyncio.get_running_loop().time()
+            for stale in [c for c, until in self._early_cancels.items() if until < now]:
+                del self._early_cancels[stale]
+            self._early_cancels[claim] = now + self.config.lease
 
     async def retry_job(self, job_id: int) -> Job | None:
-        """Queue a failed or cancelled job again, due now; the job as it now is."""
+        """Queue a failed or cancelled job again, due now; the job as it now is
+        (None if there is none, or it is past its ``result_ttl``)."""
+        if await self.get_job(job_id) is None:
+            return None
         done = await self.store.retry_jobs([job_id], self.clock.now())
         job = await self.store.get_job(job_id)
         if job is not None and not done:
@@ -644,17 +687,20 @@ class Service:
 
     @staticmethod
     def _check_queue_name(name: str) -> None:
-        if not _valid_name(name):
+        if not valid_queue_name(name):
             raise JobRequestError("a queue name is 1-100 letters, digits, '_', '-' or '.'")
 
     async def cron_schedule(self) -> list[tuple[CronEntry, datetime | None, datetime]]:
         """Every cron entry with its last recorded tick and its next one."""
         now = self.clock.now()
         recorded = await self.store.cron_ticks() if self.cron_entries else {}
-        return [
+        schedule = [
             (entry, recorded.get(entry.name), entry.next_tick(now))
             for entry in self.cron_entries.values()
         ]
+        for service in self._pipeline_services.values():
+            schedule += await service.cron_schedule()
+        return schedule
 
     # -- reading ----------------------------------------------------------
 
@@ -688,10 +734,6 @@ class Service:
     @property
     def stale_outcomes(self) -> int:
         return sum(runtime.stale_outcomes for runtime in self.runtimes.values())
-
-
-def _valid_name(name: str) -> bool:
-    return 0 < len(name) <= 100 and all(c.isalnum() or c in "_-." for c in name)
 
 
 def _settings(config: ServiceConfig) -> dict[str, Any]:

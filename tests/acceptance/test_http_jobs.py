@@ -317,3 +317,12 @@ async def test_result_ttl_must_be_a_positive_number(api: Api) -> None:
     for bad, fragment in [(0, "'result_ttl' must be > 0"), ("1", "'result_ttl' must be a number")]:
         response = await api.client.post("/jobs", json={"payload": {}, "result_ttl": bad})
         assert_json_error(response, 400, fragment)
+
+
+async def test_an_expired_job_cannot_be_retried(open_api: OpenApi) -> None:
+    clock = FakeClock()
+    api = await open_api(clock=clock)
+    job_id = await api.submit({"task": "x"}, result_ttl=5)
+    await api.client.post(f"/jobs/{job_id}/cancel")
+    clock.advance(5)
+    assert_json_error(await api.client.post(f"/jobs/{job_id}/retry"), 404, "Job not found")

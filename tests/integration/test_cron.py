@@ -123,3 +123,10 @@ async def test_a_started_service_inserts_and_runs_the_job_of_each_tick(
 
 async def _recorded(service: Service) -> bool:
     return bool(await service.store.cron_ticks())
+
+
+def test_an_entry_that_can_never_fire_again_is_refused() -> None:
+    service = Service("memory://", config=fast_config())
+    # 02:30 on 8 March falls in New York's DST gap in every year to come.
+    with pytest.raises(JobRequestError, match="no tick in America/New_York"):
+        service.cron("30 2 8 3 */7", "t", timezone="America/New_York")

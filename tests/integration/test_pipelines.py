@@ -118,3 +118,17 @@ def test_queue_concurrency_from_the_environment_wins(monkeypatch: pytest.MonkeyP
         env_overrides()
     with pytest.raises(ConfigError, match="declared twice"):
         Service("memory://", pipelines=[Pipeline("a"), Pipeline("a")])
+
+
+async def test_cron_lists_the_entries_of_every_pipeline(pipelined: Service) -> None:
+    pipelined.cron("@daily", "send_email")
+    entry = pipelined.cron("@hourly", "anything", queue="media")
+    assert entry in pipelined.pipeline("media").cron_entries.values()
+    await pipelined.start(workers=False)
+    try:
+        listed = {
+            entry.name: entry.template.queue for entry, _, _ in await pipelined.cron_schedule()
+        }
+        assert listed == {"send_email": "email", "anything": "media"}
+    finally:
+        await pipelined.stop(grace=0)

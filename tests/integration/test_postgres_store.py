@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from servcore.cli import main
 from servcore.jobs import NewJob
 from servcore.store import PostgresStore, StoreError, postgres_schema, store_from_url
+from servcore.store.base import ClaimParams
 from servcore.store.postgres_schema import SCHEMA_VERSION
 from tests.postgres import DSN, postgres_url, require_postgres
 
@@ -145,6 +146,37 @@ async def test_a_pause_waits_for_claims_under_way_to_commit() -> None:
         await claim.commit()
         await asyncio.wait_for(pausing, 10)
         assert [q.paused for q in await store.list_queues(NOW) if q.name == "video"] == [True]
+    finally:
+        await conn.close()
+        await store.close()
+
+
+async def test_a_claim_that_waited_for_a_pause_sees_it() -> None:
+    require_postgres()
+    store = store_from_url(postgres_url())
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    conn = await asyncpg.connect(DSN)
+    try:
+        await store.insert_jobs([a_job()], NOW)
+        # A pause under way, as set_paused runs it: lock, then write, then commit.
+        pause = conn.transaction()
+        await pause.start()
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            postgres_schema.LOCK_QUEUE,
+            f"{store._jobs}:default",
+        )
+        await conn.execute(
+            f'INSERT INTO "{store.schema}".servcore_queues (name, paused) VALUES ($1, true)',
+            "default",
+        )
+        params = ClaimParams("default", 10, "n", NOW, NOW + timedelta(seconds=30))
+        claiming = asyncio.ensure_future(store.claim_jobs(params))
+        done, _ = await asyncio.wait([claiming], timeout=0.3)
+        assert not done  # held back by the pause in flight
+        await pause.commit()
+        assert await asyncio.wait_for(claiming, 10) == []
     finally:
         await conn.close()
         await store.close()

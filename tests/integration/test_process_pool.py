@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +20,7 @@ from servcore import Job, JobStatus
 from servcore.runtime.processes import WORKER_NAME, ProcessPool, ProcessTaskError
 from tests import process_pool_tasks as tasks
 from tests.conftest import wait_for
+from tests.processes import is_gone
 
 
 def make_job(job_id: int = 1, **payload: Any) -> Job:
@@ -41,14 +46,6 @@ async def announced_pid(path: Path) -> int:
 
 def read_pid(path: Path) -> int:
     return int(path.read_text())
-
-
-def is_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 @pytest.fixture
@@ -130,7 +127,8 @@ async def test_cancelling_the_run_kills_the_worker(pool: ProcessPool, tmp_path: 
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert is_gone(pid)
+    # Killed at once; reaped in the background (a large process takes a while).
+    await wait_for(lambda: is_gone(pid), message="the killed worker to be gone")
     assert pool.alive == 0
     again = await pool.run(tasks.echo, make_job(), timeout=5)
     assert again.kind == "value"
@@ -265,3 +263,42 @@ def test_fork_and_empty_pools_are_refused() -> None:
         ProcessPool(1, start_method="fork")
     with pytest.raises(ValueError, match="size"):
         ProcessPool(0)
+
+
+ORPHAN_SCRIPT = """
+import asyncio, os, signal, sys
+from datetime import UTC, datetime
+from servcore import Job, JobStatus
+from servcore.runtime.processes import ProcessPool
+from tests import process_pool_tasks as tasks
+
+async def main(pid_file):
+    now = datetime.now(UTC)
+    job = Job(id=1, queue="q", task="spin", payload={"pid_file": pid_file},
+              status=JobStatus.RUNNING, priority=0, attempt=1, max_attempts=1,
+              run_at=now, inserted_at=now)
+    asyncio.ensure_future(ProcessPool(1).run(tasks.spin, job, None))
+    while not os.path.exists(pid_file):
+        await asyncio.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGKILL)  # the service dies mid-job
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_a_busy_worker_dies_with_its_crashed_parent(tmp_path: Path) -> None:
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN_SCRIPT)
+    pid_file = tmp_path / "spin.pid"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'src'}"}
+    parent = subprocess.run(
+        [sys.executable, str(script), str(pid_file)], env=env, timeout=60, check=False
+    )
+    assert parent.returncode == -signal.SIGKILL
+    worker = read_pid(pid_file)
+    deadline = time.monotonic() + 10
+    while not is_gone(worker):  # no sleeping as synchronisation: a deadline
+        assert time.monotonic() < deadline, f"worker {worker} outlived its parent"
+        time.sleep(0.01)

@@ -28,6 +28,7 @@ from servcore.service import UniqueConflict
 from servcore.store.base import ClaimParams
 from tests import process_pool_tasks
 from tests.conftest import finished, wait_for
+from tests.processes import is_gone
 
 
 async def test_async_and_sync_handlers_run_and_store_their_results(service: Service) -> None:
@@ -455,7 +456,7 @@ async def test_a_cancelled_job_that_was_claimed_but_not_started_never_runs(
     (second,) = await service.store.claim_jobs(
         ClaimParams("default", 1, "test-node", later, later + timedelta(hours=1))
     )
-    runtime.in_flight[second.id] = second
+    runtime.in_flight[(second.id, second.lease_token)] = second
     runtime._ready.put_nowait(second)
     cancelled = await service.cancel_job(second.id)
     assert cancelled is not None
@@ -488,21 +489,6 @@ async def test_a_run_cancelled_by_another_process_stops_by_its_heartbeat(service
     await wait_for(lambda: not service.runtimes["default"].in_flight, message="slot freed")
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return "Z"
-
-
 async def test_process_tasks_run_in_worker_processes_and_timeouts_kill_them(
     service: Service, tmp_path: Path
 ) -> None:
@@ -523,7 +509,7 @@ async def test_process_tasks_run_in_worker_processes_and_timeouts_kill_them(
     timed_out = await finished(service, spinning.id)
     assert timed_out.errors[-1].error == "timed out after 1 s"
     pid = int(pid_file.read_text())
-    await wait_for(lambda: _gone(pid), message="the spinning process to be killed")
+    await wait_for(lambda: is_gone(pid), message="the spinning process to be killed")
     assert (await finished(service, retried.id)).errors[-1].error == "not yet"
 
 
@@ -540,7 +526,7 @@ async def test_cancelling_a_running_process_task_kills_its_process(
     cancelled = await service.cancel_job(job.id)
     assert cancelled is not None
     assert cancelled.status is JobStatus.CANCELLED
-    await wait_for(lambda: _gone(pid), message="the blocked process to be killed")
+    await wait_for(lambda: is_gone(pid), message="the blocked process to be killed")
     # The pool carries on with a fresh process.
     service.registry.register("echo", process_pool_tasks.echo, executor="process")
     after = await service.enqueue("echo")
@@ -561,3 +547,59 @@ def test_process_tasks_must_be_plain_module_level_functions() -> None:
     assert registry.register("d", process_pool_tasks.echo, executor="process").executor == (
         "process"
     )
+
+
+async def test_a_job_retried_while_its_stopped_thread_still_runs_runs_again_cleanly(
+    service: Service,
+) -> None:
+    release = threading.Event()
+    runs: list[int] = []
+
+    @service.task("stubborn")
+    def stubborn(job: Job) -> str:
+        runs.append(job.lease_token)
+        if len(runs) == 1:
+            release.wait(10)  # never looks at cancel_requested()
+            return "first"
+        return "second"
+
+    service.configure(concurrency=2)
+    await service.start()
+    job = await service.enqueue("stubborn")
+    await wait_for(lambda: len(runs) == 1, message="the first run to start")
+    await service.cancel_job(job.id)
+    await service.retry_job(job.id)
+    done = await finished(service, job.id)
+    assert (done.status, done.result) == (JobStatus.DONE, "second")
+    assert runs == [1, 2]
+    release.set()
+    runtime = service.runtimes["default"]
+    await wait_for(lambda: not runtime.in_flight, message="the first run to wind down")
+    assert all(not worker.done() for worker in runtime._workers)  # no slot lost
+    assert (await service.get_job(job.id)) == done  # the late "first" changed nothing
+
+
+async def test_a_cancel_that_overtakes_its_claim_still_stops_the_run(service: Service) -> None:
+    ran: list[int] = []
+
+    @service.task("late")
+    async def late(job: Job) -> None:
+        ran.append(job.id)
+
+    await service.start()
+    runtime = service.runtimes["default"]
+    job = await service.enqueue("late", run_at=service.clock.now() + timedelta(hours=1))
+    later = service.clock.now() + timedelta(hours=2)
+    (claimed,) = await service.store.claim_jobs(
+        ClaimParams("default", 1, "test-node", later, later + timedelta(hours=1))
+    )
+    # The cancel (and its notification) arrive before the claim's reply does.
+    await service.store.cancel_jobs([job.id], service.clock.now())
+    service._stop_run(job.id, claimed.lease_token)
+    runtime.take([claimed])
+    await wait_for(lambda: not runtime.in_flight, message="the claim to be dropped")
+    assert ran == []
+    # A retry is a new claim: it runs.
+    await service.retry_job(job.id)
+    await finished(service, job.id)
+    assert ran == [job.id]

@@ -93,6 +93,13 @@ def test_a_full_file_is_read_and_applied(tmp_path: Path) -> None:
         ("[[cron]]\nexpression = '@daily'\ntask = 'x'\nevery = 1", "cron[0]: unknown key(s)"),
         ("cron = 5", "cron must be an array of tables"),
         ("port = ", "is not valid TOML"),
+        ("lease = inf", "lease must be a finite number of seconds"),
+        ("backoff = { base = 'x' }", "backoff.base must be a number"),
+        ("store = 'redis://x'", "store"),
+        (
+            "[pipelines.a]\nroutes = '/a_jobs'\n[pipelines.b]\nroutes = '/a_jobs'",
+            "both want routes",
+        ),
     ],
 )
 def test_mistakes_are_one_clear_error_naming_the_file(
@@ -114,3 +121,29 @@ def test_the_file_is_found_in_servcore_toml_or_pyproject(tmp_path: Path) -> None
     assert load_config_file(pyproject).settings == {"concurrency": 5}
     toml = write(tmp_path, "concurrency = 6\n")
     assert find_config_file(tmp_path) == toml  # servcore.toml comes first
+
+
+def test_a_cron_entry_for_a_task_of_an_own_store_pipeline_lands_there(tmp_path: Path) -> None:
+    text = """
+[pipelines.media]
+tasks = "tests.pipeline_tasks:media_tasks"
+store = "memory://"
+
+[[cron]]
+expression = "@daily"
+task = "thumbnail"
+"""
+    service = Service()
+    load_config_file(write(tmp_path, text)).apply(service)
+    assert service.cron_entries == {}
+    assert list(service.pipeline("media").cron_entries) == ["thumbnail"]
+
+
+def test_a_module_that_does_not_compile_is_one_line_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "servcore_broken_module.py").write_text("def broken(:\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write(tmp_path, "[pipelines.a]\nhandler = 'servcore_broken_module:f'\n")
+    with pytest.raises(ConfigError, match="cannot import 'servcore_broken_module': SyntaxError"):
+        load_config_file(path).apply(Service())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -27,13 +27,17 @@ class CronEntry:
 
     @classmethod
     def build(cls, name: str, expression: str, timezone: str, template: NewJob) -> CronEntry:
-        """Parse ``expression`` and ``timezone``; raises CronError with the reason."""
-        return cls(
+        """Parse ``expression`` and ``timezone``; raises CronError with the reason,
+        also for one that will never fire again (its ticks all fall in a
+        daylight-saving gap)."""
+        entry = cls(
             name=name,
             expression=CronExpression.parse(expression),
             timezone=parse_timezone(timezone),
             template=template,
         )
+        entry.next_tick(datetime.now(UTC))
+        return entry
 
     def last_tick(self, now: datetime) -> datetime:
         return self.expression.last_at_or_before(now, self.timezone)

@@ -24,6 +24,9 @@ class Pruner:
 
 
 class Expirer:
+    """Deletes finished jobs past their ``result_ttl`` (``Service.get_job`` hides
+    them from the moment they expire; this takes them out of listings too)."""
+
     def __init__(self, store: Store) -> None:
         self._store = store
 

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 OnQueue = Callable[[str], None]
-OnCancel = Callable[[int], None]
+OnCancel = Callable[[int, int], None]  # (job id, the lease token it was cancelled under)
 
 
 class Notifier(Protocol):
     async def run(self, on_queue: OnQueue, on_cancel: OnCancel) -> None:
         """Until cancelled, call ``on_queue(name)`` when a queue got jobs
-        (``on_queue("")``: any queue may have) and ``on_cancel(job_id)`` when a
-        running job was cancelled."""
+        (``on_queue("")``: any queue may have) and ``on_cancel(job_id, lease_token)``
+        when a running job was cancelled."""
         ...
 
     def problem(self) -> str | None:

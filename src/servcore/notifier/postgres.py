@@ -2,7 +2,8 @@
 
 The store sends ``pg_notify(channel, queue)`` in the transaction that
 inserts jobs, so the notification arrives when, and only if, they commit;
-cancelling a running job sends ``cancel:<id>`` (no queue name has a colon).
+cancelling a running job sends ``cancel:<id>:<lease token>`` (no queue name
+has a colon).
 The listener holds one connection of its own. When that connection drops
 (PostgreSQL restarted, the connection terminated) it says so — the service
 reports DEGRADED — reconnects with backoff, and wakes every queue once it is
@@ -44,7 +45,8 @@ class PostgresNotifier:
     async def run(self, on_queue: OnQueue, on_cancel: OnCancel) -> None:
         def heard(payload: str) -> None:
             if payload.startswith(CANCEL_PREFIX):
-                on_cancel(int(payload[len(CANCEL_PREFIX) :]))
+                job_id, _, lease_token = payload[len(CANCEL_PREFIX) :].partition(":")
+                on_cancel(int(job_id), int(lease_token))
             else:
                 on_queue(payload)
 

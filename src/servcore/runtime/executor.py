@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from servcore.clock import Clock
-from servcore.jobs import Job, JobError
+from servcore.jobs import Job, JobError, describe_error
 from servcore.retry import Backoff
 from servcore.runtime.processes import ProcessPool, ProcessTaskError
 from servcore.store.base import Completion, Failure
@@ -86,7 +86,7 @@ class Executor:
                 message = f"timed out after {timeout:g} s"
                 token.request(message)
                 return self._failed(job, spec, message, None)
-            return self._failed(job, spec, _describe(error), traceback.format_exc())
+            return self._failed(job, spec, describe_error(error), traceback.format_exc())
         except _Unserialisable as error:
             return self._failed(job, spec, str(error), None, final=True)
         except Retry as retry:
@@ -96,7 +96,7 @@ class Executor:
         except Cancel as cancel:
             return self._failed(job, spec, cancel.reason, None, final=True, cancel=True)
         except Exception as error:
-            return self._failed(job, spec, _describe(error), traceback.format_exc())
+            return self._failed(job, spec, describe_error(error), traceback.format_exc())
         return Outcome(completion=Completion(job.id, job.lease_token, self._clock.now(), result))
 
     async def _execute_in_process(
@@ -128,7 +128,7 @@ class Executor:
         return self._failed(
             job,
             self._registry.resolve(job.task, job.queue),
-            _describe(error),
+            describe_error(error),
             traceback.format_exc(),
         )
 
@@ -183,8 +183,3 @@ def _json_copy(value: Any) -> Any:
             f"handler returned a value that is not JSON-serialisable "
             f"({type(value).__name__}): {error}"
         ) from None
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import inspect
 import multiprocessing
+import os
 import pickle
 import signal
 import sys
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import msgspec
 
-from servcore.jobs import Job
+from servcore.jobs import Job, describe_error
 from servcore.tasks import Cancel, Discard, Retry
 
 if TYPE_CHECKING:
@@ -90,6 +92,8 @@ class ProcessPool:
             # parent's end of every worker's pipe (so no EOF when it dies).
             raise ValueError("use the 'spawn' or 'forkserver' start method, not 'fork'")
         context = multiprocessing.get_context(start_method)
+        # A spawned worker's parent is this process; a forkserver's is the server.
+        self._parent = os.getpid() if start_method == "spawn" else 0
         self._context = cast("SpawnContext | ForkServerContext", context)
         self._size = size
         self._taken = 0  # slots held by runs (granted, maybe not yet resumed)
@@ -97,6 +101,7 @@ class ProcessPool:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._closed = False
+        self._reaping: set[asyncio.Task[None]] = set()
 
     @property
     def alive(self) -> int:
@@ -147,9 +152,15 @@ class ProcessPool:
             await _wait_exits((w.process for w in idle), _CLOSE_WAIT)
         finally:
             for worker in idle:
-                _retire(worker)  # kills the ones that did not exit in time
-        for worker in self._busy:
-            worker.process.join(_REAP_WAIT)
+                self._retire(worker)  # kills the ones that did not exit in time
+        # Their runs reap them and hand them back (a second waiter on the same
+        # sentinel would displace the run's).
+        for _ in range(int(_REAP_WAIT / 0.01)):
+            if not self._busy:
+                break
+            await asyncio.sleep(0.01)
+        if self._reaping:
+            await asyncio.wait(self._reaping)
 
     async def _checkout(self) -> _Worker:
         """Wait (first come, first served) for a slot, then take or start a worker."""
@@ -182,8 +193,14 @@ class ProcessPool:
         if keep and not self._closed:
             self._idle.append(worker)
         else:
-            _retire(worker)
+            self._retire(worker)
         self._release_slot()
+
+    def _retire(self, worker: _Worker) -> None:
+        reaping = _retire(worker)
+        if reaping is not None:
+            self._reaping.add(reaping)
+            reaping.add_done_callback(self._reaping.discard)
 
     def _release_slot(self) -> None:
         while self._waiters:
@@ -198,13 +215,16 @@ class ProcessPool:
             worker = self._idle.pop()  # the most recently used: warm caches
             if worker.process.is_alive():
                 return worker
-            _retire(worker)  # died while idle (killed from outside)
+            self._retire(worker)  # died while idle (killed from outside)
         return None
 
     def _start(self) -> _Worker:
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(
-            target=_worker_main, args=(child_end, list(sys.path)), name=WORKER_NAME, daemon=True
+            target=_worker_main,
+            args=(child_end, list(sys.path), self._parent),
+            name=WORKER_NAME,
+            daemon=True,
         )
         try:
             process.start()
@@ -311,23 +331,46 @@ async def _wait_exits(processes: Iterable[BaseProcess], within: float) -> None:
             process.join(_REAP_WAIT)
 
 
-def _retire(worker: _Worker) -> None:
-    """Close the pipe, kill the process if it still runs, reap it."""
+def _retire(worker: _Worker) -> asyncio.Task[None] | None:
+    """Close the pipe, kill the process if it still runs, and reap it — off the
+    event loop's back: a large process takes a while to die. The task reaping
+    it, if it had not died yet."""
     worker.conn.close()
     process = worker.process
     if process.exitcode is None:
         process.kill()
-    process.join(_REAP_WAIT)
+    if process.exitcode is None:
+        return asyncio.get_running_loop().create_task(_reap(process))
+    process.close()
+    return None
+
+
+async def _reap(process: BaseProcess) -> None:
+    await _wait_exits([process], _REAP_WAIT)
     if process.exitcode is not None:
         process.close()
 
 
 # --- in the worker process ---------------------------------------------------
 
+_PR_SET_PDEATHSIG = 1
 
-def _worker_main(conn: Connection, sys_path: list[str]) -> None:
+
+def _die_with(parent: int) -> None:
+    """Be killed when the parent dies, even mid-job: its job is rescued and run
+    again elsewhere, so this run must not go on beside it."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent and os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+
+
+def _worker_main(conn: Connection, sys_path: list[str], parent: int) -> None:
     """Run jobs until the parent closes the pipe (or dies: same EOF)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    _die_with(parent)
     with contextlib.suppress(OSError), open("/proc/self/comm", "w") as comm:
         comm.write(_KERNEL_NAME)
     sys.path[:] = [*sys_path, *(p for p in sys.path if p not in sys_path)]
@@ -347,7 +390,7 @@ def _perform(message: bytes) -> _Reply:
     try:
         handler, job = pickle.loads(message)
     except Exception as error:
-        text = f"worker process could not load the task: {_describe(error)}"
+        text = f"worker process could not load the task: {describe_error(error)}"
         return ("error", None, text, traceback.format_exc(), None)
     try:
         value = handler(job)
@@ -358,7 +401,7 @@ def _perform(message: bytes) -> _Reply:
     except Cancel as cancel:
         return ("cancel", None, cancel.reason, None, None)
     except Exception as error:
-        return ("error", None, _describe(error), traceback.format_exc(), None)
+        return ("error", None, describe_error(error), traceback.format_exc(), None)
     try:
         body = msgspec.json.encode(value)
     except (TypeError, ValueError, OverflowError) as error:
@@ -368,8 +411,3 @@ def _perform(message: bytes) -> _Reply:
         )
         return ("unserialisable", None, text, None, None)
     return ("value", body, "", None, None)
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

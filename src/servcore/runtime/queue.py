@@ -20,7 +20,10 @@ and puts those jobs back in the queue without spending their attempt.
 ``stop_run`` stops one job whose claim is no longer ours (it was cancelled,
 or its lease was lost): an async handler is cancelled at once, a thread
 handler is told and keeps its slot until it returns, and whatever the run
-ends with is dropped, since the store has already settled the job.
+ends with is dropped, since the store has already settled the job. Runs are
+known by their claim, ``(job id, lease token)``: a job retried while a
+stopped run of it still winds down can be claimed again here, and the two
+runs must not be mistaken for each other.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from servcore.supervisor import Supervisor
 from servcore.tasks import CancelToken
 
 log = logging.getLogger("servcore.runtime")
+
+Claim = tuple[int, int]  # (job id, lease token): one run of a job
 
 _MIN_WAIT = 0.001
 # Longer than SQLite's busy_timeout (10 s), so a claim under way is seen to its end.
@@ -68,11 +73,15 @@ class QueueRuntime:
         self._lease = timedelta(seconds=lease)
         self._poll_interval = poll_interval
         self.completer = Completer(store, self._on_stale, self._on_written)
-        self.in_flight: dict[int, Job] = {}
-        # job id → (the slot running it, the token its handler reads)
-        self._runs: dict[int, tuple[asyncio.Task[None], CancelToken]] = {}
-        self._stopped: set[int] = set()  # in flight, but no longer ours to finish
-        self._cancel_sent: set[int] = set()  # runs whose slot we cancelled
+        self.in_flight: dict[Claim, Job] = {}
+        # claim → (the slot running it, the token its handler reads)
+        self._runs: dict[Claim, tuple[asyncio.Task[None], CancelToken]] = {}
+        self._stopped: set[Claim] = set()  # in flight, but no longer ours to finish
+        self._cancel_sent: set[Claim] = set()  # runs whose slot we cancelled
+        # Claims cancelled before they reached this runtime (a notification can
+        # overtake a claim's reply); shared by the service's queues,
+        # claim → when to forget it (loop time).
+        self.early_cancels: dict[Claim, float] = {}
         self._ready: asyncio.Queue[Job] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -150,6 +159,8 @@ class QueueRuntime:
                 self.completer.pending,
                 error,
             )
+        for claim in [claim for claim in self.in_flight if claim in self._stopped]:
+            del self.in_flight[claim]  # settled by the store already: nothing to return
         in_threads = [job for job in self.in_flight.values() if self._executor.runs_in_thread(job)]
         if in_threads:
             # A thread cannot be stopped: requeued now, its job could run twice
@@ -163,7 +174,7 @@ class QueueRuntime:
                 ", ".join(str(job.id) for job in in_threads),
             )
             for job in in_threads:
-                del self.in_flight[job.id]
+                del self.in_flight[_claim(job)]
         leftover = list(self.in_flight.values())
         if leftover:
             log.warning(
@@ -194,7 +205,7 @@ class QueueRuntime:
             return
         await self._store.release_jobs([Lease(job.id, job.lease_token) for job in jobs])
         for job in jobs:
-            self.in_flight.pop(job.id, None)
+            self.in_flight.pop(_claim(job), None)
 
     # -- waking -----------------------------------------------------------
 
@@ -211,10 +222,17 @@ class QueueRuntime:
             return []
         params = ClaimParams(self.name, free, self._node, now, now + self._lease)
         jobs = await self._store.claim_jobs(params)
-        for job in jobs:
-            self.in_flight[job.id] = job
-            self._ready.put_nowait(job)
+        self.take(jobs)
         return jobs
+
+    def take(self, jobs: list[Job]) -> None:
+        """Jobs claimed for this runtime: in flight now, run by the next free slots."""
+        for job in jobs:
+            claim = _claim(job)
+            self.in_flight[claim] = job
+            self._ready.put_nowait(job)
+            if self.early_cancels and claim in self.early_cancels:
+                self._stop(claim, "the job was cancelled")
 
     async def _claim_loop(self) -> None:
         assert self._supervisor is not None
@@ -254,18 +272,19 @@ class QueueRuntime:
         assert me is not None
         while self._working:
             job = await self._ready.get()
-            if job.id in self._stopped:  # stopped before it started
+            claim = _claim(job)
+            if claim in self._stopped:  # stopped before it started
                 self._record(job, None)
                 continue
             if log.isEnabledFor(logging.INFO):
                 log.info("Executing job %d (%s, attempt %d)", job.id, job.task, job.attempt)
             token = CancelToken()
-            self._runs[job.id] = (me, token)
+            self._runs[claim] = (me, token)
             outcome: Outcome | None
             try:
                 outcome = await self._executor.execute(job, token)
             except asyncio.CancelledError:
-                if self._took_back_cancel(job, me) and not me.cancelling():
+                if self._took_back_cancel(claim, me) and not me.cancelling():
                     outcome = None  # stopped by stop_run: nothing to record
                 elif me.cancelling():
                     raise  # this slot is being stopped: the job is released by drain
@@ -275,38 +294,42 @@ class QueueRuntime:
                 log.exception("Job %d: the executor failed", job.id)
                 outcome = self._executor.crashed(job, error)
             else:
-                self._took_back_cancel(job, me)  # the handler swallowed it
+                self._took_back_cancel(claim, me)  # the handler swallowed it
             finally:
-                del self._runs[job.id]
+                del self._runs[claim]
             self._record(job, outcome)
 
-    def _took_back_cancel(self, job: Job, me: asyncio.Task[None]) -> bool:
+    def _took_back_cancel(self, claim: Claim, me: asyncio.Task[None]) -> bool:
         """Undo stop_run's cancel of this slot, if it sent one."""
-        if job.id not in self._cancel_sent:
+        if claim not in self._cancel_sent:
             return False
-        self._cancel_sent.discard(job.id)
+        self._cancel_sent.discard(claim)
         me.uncancel()
         return True
 
-    def stop_run(self, job_id: int, reason: str) -> bool:
-        """Stop running ``job_id`` (see the module docstring); False if it is not here."""
-        if job_id not in self.in_flight or job_id in self._stopped:
+    def stop_run(self, claim: Claim, reason: str) -> bool:
+        """Stop the run of ``claim`` (see the module docstring); False if it is not here."""
+        return self._stop(claim, reason)
+
+    def _stop(self, claim: Claim, reason: str) -> bool:
+        if claim not in self.in_flight or claim in self._stopped:
             return False
-        self._stopped.add(job_id)
-        run = self._runs.get(job_id)
+        self._stopped.add(claim)
+        run = self._runs.get(claim)
         if run is not None:
             slot, token = run
             token.request(reason)
-            if not self._executor.runs_in_thread(self.in_flight[job_id]):
-                self._cancel_sent.add(job_id)
+            if not self._executor.runs_in_thread(self.in_flight[claim]):
+                self._cancel_sent.add(claim)
                 slot.cancel()
-        log.info("Job %d: stopping its run (%s)", job_id, reason)
+        log.info("Job %d: stopping its run (%s)", claim[0], reason)
         return True
 
     def _record(self, job: Job, outcome: Outcome | None) -> None:
-        if job.id in self._stopped:
-            self._stopped.discard(job.id)
-            del self.in_flight[job.id]
+        claim = _claim(job)
+        if claim in self._stopped:
+            self._stopped.discard(claim)
+            del self.in_flight[claim]
             self._slot_freed.set()
             return
         assert outcome is not None
@@ -318,7 +341,7 @@ class QueueRuntime:
         elif outcome.failure is not None:
             self.completer.add_failure(outcome.failure)
             _log_failure(job, outcome)
-        del self.in_flight[job.id]
+        del self.in_flight[claim]
         self._slot_freed.set()
 
     async def run_once(self, now: datetime) -> int:
@@ -339,13 +362,22 @@ class QueueRuntime:
         interval = self._lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
-            held = [Lease(job.id, job.lease_token) for job in self.in_flight.values()]
+            # A stopped run has nothing to hold; the rest are one claim per job.
+            held = [
+                Lease(job.id, job.lease_token)
+                for claim, job in self.in_flight.items()
+                if claim not in self._stopped
+            ]
             if held:
-                lost = await self._store.extend_leases(held, self._clock.now() + self._lease)
-                for job_id in lost:
-                    # Not merely finished meanwhile: cancelled, or rescued elsewhere.
-                    if self.stop_run(job_id, "the job was cancelled or its lease was lost"):
-                        log.warning("Job %d: lease lost while running; stopped here", job_id)
+                lost = set(await self._store.extend_leases(held, self._clock.now() + self._lease))
+                for lease in held:
+                    # Only the claim that was sent: the job may have finished and
+                    # been claimed again here meanwhile, under a newer token.
+                    if lease.id in lost and self._stop(
+                        (lease.id, lease.lease_token),
+                        "the job was cancelled, or its lease lost (rescued elsewhere)",
+                    ):
+                        log.warning("Job %d: no longer held here; its run is stopped", lease.id)
             if self._supervisor is not None:
                 self._supervisor.health.ok(f"heartbeat {self.name}")
 
@@ -381,3 +413,7 @@ def _log_failure(job: Job, outcome: Outcome) -> None:
         log.info("Job %d cancelled: %s", job.id, message)
     else:
         log.error("Job %d failed: %s", job.id, message)
+
+
+def _claim(job: Job) -> Claim:
+    return (job.id, job.lease_token)

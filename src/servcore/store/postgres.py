@@ -255,15 +255,17 @@ class PostgresStore:
         try:
             async with self._ready_pool().acquire() as conn, conn.transaction():
                 # Shared with other claims, exclusive with set_paused: once a
-                # pause returns, no claim that began before it is still taking jobs.
-                paused = await conn.fetchval(
-                    f"""
-                    SELECT paused FROM (SELECT pg_advisory_xact_lock_shared($2, hashtext($3))) l
-                    LEFT JOIN "{self.schema}".servcore_queues ON name = $1
-                    """,
-                    params.queue,
+                # pause returns, no claim that began before it is still taking
+                # jobs. A statement of its own: one that waited for the lock
+                # must read `paused` in a snapshot taken after the wait.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
                     LOCK_QUEUE,
                     f"{self._jobs}:{params.queue}",
+                )
+                paused = await conn.fetchval(
+                    f'SELECT paused FROM "{self.schema}".servcore_queues WHERE name = $1',
+                    params.queue,
                 )
                 if paused:
                     return []  # a paused queue starts nothing
@@ -475,11 +477,13 @@ class PostgresStore:
                 FROM (SELECT id, status FROM {self._jobs} WHERE id = ANY($1::bigint[]) FOR UPDATE)
                     AS before
                 WHERE j.id = before.id AND before.status IN ('queued', 'scheduled', 'running')
-                RETURNING j.id, before.status AS was
+                RETURNING j.id, j.lease_token, before.status AS was
             ),
             told AS (
-                SELECT pg_notify($3, $4::text || id::text) FROM cancelled WHERE was = 'running'
+                SELECT pg_notify($3, $4::text || id::text || ':' || lease_token::text)
+                FROM cancelled WHERE was = 'running'
             )
+            -- Referring to "told" is what makes PostgreSQL run it.
             SELECT id FROM cancelled WHERE (SELECT count(*) FROM told) >= 0
             """,
             list(ids),
