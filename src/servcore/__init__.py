@@ -15,8 +15,9 @@ from servcore.config import ConfigError, ServiceConfig
 from servcore.http.app import create_app, job_routes
 from servcore.jobs import Job, JobError, JobStatus, NewJob
 from servcore.pipelines import Pipeline
+from servcore.requests import JobRequestError, UniqueConflict
 from servcore.retry import Backoff
-from servcore.service import JobRequestError, Service, UniqueConflict
+from servcore.service import Service
 from servcore.store import MemoryStore, SqliteStore, Store, StoreError, store_from_url
 from servcore.tasks import (
     Cancel,

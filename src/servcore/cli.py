@@ -23,7 +23,8 @@ from servcore.config import ConfigError, env_overrides
 from servcore.config_file import find_config_file, load_config_file
 from servcore.http.serialization import job_to_json, queue_to_json
 from servcore.logs import LEVELS, configure_logging
-from servcore.service import JobRequestError, Service
+from servcore.requests import JobRequestError
+from servcore.service import Service
 from servcore.serving import ServeError, run_workers, serve
 from servcore.store.base import JobQuery, StatusFilter, StoreError
 from servcore.timestamps import TimestampError, parse_timestamp

@@ -40,8 +40,9 @@ from typing import Any
 
 from servcore.config import ConfigError
 from servcore.pipelines import Pipeline, import_reference
+from servcore.requests import JobRequestError
 from servcore.retry import Backoff
-from servcore.service import JobRequestError, Service
+from servcore.service import Service
 from servcore.store.base import StoreError
 from servcore.tasks import TaskRegistry
 

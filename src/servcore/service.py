@@ -28,7 +28,6 @@ from servcore.config import DEFAULT_QUEUES, ConfigError, ServiceConfig
 from servcore.cron import CronEntry, CronError, CronScheduler
 from servcore.jobs import (
     DEFAULT_QUEUE,
-    MAX_PRIORITY,
     Job,
     NewJob,
     task_name,
@@ -39,6 +38,12 @@ from servcore.maintenance.periodic import Periodic
 from servcore.maintenance.pruner import Expirer, Pruner
 from servcore.maintenance.rescuer import Rescuer
 from servcore.pipelines import Pipeline
+from servcore.requests import (
+    JobRequestError,
+    JobStateError,
+    UniqueConflict,
+    check_job_request,
+)
 from servcore.retry import Backoff
 from servcore.runtime.executor import Executor
 from servcore.runtime.processes import ProcessPool
@@ -59,30 +64,8 @@ from servcore.tasks import ExecutorKind, Handler, HandlerT, TaskRegistry
 
 log = logging.getLogger("servcore")
 
-MAX_ATTEMPTS_LIMIT = 1000
-MAX_TIMEOUT = 7 * 24 * 3600.0
-MAX_DELAY = 365 * 24 * 3600.0
 NODE_HEARTBEAT = 5.0
 NODE_MISSED_BEATS = 3
-
-
-class JobRequestError(ValueError):
-    """A job request that cannot be accepted; the message says what to fix."""
-
-
-class JobStateError(JobRequestError):
-    """The job is not in a state that allows what was asked."""
-
-
-class UniqueConflict(JobRequestError):
-    """The ``unique_key`` belongs to a recent job with a different payload."""
-
-    def __init__(self, existing: Job) -> None:
-        super().__init__(
-            f"unique_key {existing.unique_key!r} is already used by job {existing.id} "
-            "with a different payload"
-        )
-        self.existing = existing
 
 
 class Service:
@@ -508,26 +491,18 @@ class Service:
         result_ttl: float | None = None,
     ) -> NewJob:
         """Validate a request and fill in its task's defaults."""
-        if not isinstance(payload, dict):
-            raise JobRequestError("'payload' must be a JSON object")
-        if run_at is not None and delay is not None:
-            raise JobRequestError("give 'run_at' or 'delay', not both")
-        if run_at is not None and run_at.tzinfo is None:
-            raise JobRequestError("'run_at' needs a time zone")
-        if delay is not None and not 0 <= delay <= MAX_DELAY:
-            raise JobRequestError(f"'delay' must be between 0 and {MAX_DELAY:g} seconds")
-        if not 0 <= priority <= MAX_PRIORITY:
-            raise JobRequestError(f"'priority' must be between 0 and {MAX_PRIORITY}")
-        if max_attempts is not None and not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
-            raise JobRequestError(f"'max_attempts' must be between 1 and {MAX_ATTEMPTS_LIMIT}")
-        if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
-            raise JobRequestError(f"'timeout' must be > 0 and at most {MAX_TIMEOUT:g} seconds")
-        if backoff is not None and not 0 <= backoff <= 86400:
-            raise JobRequestError("'backoff' must be between 0 and 86400 seconds")
-        if result_ttl is not None and not 0 < result_ttl <= MAX_DELAY:
-            raise JobRequestError(f"'result_ttl' must be > 0 and at most {MAX_DELAY:g} seconds")
-        if queue is not None and not valid_queue_name(queue):
-            raise JobRequestError("'queue' must be 1-100 letters, digits, '_', '-' or '.'")
+        check_job_request(
+            payload,
+            queue=queue,
+            run_at=run_at,
+            delay=delay,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            backoff=backoff,
+            unique_key=unique_key,
+            result_ttl=result_ttl,
+        )
         if queue is None:
             queue = self._task_queue(task_name(payload))
         if queue in self._pipeline_services:
@@ -538,9 +513,6 @@ class Service:
                 + f"service.pipeline({queue!r})"
             )
         name = task_name(payload)
-        # Text columns cannot hold NUL (PostgreSQL refuses it): a 400, not a 503.
-        if "\x00" in name or (unique_key is not None and "\x00" in unique_key):
-            raise JobRequestError("'task' and 'unique_key' must not contain NUL characters")
         spec = self.registry.get(name)
         now = self.clock.now()
         return NewJob(

@@ -24,7 +24,7 @@ from servcore import (
     cancel_requested,
     raise_if_cancelled,
 )
-from servcore.service import UniqueConflict
+from servcore.requests import UniqueConflict
 from servcore.store.base import ClaimParams
 from tests import process_pool_tasks
 from tests.conftest import finished, wait_for

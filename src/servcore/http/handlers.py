@@ -25,7 +25,8 @@ from servcore.http.serialization import (
     queue_to_json,
 )
 from servcore.http.validation import BadRequest, read_body
-from servcore.service import JobRequestError, Service
+from servcore.requests import JobRequestError
+from servcore.service import Service
 from servcore.store.base import JobQuery
 
 JSON = "application/json"
