@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     # SQLite and PostgreSQL (the latter needs SERVCORE_BENCH_PG's server).
     "bulk_insert": [("bulk_insert", [])],
     "executors": [("executors", [])],
+    "metrics_cost": [("metrics_cost", [])],
     # PostgreSQL on loopback (SERVCORE_BENCH_PG); each run in a fresh schema, dropped after.
     "postgres": [
         ("throughput", ["--stores", "postgres", "--concurrency", "256"]),

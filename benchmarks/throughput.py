@@ -65,22 +65,29 @@ def store_url(kind: str, directory: Path, schema: str) -> str:
 
 
 async def one_run(
-    kind: str, concurrency: int, jobs: int, batch: int, deadline_s: float
+    kind: str, concurrency: int, jobs: int, batch: int, deadline_s: float, metrics: bool = True
 ) -> RunResult:
     schema = pg_new_schema()
     try:
-        return await _one_run(kind, concurrency, jobs, batch, deadline_s, schema)
+        return await _one_run(kind, concurrency, jobs, batch, deadline_s, schema, metrics)
     finally:
         if kind == "postgres":
             await pg_drop_schema(schema)
 
 
 async def _one_run(
-    kind: str, concurrency: int, jobs: int, batch: int, deadline_s: float, schema: str
+    kind: str,
+    concurrency: int,
+    jobs: int,
+    batch: int,
+    deadline_s: float,
+    schema: str,
+    metrics: bool,
 ) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="servcore-bench-") as tmp:
         url = store_url(kind, Path(tmp), schema)
-        service = Service(config=ServiceConfig(store=url, concurrency=concurrency))
+        config = ServiceConfig(store=url, concurrency=concurrency, metrics=metrics)
+        service = Service(config=config)
         ran = 0
         all_ran = asyncio.Event()
 

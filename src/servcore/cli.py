@@ -22,7 +22,7 @@ import uvloop
 from servcore.config import ConfigError, env_overrides
 from servcore.config_file import find_config_file, load_config_file
 from servcore.http.serialization import job_to_json, queue_to_json
-from servcore.logs import LEVELS, configure_logging
+from servcore.logs import FORMATS, LEVELS, configure_logging
 from servcore.requests import JobRequestError
 from servcore.service import Service
 from servcore.serving import ServeError, run_workers, serve
@@ -122,8 +122,22 @@ _LEASE = click.option(
     help="Seconds a claim holds without renewal; a dead node's jobs return after it "
     "(env SERVCORE_LEASE). Default 30",
 )
+_METRICS_PORT = click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Also serve GET /metrics on this port, e.g. 9568 (env SERVCORE_METRICS_PORT)",
+)
 _LOG_LEVEL = click.option(
     "--log-level", type=click.Choice(LEVELS), default="info", show_default=True
+)
+_LOG_FORMAT = click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    envvar="SERVCORE_LOG_FORMAT",
+    help="text: the seed's lines; json: one object a line, with job fields (env "
+    "SERVCORE_LOG_FORMAT)",
 )
 
 
@@ -159,10 +173,14 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
     show_default=True,
     help="Also run the queues here, or serve the API only (an API node).",
 )
+@_METRICS_PORT
 @_LOG_LEVEL
-def serve_command(target: str | None, log_level: str, workers: bool, **flags: Any) -> None:
+@_LOG_FORMAT
+def serve_command(
+    target: str | None, log_level: str, log_format: str, workers: bool, **flags: Any
+) -> None:
     """Serve the HTTP API and run the workers."""
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     service = _prepare(target, **flags)
     _run(lambda: serve(service, workers=workers))
 
@@ -175,10 +193,12 @@ def serve_command(target: str | None, log_level: str, workers: bool, **flags: An
 @_QUEUES
 @_GRACE
 @_LEASE
+@_METRICS_PORT
 @_LOG_LEVEL
-def worker_command(target: str | None, log_level: str, **flags: Any) -> None:
+@_LOG_FORMAT
+def worker_command(target: str | None, log_level: str, log_format: str, **flags: Any) -> None:
     """Run the workers only, without HTTP."""
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     service = _prepare(target, **flags)
     _run(lambda: run_workers(service))
 

@@ -36,6 +36,7 @@ _TIMES = (
     "retention",
     "prune_interval",
     "expire_interval",
+    "sample_interval",
     "unique_period",
 )
 
@@ -79,8 +80,14 @@ class ServiceConfig:
     retention: float = 7 * 24 * 3600.0
     prune_interval: float = 3600.0
     expire_interval: float = 1.0
+    # How often each worker node samples queue depths (queue.depth, metrics gauges).
+    sample_interval: float = 5.0
     backoff: Backoff = DEFAULT_BACKOFF
     max_body_bytes: int = 1024 * 1024
+    # Prometheus metrics at GET /metrics, and on a port of their own if set
+    # (the seed's 9568; the only HTTP a `servcore worker` serves).
+    metrics: bool = True
+    metrics_port: int | None = None
     unique_period: float = 3600.0
 
     def __post_init__(self) -> None:
@@ -90,6 +97,10 @@ class ServiceConfig:
                 raise ConfigError(f"{name} must be a finite number of seconds, not {value!r}")
         checks = [
             (1 <= self.port <= 65535, "port must be between 1 and 65535"),
+            (
+                self.metrics_port is None or 1 <= self.metrics_port <= 65535,
+                "metrics_port must be between 1 and 65535",
+            ),
             (bool(self.node), "node name must not be empty"),
             (bool(self.queues) and all(self.queues), "queues must be non-empty names"),
             (1 <= self.concurrency <= 10_000, "concurrency must be between 1 and 10000"),
@@ -106,6 +117,7 @@ class ServiceConfig:
             (self.retention > 0, "retention must be > 0 seconds"),
             (self.prune_interval > 0, "prune_interval must be > 0 seconds"),
             (self.expire_interval > 0, "expire_interval must be > 0 seconds"),
+            (self.sample_interval > 0, "sample_interval must be > 0 seconds"),
             (self.max_body_bytes >= 1024, "max_body_bytes must be >= 1024"),
             (self.unique_period > 0, "unique_period must be > 0 seconds"),
         ]
@@ -143,6 +155,10 @@ def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         values["node"] = node
     if concurrency := env.get("SERVCORE_CONCURRENCY"):
         values["concurrency"] = _integer("SERVCORE_CONCURRENCY", concurrency)
+    if metrics_port := env.get("SERVCORE_METRICS_PORT"):
+        values["metrics_port"] = _integer("SERVCORE_METRICS_PORT", metrics_port)
+    if metrics := env.get("SERVCORE_METRICS"):
+        values["metrics"] = _switch("SERVCORE_METRICS", metrics)
     if per_queue := env.get("SERVCORE_QUEUE_CONCURRENCY"):
         values["queue_concurrency"] = _queue_concurrency(per_queue)
     if processes := env.get("SERVCORE_PROCESSES"):
@@ -187,3 +203,12 @@ def _queue_concurrency(text: str) -> dict[str, int]:
             )
         values[name.strip()] = _integer(f"SERVCORE_QUEUE_CONCURRENCY ({name.strip()})", number)
     return values
+
+
+def _switch(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be on or off (1/0, true/false), got {text!r}")

@@ -1,11 +1,23 @@
-"""Log set-up for the CLI: the seed's human-readable ``[info] …`` lines."""
+"""Log set-up for the CLI: the seed's human-readable ``[info] …`` lines, or JSON lines.
+
+JSON (``--log-format json`` / ``SERVCORE_LOG_FORMAT=json``) is one object per
+line for log shippers: ``time`` (UTC, ISO 8601), ``level``, ``logger``,
+``message``, and, on lines about a job, ``job_id``, ``queue``, ``task``,
+``attempt`` and ``node``; ``exception`` holds a traceback when there is one.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
+
+import msgspec
 
 LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("text", "json")
+JOB_FIELDS = ("job_id", "queue", "task", "attempt", "node")
+_encode = msgspec.json.Encoder().encode
 
 
 class _SeedFormatter(logging.Formatter):
@@ -14,12 +26,34 @@ class _SeedFormatter(logging.Formatter):
         return super().format(record)
 
 
-def configure_logging(level: str = "info") -> None:
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="microseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in JOB_FIELDS:
+            value = record.__dict__.get(field)
+            if value is not None:
+                line[field] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return _encode(line).decode()
+
+
+def configure_logging(level: str = "info", fmt: str = "text") -> None:
     """Log servcore's lines to stderr at ``level``; quiet uvicorn's own access log."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _SeedFormatter("%(asctime)s.%(msecs)03d [%(level)s] %(message)s", "%H:%M:%S")
-    )
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            _SeedFormatter("%(asctime)s.%(msecs)03d [%(level)s] %(message)s", "%H:%M:%S")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -37,6 +37,7 @@ from servcore.leadership.base import Leadership, SoleLeadership
 from servcore.maintenance.periodic import Periodic
 from servcore.maintenance.pruner import Expirer, Pruner
 from servcore.maintenance.rescuer import Rescuer
+from servcore.metrics import Metrics
 from servcore.pipelines import Pipeline
 from servcore.requests import (
     JobRequestError,
@@ -46,6 +47,7 @@ from servcore.requests import (
 )
 from servcore.retry import Backoff
 from servcore.runtime.executor import Executor
+from servcore.runtime.job_events import JobEvents
 from servcore.runtime.processes import ProcessPool
 from servcore.runtime.queue import QueueRuntime
 from servcore.store import store_from_url
@@ -56,11 +58,14 @@ from servcore.store.base import (
     JobQuery,
     NodeInfo,
     QueueInfo,
+    RescueReport,
     Store,
     StoreError,
 )
+from servcore.store.instrumented import instrumented
 from servcore.supervisor import Health, Supervisor
 from servcore.tasks import ExecutorKind, Handler, HandlerT, TaskRegistry
+from servcore.telemetry import Telemetry
 
 log = logging.getLogger("servcore")
 
@@ -79,6 +84,7 @@ class Service:
         registry: TaskRegistry | None = None,
         clock: Clock = SYSTEM_CLOCK,
         pipelines: Sequence[Pipeline] = (),
+        telemetry: Telemetry | None = None,
     ) -> None:
         config = config or ServiceConfig()
         if isinstance(store, str):
@@ -86,8 +92,10 @@ class Service:
         elif store is not None:
             config = config.with_overrides(store=store.url)
         self.config = config
-        self.store: Store = (
-            store_from_url(config.store) if store is None or isinstance(store, str) else store
+        self.telemetry = telemetry or Telemetry()
+        self.store: Store = instrumented(
+            store_from_url(config.store) if store is None or isinstance(store, str) else store,
+            self.telemetry,
         )
         self.registry = registry or TaskRegistry()
         self.clock = clock
@@ -98,7 +106,7 @@ class Service:
         self.runtimes: dict[str, QueueRuntime] = {}
         self._early_cancels: dict[tuple[int, int], float] = {}  # see _stop_run
         self.cron_entries: dict[str, CronEntry] = {}
-        self.rescuer = Rescuer(self.store, config.max_rescues, self._wake_queues)
+        self.rescuer = Rescuer(self.store, config.max_rescues, self._on_rescued)
         self.pruner = Pruner(self.store, config.retention)
         self._started = False
         self._stopping = False
@@ -110,6 +118,8 @@ class Service:
         self._pipeline_services: dict[str, Service] = {}
         for pipeline in pipelines:
             self.add_pipeline(pipeline)
+        self.metrics: Metrics | None = None
+        self._count_metrics()
 
     def configure(self, **overrides: Any) -> None:
         """Change settings before :meth:`start` (the CLI applies env and flags here)."""
@@ -117,10 +127,11 @@ class Service:
             raise RuntimeError("configure() must be called before start()")
         config = self.config.with_overrides(**overrides)
         if config.store != self.config.store:
-            self.store = store_from_url(config.store)
-            self.rescuer = Rescuer(self.store, config.max_rescues, self._wake_queues)
+            self.store = instrumented(store_from_url(config.store), self.telemetry)
+            self.rescuer = Rescuer(self.store, config.max_rescues, self._on_rescued)
             self.pruner = Pruner(self.store, config.retention)
         self.config = config
+        self._count_metrics()
         for name, service in self._pipeline_services.items():
             service.configure(**_settings(self._pipeline_config(self.pipelines[name])))
 
@@ -183,7 +194,23 @@ class Service:
                 config=self._pipeline_config(pipeline),
                 registry=self.registry,
                 clock=self.clock,
+                telemetry=self.telemetry,
             )
+
+    def _count_metrics(self) -> None:
+        """Attach or detach the Prometheus metrics as ``config.metrics`` says."""
+        if self.config.metrics and self.metrics is None:
+            self.metrics = Metrics(self.telemetry, self.config.node, self._running_jobs)
+            self.metrics.attach()
+        elif not self.config.metrics and self.metrics is not None:
+            self.metrics.detach()
+            self.metrics = None
+
+    def _running_jobs(self) -> dict[str, int]:
+        running = {name: len(runtime.in_flight) for name, runtime in self.runtimes.items()}
+        for service in self._pipeline_services.values():
+            running.update(service._running_jobs())
+        return running
 
     def _task_queue(self, task: str) -> str:
         spec = self.registry.get(task)
@@ -196,10 +223,15 @@ class Service:
 
     def _pipeline_config(self, pipeline: Pipeline) -> ServiceConfig:
         assert pipeline.store is not None
-        return self.config.with_overrides(
-            store=pipeline.store,
-            queues=(pipeline.name,),
-            concurrency=self.concurrency_of(pipeline.name),
+        # Its events reach this service's telemetry: counted once, here.
+        return dataclasses.replace(
+            self.config.with_overrides(
+                store=pipeline.store,
+                queues=(pipeline.name,),
+                concurrency=self.concurrency_of(pipeline.name),
+            ),
+            metrics=False,
+            metrics_port=None,
         )
 
     def concurrency_of(self, queue: str) -> int:
@@ -300,6 +332,7 @@ class Service:
         executor = Executor(
             self.registry, self.clock, self._threads, self.config.backoff, self._processes
         )
+        events = JobEvents(self.telemetry, self.config.node, self.clock)
         for name in names:
             runtime = QueueRuntime(
                 name,
@@ -310,6 +343,7 @@ class Service:
                 concurrency=self.concurrency_of(name),
                 lease=self.config.lease,
                 poll_interval=self.config.poll_interval,
+                events=events,
             )
             runtime.early_cancels = self._early_cancels
             self.runtimes[name] = runtime
@@ -361,6 +395,14 @@ class Service:
                 look_every=self.config.poll_interval,
             )
             self._supervisor.start("cron", scheduler.run)
+        sampler = Periodic(
+            "queue sampler",
+            self._sample_queues,
+            interval=self.config.sample_interval,
+            clock=self.clock,
+            health=self.health_state,
+        )
+        self._supervisor.start(sampler.name, sampler.run)
         heartbeat = Periodic(
             "node heartbeat",
             self._heartbeat,
@@ -406,6 +448,33 @@ class Service:
             self._wake_queues()
         elif (runtime := self.runtimes.get(queue)) is not None:
             runtime.notify()
+
+    async def _sample_queues(self, now: datetime) -> None:
+        """Tell ``queue.depth`` for every queue (only when something listens)."""
+        if not self.telemetry.listening("queue.depth"):
+            return
+        for info, _ in await self.queues():
+            oldest = info.oldest_available_at
+            self.telemetry.emit(
+                "queue.depth",
+                {
+                    "available": info.available,
+                    "scheduled": info.scheduled,
+                    "running": info.running,
+                    "oldest_age": max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
+                },
+                {"queue": info.name, "paused": info.paused},
+            )
+
+    def _on_rescued(self, report: RescueReport) -> None:
+        if report.requeued:
+            self._wake_queues()
+        if self.telemetry.listening("job.rescued"):
+            self.telemetry.emit(
+                "job.rescued",
+                {"count": len(report.requeued) + len(report.failed)},
+                {"job_ids": report.requeued, "failed_ids": report.failed, "node": self.config.node},
+            )
 
     def _wake_queues(self) -> None:
         for runtime in self.runtimes.values():

@@ -13,10 +13,15 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.types import ASGIApp
 
+from servcore.http import handlers
 from servcore.http.app import create_app
 from servcore.service import Service
 
@@ -69,14 +74,10 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(service: Service, *, workers: bool = True) -> None:
-    """Serve the HTTP API (and, with ``workers``, run the queues) until SIGTERM/SIGINT."""
-    config = service.config
-    sock = _listen(config.host, config.port)
-    await service.start(workers=workers)
-    server = _Server(
+def _server(app: ASGIApp) -> _Server:
+    return _Server(
         uvicorn.Config(
-            create_app(service, manage_service=False),
+            app,
             lifespan="off",
             access_log=False,
             proxy_headers=False,
@@ -84,6 +85,35 @@ async def serve(service: Service, *, workers: bool = True) -> None:
             timeout_graceful_shutdown=5,
         )
     )
+
+
+@contextlib.asynccontextmanager
+async def _metrics_port(service: Service) -> AsyncIterator[None]:
+    """Serve ``GET /metrics`` alone on ``config.metrics_port``, if one is set."""
+    config = service.config
+    if config.metrics_port is None or service.metrics is None:
+        yield
+        return
+    sock = _listen(config.host, config.metrics_port)
+    app = Starlette(routes=[Route("/metrics", partial(handlers.metrics, service=service))])
+    server = _server(app)
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="metrics server")
+    log.info("Metrics on http://%s:%d/metrics", config.host, config.metrics_port)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await serving
+        sock.close()
+
+
+async def serve(service: Service, *, workers: bool = True) -> None:
+    """Serve the HTTP API (and, with ``workers``, run the queues) until SIGTERM/SIGINT."""
+    config = service.config
+    sock = _listen(config.host, config.port)
+    await service.start(workers=workers)
+    server = _server(create_app(service, manage_service=False))
 
     def stop() -> None:
         server.should_exit = True
@@ -93,12 +123,13 @@ async def serve(service: Service, *, workers: bool = True) -> None:
         service.hurry()
 
     try:
-        with _on_signals(stop, hurry):
-            host = f"[{config.host}]" if ":" in config.host else config.host
-            log.info("Starting server on http://%s:%d", host, config.port)
-            await server.serve(sockets=[sock])
-            log.info("HTTP server stopped")
-            await service.stop()
+        async with _metrics_port(service):
+            with _on_signals(stop, hurry):
+                host = f"[{config.host}]" if ":" in config.host else config.host
+                log.info("Starting server on http://%s:%d", host, config.port)
+                await server.serve(sockets=[sock])
+                log.info("HTTP server stopped")
+                await service.stop()
     finally:
         sock.close()
         await service.stop(0)
@@ -115,9 +146,10 @@ async def run_workers(service: Service) -> None:
 
     await service.start()
     try:
-        with _on_signals(stopping.set, hurry):
-            await stopping.wait()
-            await service.stop()
+        async with _metrics_port(service):
+            with _on_signals(stopping.set, hurry):
+                await stopping.wait()
+                await service.stop()
     finally:
         await service.stop(0)
     log.info("Stopped")

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import servcore_serve
+from tests.processes import free_port, servcore_serve, servcore_worker
 
 pytestmark = pytest.mark.slow
 
@@ -78,3 +78,21 @@ def test_a_broken_config_file_stops_serve_with_one_line(tmp_path: Path) -> None:
         output = server.output()
     assert "servcore.toml: pipelines.email: unknown key(s) threads" in output
     assert "Traceback" not in output
+
+
+def test_a_worker_serves_its_metrics_on_the_metrics_port(tmp_path: Path) -> None:
+    port = free_port()
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with servcore_worker(tmp_path, "--store", store, "--metrics-port", str(port)) as worker:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
+                break
+            except httpx.TransportError:
+                assert worker.process.poll() is None, worker.output()
+                assert time.monotonic() < deadline, "metrics port never answered"
+                time.sleep(0.05)
+        assert response.status_code == 200
+        assert "servcore_jobs_running" in response.text
+        assert "Metrics on http://127.0.0.1:" in worker.output()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 import time
@@ -162,3 +163,25 @@ def test_kill_minus_9_loses_no_job_and_reruns_only_running_ones(tmp_path: Path) 
         statuses = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
     assert statuses == {"done": total}
     print(f"recovered in {recovery:.2f} s; {len(twice)} job(s) ran twice")
+
+
+def test_json_logs_give_one_object_a_line_with_the_job_fields(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    args = ["tests.process_tasks:service", "--store", f"sqlite:///{db}", "--log-format", "json"]
+    with servcore_serve(tmp_path, *args, env={"SERVCORE_NODE": "json-node"}) as server:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url) as client:
+            job_id = client.post("/jobs", json={"payload": {"task": "noop"}}).json()["job_id"]
+
+            def logged() -> bool:
+                return f'"message":"Job {job_id} completed successfully"' in server.output()
+
+            wait_until(logged, 15, "the job's completion to be logged")
+    lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]
+    executing = next(
+        line for line in lines if line["message"].startswith(f"Executing job {job_id}")
+    )
+    assert executing["job_id"] == job_id
+    assert (executing["queue"], executing["task"], executing["attempt"]) == ("default", "noop", 1)
+    assert executing["node"] == "json-node"
+    assert any(line["message"].startswith("Starting server") for line in lines)

@@ -85,7 +85,8 @@ def job_routes(
 
 
 def service_routes(service: Service) -> list[BaseRoute]:
-    """``/``, ``/health``, ``/stats``, ``/nodes``, ``/queues``, ``/cron`` and ``/openapi.json``."""
+    """``/``, ``/health``, ``/stats``, ``/nodes``, ``/queues``, ``/cron``, ``/metrics``
+    and ``/openapi.json``."""
 
     async def openapi(request: Request) -> Response:
         return handlers.json_response(openapi_document())
@@ -99,6 +100,7 @@ def service_routes(service: Service) -> list[BaseRoute]:
         Route("/queues/{name}/pause", _bind(handlers.pause_queue, service), methods=["POST"]),
         Route("/queues/{name}/resume", _bind(handlers.resume_queue, service), methods=["POST"]),
         Route("/cron", _bind(handlers.list_cron, service), methods=["GET"]),
+        Route("/metrics", _bind(handlers.metrics, service), methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
 

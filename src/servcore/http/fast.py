@@ -11,6 +11,7 @@ paths call the same functions in ``answers``, so they cannot drift apart.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
@@ -41,18 +42,52 @@ class ServcoreApp:
         return self.app.routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        telemetry = self._service.telemetry
+        if scope["type"] == "http" and (
+            telemetry.listening("http.start") or telemetry.listening("http.stop")
+        ):
+            await self._measured(scope, receive, send)
+        else:
+            await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = _route_path(scope)
             method = scope["method"]
             if method == "POST" and path == self._prefix:
+                scope["route_template"] = self._prefix
                 await self._answer(send, self._create(scope, receive))
                 return
             if method == "GET" and path.startswith(self._item_prefix):
                 id_text = path[len(self._item_prefix) :]
                 if id_text and "/" not in id_text:
+                    scope["route_template"] = self._item_prefix + "{id}"
                     await self._answer(send, answers.get_job(self._service, id_text))
                     return
         await self.app(scope, receive, send)
+
+    async def _measured(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """:meth:`_dispatch`, telling ``http.start`` and ``http.stop``."""
+        telemetry = self._service.telemetry
+        method, path = scope["method"], scope["path"]
+        telemetry.emit("http.start", {}, {"method": method, "path": path})
+        status = 500  # unless a response starts: the app raised
+        started = time.perf_counter()
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._dispatch(scope, receive, send_noting_status)
+        finally:
+            telemetry.emit(
+                "http.stop",
+                {"duration": time.perf_counter() - started},
+                {"method": method, "path": path, "route": _route_of(scope), "status": status},
+            )
 
     async def _create(self, scope: Scope, receive: Receive) -> answers.Answer:
         try:
@@ -85,6 +120,16 @@ class ServcoreApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _route_of(scope: Scope) -> str:
+    """The route's template (``/jobs/{id}``), never the raw path: few label values."""
+    template = scope.get("route_template")
+    if template is not None:
+        return str(template)
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path is not None else "unmatched"
 
 
 def _route_path(scope: Scope) -> str:

@@ -25,6 +25,7 @@ from servcore.http.serialization import (
     queue_to_json,
 )
 from servcore.http.validation import BadRequest, read_body
+from servcore.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from servcore.requests import JobRequestError
 from servcore.service import Service
 from servcore.store.base import JobQuery
@@ -61,6 +62,13 @@ async def nodes(request: Request, service: Service) -> Response:
 async def list_cron(request: Request, service: Service) -> Response:
     """``GET /cron``: every cron entry, when it last ran (its tick) and runs next."""
     return json_response([cron_to_json(*entry) for entry in await service.cron_schedule()])
+
+
+async def metrics(request: Request, service: Service) -> Response:
+    """``GET /metrics``: this process's Prometheus metrics (text exposition)."""
+    if service.metrics is None:
+        return error_response("Metrics are switched off (SERVCORE_METRICS=0)", 404)
+    return Response(service.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
 
 async def stats(request: Request, service: Service) -> Response:

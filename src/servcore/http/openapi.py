@@ -142,6 +142,20 @@ def openapi_document() -> dict[str, Any]:
             "/stats": {
                 "get": {"responses": {"200": _json("Counts by status", {"type": "object"})}}
             },
+            "/metrics": {
+                "get": {
+                    "summary": "This process's Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition format 0.0.4",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "404": _json(
+                            "Metrics are switched off", {"$ref": "#/components/schemas/Error"}
+                        ),
+                    },
+                }
+            },
             "/nodes": {
                 "get": {
                     "responses": {

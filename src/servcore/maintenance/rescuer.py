@@ -16,18 +16,19 @@ class Rescuer:
         self,
         store: Store,
         max_rescues: int,
-        on_requeued: Callable[[], None] = lambda: None,
+        on_rescued: Callable[[RescueReport], None] = lambda report: None,
     ) -> None:
         self._store = store
         self._max_rescues = max_rescues
-        self._on_requeued = on_requeued
+        self._on_rescued = on_rescued
         self.rescued = 0
 
     async def run_once(self, now: datetime) -> RescueReport:
         report = await self._store.rescue_expired_leases(now, self._max_rescues)
         self.rescued += len(report.requeued) + len(report.failed)
+        if report.requeued or report.failed:
+            self._on_rescued(report)
         if report.requeued:
-            self._on_requeued()
             log.warning(
                 "Rescued %d job(s) whose worker was lost: %s",
                 len(report.requeued),

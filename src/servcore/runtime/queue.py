@@ -31,15 +31,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import datetime, timedelta
 
 from servcore.clock import Clock
 from servcore.jobs import Job
 from servcore.runtime.completer import Completer
 from servcore.runtime.executor import Executor, Outcome
+from servcore.runtime.job_events import JobEvents
 from servcore.store.base import ClaimParams, Lease, Store, StoreError
 from servcore.supervisor import Supervisor
 from servcore.tasks import CancelToken
+from servcore.telemetry import Telemetry
 
 log = logging.getLogger("servcore.runtime")
 
@@ -63,6 +66,7 @@ class QueueRuntime:
         concurrency: int,
         lease: float,
         poll_interval: float,
+        events: JobEvents | None = None,
     ) -> None:
         self.name = name
         self.concurrency = concurrency
@@ -72,6 +76,7 @@ class QueueRuntime:
         self._node = node
         self._lease = timedelta(seconds=lease)
         self._poll_interval = poll_interval
+        self._events = events or JobEvents(Telemetry(), node, clock)
         self.completer = Completer(store, self._on_stale, self._on_written)
         self.in_flight: dict[Claim, Job] = {}
         # claim → (the slot running it, the token its handler reads)
@@ -275,9 +280,17 @@ class QueueRuntime:
             claim = _claim(job)
             if claim in self._stopped:  # stopped before it started
                 self._record(job, None)
+                self._events.finished(job, None, time.perf_counter())
                 continue
             if log.isEnabledFor(logging.INFO):
-                log.info("Executing job %d (%s, attempt %d)", job.id, job.task, job.attempt)
+                log.info(
+                    "Executing job %d (%s, attempt %d)",
+                    job.id,
+                    job.task,
+                    job.attempt,
+                    extra=self._fields(job),
+                )
+            started = self._events.started(job)
             token = CancelToken()
             self._runs[claim] = (me, token)
             outcome: Outcome | None
@@ -291,13 +304,24 @@ class QueueRuntime:
                 else:  # the handler raised CancelledError of its own accord
                     outcome = self._executor.crashed(job, RuntimeError("the handler was cancelled"))
             except Exception as error:  # a fault in servcore itself, not in the handler
-                log.exception("Job %d: the executor failed", job.id)
+                log.exception("Job %d: the executor failed", job.id, extra=self._fields(job))
                 outcome = self._executor.crashed(job, error)
             else:
                 self._took_back_cancel(claim, me)  # the handler swallowed it
             finally:
                 del self._runs[claim]
-            self._record(job, outcome)
+            recorded = self._record(job, outcome)
+            self._events.finished(job, outcome if recorded else None, started)
+
+    def _fields(self, job: Job) -> dict[str, object]:
+        """What a JSON log line says of the job (see servcore.logs)."""
+        return {
+            "job_id": job.id,
+            "queue": job.queue,
+            "task": job.task,
+            "attempt": job.attempt,
+            "node": self._node,
+        }
 
     def _took_back_cancel(self, claim: Claim, me: asyncio.Task[None]) -> bool:
         """Undo stop_run's cancel of this slot, if it sent one."""
@@ -325,24 +349,26 @@ class QueueRuntime:
         log.info("Job %d: stopping its run (%s)", claim[0], reason)
         return True
 
-    def _record(self, job: Job, outcome: Outcome | None) -> None:
+    def _record(self, job: Job, outcome: Outcome | None) -> bool:
+        """Hand the outcome to the completer; False if it is dropped (a stopped run)."""
         claim = _claim(job)
         if claim in self._stopped:
             self._stopped.discard(claim)
             del self.in_flight[claim]
             self._slot_freed.set()
-            return
+            return False
         assert outcome is not None
         self.executed += 1
         if outcome.completion is not None:
             self.completer.add_completion(outcome.completion)
             if log.isEnabledFor(logging.INFO):
-                log.info("Job %d completed successfully", job.id)
+                log.info("Job %d completed successfully", job.id, extra=self._fields(job))
         elif outcome.failure is not None:
             self.completer.add_failure(outcome.failure)
-            _log_failure(job, outcome)
+            _log_failure(job, outcome, self._fields(job))
         del self.in_flight[claim]
         self._slot_freed.set()
+        return True
 
     async def run_once(self, now: datetime) -> int:
         """Claim what is due and run it to the end, recorded (for tests and tools)."""
@@ -395,7 +421,7 @@ class QueueRuntime:
             )
 
 
-def _log_failure(job: Job, outcome: Outcome) -> None:
+def _log_failure(job: Job, outcome: Outcome, fields: dict[str, object]) -> None:
     failure = outcome.failure
     assert failure is not None
     message = failure.error.error
@@ -408,11 +434,12 @@ def _log_failure(job: Job, outcome: Outcome) -> None:
             job.max_attempts,
             delay,
             message,
+            extra=fields,
         )
     elif failure.cancel:
-        log.info("Job %d cancelled: %s", job.id, message)
+        log.info("Job %d cancelled: %s", job.id, message, extra=fields)
     else:
-        log.error("Job %d failed: %s", job.id, message)
+        log.error("Job %d failed: %s", job.id, message, extra=fields)
 
 
 def _claim(job: Job) -> Claim:
