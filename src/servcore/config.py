@@ -88,6 +88,8 @@ class ServiceConfig:
     # (the seed's 9568; the only HTTP a `servcore worker` serves).
     metrics: bool = True
     metrics_port: int | None = None
+    # OpenTelemetry spans (needs the `otel` extra); see servcore.tracing.
+    tracing: bool = False
     unique_period: float = 3600.0
 
     def __post_init__(self) -> None:
@@ -157,6 +159,8 @@ def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         values["concurrency"] = _integer("SERVCORE_CONCURRENCY", concurrency)
     if metrics_port := env.get("SERVCORE_METRICS_PORT"):
         values["metrics_port"] = _integer("SERVCORE_METRICS_PORT", metrics_port)
+    if tracing := env.get("SERVCORE_TRACING"):
+        values["tracing"] = _switch("SERVCORE_TRACING", tracing)
     if metrics := env.get("SERVCORE_METRICS"):
         values["metrics"] = _switch("SERVCORE_METRICS", metrics)
     if per_queue := env.get("SERVCORE_QUEUE_CONCURRENCY"):

@@ -88,6 +88,8 @@ class Job(msgspec.Struct, frozen=True):
     lease_token: int = 0
     rescued: int = 0
     result_ttl: float | None = None
+    # W3C traceparent of the request that enqueued it, when tracing is on.
+    trace_context: str | None = None
 
     def expired(self, now: datetime) -> bool:
         """True once a finished job has outlived its ``result_ttl``."""
@@ -115,6 +117,7 @@ class NewJob(msgspec.Struct, frozen=True):
     timeout: float | None = None
     backoff: float | None = None
     result_ttl: float | None = None
+    trace_context: str | None = None
 
     def stored(self, job_id: int, inserted_at: datetime) -> Job:
         """The job a store made of this request: queued, no attempt yet."""
@@ -133,6 +136,7 @@ class NewJob(msgspec.Struct, frozen=True):
             timeout=self.timeout,
             backoff=self.backoff,
             result_ttl=self.result_ttl,
+            trace_context=self.trace_context,
         )
 
 

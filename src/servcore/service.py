@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from servcore.clock import SYSTEM_CLOCK, Clock
 from servcore.config import DEFAULT_QUEUES, ConfigError, ServiceConfig
 from servcore.cron import CronEntry, CronError, CronScheduler
@@ -66,6 +68,7 @@ from servcore.store.instrumented import instrumented
 from servcore.supervisor import Health, Supervisor
 from servcore.tasks import ExecutorKind, Handler, HandlerT, TaskRegistry
 from servcore.telemetry import Telemetry
+from servcore.tracing import Tracing
 
 log = logging.getLogger("servcore")
 
@@ -113,13 +116,16 @@ class Service:
         self._hurry = asyncio.Event()
         self.leadership: Leadership = SoleLeadership()
         self._node_started_at = clock.now()
+        self.metrics: Metrics | None = None
+        self.tracing: Tracing | None = None
         self.pipelines: dict[str, Pipeline] = {}
         # Pipelines with a store of their own run as services of their own.
         self._pipeline_services: dict[str, Service] = {}
         for pipeline in pipelines:
             self.add_pipeline(pipeline)
-        self.metrics: Metrics | None = None
         self._count_metrics()
+        if self.config.tracing:
+            self.enable_tracing()
 
     def configure(self, **overrides: Any) -> None:
         """Change settings before :meth:`start` (the CLI applies env and flags here)."""
@@ -132,6 +138,8 @@ class Service:
             self.pruner = Pruner(self.store, config.retention)
         self.config = config
         self._count_metrics()
+        if config.tracing and self.tracing is None:
+            self.enable_tracing()
         for name, service in self._pipeline_services.items():
             service.configure(**_settings(self._pipeline_config(self.pipelines[name])))
 
@@ -196,6 +204,7 @@ class Service:
                 clock=self.clock,
                 telemetry=self.telemetry,
             )
+            self._pipeline_services[pipeline.name].tracing = self.tracing
 
     def _count_metrics(self) -> None:
         """Attach or detach the Prometheus metrics as ``config.metrics`` says."""
@@ -205,6 +214,16 @@ class Service:
         elif not self.config.metrics and self.metrics is not None:
             self.metrics.detach()
             self.metrics = None
+
+    def enable_tracing(self, tracer_provider: Any = None) -> None:
+        """OpenTelemetry spans for requests and job runs (see :mod:`servcore.tracing`);
+        ``tracer_provider`` defaults to the global one."""
+        if self.tracing is not None:
+            self.tracing.detach()
+        self.tracing = Tracing(self.telemetry, tracer_provider)
+        self.tracing.attach()
+        for service in self._pipeline_services.values():
+            service.tracing = self.tracing  # their events reach these handlers already
 
     def _running_jobs(self) -> dict[str, int]:
         running = {name: len(runtime.in_flight) for name, runtime in self.runtimes.items()}
@@ -232,6 +251,7 @@ class Service:
             ),
             metrics=False,
             metrics_port=None,
+            tracing=False,
         )
 
     def concurrency_of(self, queue: str) -> int:
@@ -280,7 +300,9 @@ class Service:
         for refused in ("run_at", "delay", "unique_key"):
             if refused in options:
                 raise JobRequestError(f"a cron entry sets its own '{refused}'")
-        template = self.build_job({"task": task, **(payload or {})}, **options)
+        template = msgspec.structs.replace(
+            self.build_job({"task": task, **(payload or {})}, **options), trace_context=None
+        )
         try:
             entry = CronEntry.build(entry_name, expression, timezone, template)
         except CronError as error:
@@ -595,6 +617,7 @@ class Service:
             timeout=timeout,
             backoff=backoff,
             result_ttl=result_ttl,
+            trace_context=self.tracing.trace_context() if self.tracing is not None else None,
         )
 
     async def submit(self, new_jobs: Sequence[NewJob]) -> list[Job]:

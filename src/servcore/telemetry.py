@@ -15,7 +15,8 @@ not block. One that raises is logged and detached; the job or request it
 was called for carries on untouched.
 
 Events (durations in seconds; every job event's metadata has ``queue``,
-``task``, ``job_id``, ``attempt`` and ``node``):
+``task``, ``job_id``, ``attempt``, ``node`` and ``trace_context``, the
+enqueuing request's W3C traceparent when tracing is on, else None):
 
 ==================== ================================= =====================================
 event                measurements                      metadata beyond the job's

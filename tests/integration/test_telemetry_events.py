@@ -15,7 +15,7 @@ from servcore.testing import FakeClock
 from tests.acceptance.conftest import client_for
 from tests.conftest import fast_config, finished, make_store, wait_for
 
-JOB_FIELDS = {"queue", "task", "job_id", "attempt", "node"}
+JOB_FIELDS = {"queue", "task", "job_id", "attempt", "node", "trace_context"}
 Seen = list[tuple[str, dict[str, Any], dict[str, Any]]]
 
 

@@ -85,6 +85,10 @@ _JOB = {
         "locked_until": _NULLABLE_TIME,
         "lease_token": {"type": "integer"},
         "result_ttl": {"type": ["number", "null"]},
+        "trace_context": {
+            "type": ["string", "null"],
+            "description": "W3C traceparent of the request that enqueued it (tracing on).",
+        },
         "rescued": {"type": "integer"},
     },
 }

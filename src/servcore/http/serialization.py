@@ -52,6 +52,7 @@ def job_to_json(job: Job, now: datetime) -> dict[str, Any]:
         "lease_token": job.lease_token,
         "rescued": job.rescued,
         "result_ttl": job.result_ttl,
+        "trace_context": job.trace_context,
     }
 
 

@@ -74,6 +74,7 @@ class JobEvents:
             "job_id": job.id,
             "attempt": job.attempt,
             "node": self._node,
+            "trace_context": job.trace_context,
             **extra,
         }
 

@@ -190,15 +190,15 @@ class PostgresStore:
             WITH inserted AS (
             INSERT INTO {self._jobs} (queue, task, payload, status, priority, max_attempts,
                                       run_at, inserted_at, unique_key, timeout, backoff,
-                                      result_ttl)
+                                      result_ttl, trace_context)
             SELECT queue, task, payload::json, status, priority, max_attempts,
-                   run_at, $1, unique_key, timeout, backoff, result_ttl
+                   run_at, $1, unique_key, timeout, backoff, result_ttl, trace_context
             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[],
                         $7::int[], $8::timestamptz[], $9::text[], $10::float8[], $11::float8[],
-                        $13::float8[])
+                        $13::float8[], $14::text[])
                  WITH ORDINALITY
                  AS t(queue, task, payload, status, priority, max_attempts, run_at,
-                      unique_key, timeout, backoff, result_ttl, ordinal)
+                      unique_key, timeout, backoff, result_ttl, trace_context, ordinal)
             ORDER BY ordinal
             RETURNING id, queue
             ),
@@ -219,6 +219,7 @@ class PostgresStore:
             [new.backoff for new in new_jobs],
             self.channel,
             [new.result_ttl for new in new_jobs],
+            [new.trace_context for new in new_jobs],
         )
         # A sequence hands out ids in the order rows are inserted: ORDER BY ordinal.
         ids = sorted(row["id"] for row in rows)

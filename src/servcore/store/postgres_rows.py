@@ -13,7 +13,7 @@ from servcore.store.base import StatusFilter
 COLUMNS = (
     "id, queue, task, payload, status, priority, attempt, max_attempts, run_at, "
     "inserted_at, started_at, finished_at, result, errors, unique_key, timeout, "
-    "backoff, locked_by, locked_until, lease_token, rescued, result_ttl"
+    "backoff, locked_by, locked_until, lease_token, rescued, result_ttl, trace_context"
 )
 # What a lost or refused connection can raise: all become StoreError.
 DATABASE_ERRORS = (
@@ -79,4 +79,5 @@ def row_to_job(row: asyncpg.Record) -> Job:
         lease_token=row["lease_token"],
         rescued=row["rescued"],
         result_ttl=row["result_ttl"],
+        trace_context=row["trace_context"],
     )

@@ -15,7 +15,7 @@ import re
 
 import asyncpg
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # When a finished job with a result_ttl expires (NULL while it runs), in UTC
 # wall time: timestamptz arithmetic is not immutable, so it cannot be indexed.
 EXPIRES_AT = "(finished_at AT TIME ZONE 'UTC') + result_ttl * interval '1 second'"
@@ -104,6 +104,7 @@ def _migrations(schema: str) -> dict[int, list[str]]:
             )
             """,
         ],
+        6: [f"ALTER TABLE {jobs} ADD COLUMN trace_context TEXT"],
     }
 
 

@@ -557,4 +557,5 @@ def _insert_row(new: NewJob, now: datetime) -> tuple[Any, ...]:
         new.timeout,
         new.backoff,
         new.result_ttl,
+        new.trace_context,
     )

@@ -20,8 +20,8 @@ Submit = Callable[[Callable[[sqlite3.Connection], list[int | Exception]]], async
 
 _INSERT = (
     "INSERT INTO jobs (queue, task, payload, status, priority, max_attempts, "
-    "run_at, inserted_at, unique_key, timeout, backoff, result_ttl) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "run_at, inserted_at, unique_key, timeout, backoff, result_ttl, trace_context) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 

@@ -12,7 +12,7 @@ from servcore.jobs import Job, JobError, JobStatus
 COLUMNS = (
     "id, queue, task, payload, status, priority, attempt, max_attempts, run_at, "
     "inserted_at, started_at, finished_at, result, errors, unique_key, timeout, "
-    "backoff, locked_by, locked_until, lease_token, rescued, result_ttl"
+    "backoff, locked_by, locked_until, lease_token, rescued, result_ttl, trace_context"
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -69,6 +69,7 @@ def row_to_job(row: tuple[Any, ...]) -> Job:
         lease_token,
         rescued,
         result_ttl,
+        trace_context,
     ) = row
     return Job(
         id=job_id,
@@ -93,4 +94,5 @@ def row_to_job(row: tuple[Any, ...]) -> Job:
         lease_token=lease_token,
         rescued=rescued,
         result_ttl=result_ttl,
+        trace_context=trace_context,
     )

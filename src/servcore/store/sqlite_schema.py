@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # When a finished job with a result_ttl expires (NULL while it runs): the
 # expiry query repeats this expression so that it reads the index.
 EXPIRES_AT = "finished_at + CAST(result_ttl * 1000000 AS INTEGER)"
@@ -74,6 +74,9 @@ _MIGRATIONS: dict[int, str] = {
         name       TEXT    PRIMARY KEY,
         last_tick  INTEGER NOT NULL
     );
+    """,
+    6: """
+    ALTER TABLE jobs ADD COLUMN trace_context TEXT;
     """,
 }
 
