@@ -11,7 +11,9 @@ the store's view, the same from every process: take ``max by (queue)``.
 metric                                      type     labels
 =========================================== ======== ==================================
 servcore_jobs_total                         counter  queue, task, outcome (done, retry,
-                                                     failed, cancelled)
+                                                     failed, cancelled, lost, released);
+                                                     task "(unregistered)" for tasks
+                                                     without a handler of their own
 servcore_job_retries_total                  counter  queue, task
 servcore_jobs_rescued_total                 counter
 servcore_job_duration_seconds               histogram queue, task
@@ -47,8 +49,24 @@ from servcore.telemetry import EVENTS, EventHandler, Measurements, Metadata, Tel
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HANDLER_ID = "servcore-metrics"
+UNREGISTERED = "(unregistered)"  # the task label of jobs whose task has no handler
 JOB_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
-FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1)
+FAST_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.5,
+    1,
+    2.5,
+    10,
+)
 
 RunningJobs = Callable[[], Mapping[str, int]]
 
@@ -88,10 +106,20 @@ class _TaskRecord:
 class Metrics(Collector):
     """Counts this process's telemetry; :meth:`render` is the ``/metrics`` body."""
 
-    def __init__(self, telemetry: Telemetry, node: str, running: RunningJobs) -> None:
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        node: str,
+        running: RunningJobs,
+        known_task: Callable[[str], bool] = lambda task: True,
+    ) -> None:
         self._telemetry = telemetry
-        self._node = node
+        self.node = node
         self._running = running
+        # A client names a job's task: only registered ones become label values,
+        # or anyone could grow the series without end.
+        self._known_task = known_task
+        self._handler_id = f"{HANDLER_ID}-{id(self):x}"
         self._tasks: dict[tuple[str, str], _TaskRecord] = {}
         self._rescued = 0
         self._latencies: dict[str, _Histogram] = {}
@@ -113,12 +141,10 @@ class Metrics(Collector):
         assert set(self._handlers) <= set(EVENTS)
 
     def attach(self) -> None:
-        for event, handler in self._handlers.items():
-            self._telemetry.attach(f"{HANDLER_ID} {event}", [event], handler)
+        self._telemetry.attach_many(self._handler_id, self._handlers)
 
     def detach(self) -> None:
-        for event in self._handlers:
-            self._telemetry.detach(f"{HANDLER_ID} {event}")
+        self._telemetry.detach(self._handler_id)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -126,7 +152,8 @@ class Metrics(Collector):
     # -- counting (on the event loop, as events happen) -------------------
 
     def _job_end(self, event: str, measurements: Measurements, metadata: Metadata) -> None:
-        key = (metadata["queue"], metadata["task"])
+        task = metadata["task"]
+        key = (metadata["queue"], task if self._known_task(task) else UNREGISTERED)
         record = self._tasks.get(key)
         if record is None:
             latencies = self._latencies.setdefault(key[0], _Histogram(JOB_BUCKETS))
@@ -166,7 +193,7 @@ class Metrics(Collector):
             histogram = self._store_calls[operation] = _Histogram(FAST_BUCKETS)
         histogram.observe(measurements["duration"])
 
-    # -- exporting (at scrape time; maybe on the metrics port's thread) ---
+    # -- exporting (at scrape time) ----------------------------------------
 
     def collect(self) -> Iterator[Metric]:
         # list(...) copies in one C call: safe against the loop adding keys meanwhile.
@@ -209,7 +236,7 @@ class Metrics(Collector):
             "servcore_jobs_running", "Jobs running in this process.", labels=["queue", "node"]
         )
         for queue, count in self._running().items():
-            running.add_metric([queue, self._node], count)
+            running.add_metric([queue, self.node], count)
         yield running
         yield from self._queue_gauges()
         yield _counter(

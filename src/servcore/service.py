@@ -108,6 +108,8 @@ class Service:
         self._processes: ProcessPool | None = None
         self.runtimes: dict[str, QueueRuntime] = {}
         self._early_cancels: dict[tuple[int, int], float] = {}  # see _stop_run
+        self._sampled_queues: set[str] = set()
+        self._samples_queues = True  # not a pipeline's own: its parent samples every queue
         self.cron_entries: dict[str, CronEntry] = {}
         self.rescuer = Rescuer(self.store, config.max_rescues, self._on_rescued)
         self.pruner = Pruner(self.store, config.retention)
@@ -140,6 +142,9 @@ class Service:
         self._count_metrics()
         if config.tracing and self.tracing is None:
             self.enable_tracing()
+        elif not config.tracing and self.tracing is not None:
+            self.tracing.detach()
+            self._share_tracing(None)
         for name, service in self._pipeline_services.items():
             service.configure(**_settings(self._pipeline_config(self.pipelines[name])))
 
@@ -205,25 +210,38 @@ class Service:
                 telemetry=self.telemetry,
             )
             self._pipeline_services[pipeline.name].tracing = self.tracing
+            self._pipeline_services[pipeline.name]._samples_queues = False
 
     def _count_metrics(self) -> None:
         """Attach or detach the Prometheus metrics as ``config.metrics`` says."""
         if self.config.metrics and self.metrics is None:
-            self.metrics = Metrics(self.telemetry, self.config.node, self._running_jobs)
+            self.metrics = Metrics(
+                self.telemetry,
+                self.config.node,
+                self._running_jobs,
+                known_task=lambda task: self.registry.get(task) is not None,
+            )
             self.metrics.attach()
         elif not self.config.metrics and self.metrics is not None:
             self.metrics.detach()
             self.metrics = None
+        if self.metrics is not None:
+            self.metrics.node = self.config.node
 
     def enable_tracing(self, tracer_provider: Any = None) -> None:
         """OpenTelemetry spans for requests and job runs (see :mod:`servcore.tracing`);
         ``tracer_provider`` defaults to the global one."""
         if self.tracing is not None:
             self.tracing.detach()
-        self.tracing = Tracing(self.telemetry, tracer_provider)
-        self.tracing.attach()
+        tracing = Tracing(self.telemetry, tracer_provider)
+        tracing.attach()
+        self.config = dataclasses.replace(self.config, tracing=True)
+        self._share_tracing(tracing)
+
+    def _share_tracing(self, tracing: Tracing | None) -> None:
+        self.tracing = tracing
         for service in self._pipeline_services.values():
-            service.tracing = self.tracing  # their events reach these handlers already
+            service.tracing = tracing  # their events reach its handlers already
 
     def _running_jobs(self) -> dict[str, int]:
         running = {name: len(runtime.in_flight) for name, runtime in self.runtimes.items()}
@@ -417,14 +435,15 @@ class Service:
                 look_every=self.config.poll_interval,
             )
             self._supervisor.start("cron", scheduler.run)
-        sampler = Periodic(
-            "queue sampler",
-            self._sample_queues,
-            interval=self.config.sample_interval,
-            clock=self.clock,
-            health=self.health_state,
-        )
-        self._supervisor.start(sampler.name, sampler.run)
+        if self._samples_queues:
+            sampler = Periodic(
+                "queue sampler",
+                self._sample_queues,
+                interval=self.config.sample_interval,
+                clock=self.clock,
+                health=self.health_state,
+            )
+            self._supervisor.start(sampler.name, sampler.run)
         heartbeat = Periodic(
             "node heartbeat",
             self._heartbeat,
@@ -472,10 +491,16 @@ class Service:
             runtime.notify()
 
     async def _sample_queues(self, now: datetime) -> None:
-        """Tell ``queue.depth`` for every queue (only when something listens)."""
+        """Tell ``queue.depth`` for every queue (only when something listens);
+        a queue that emptied is told once more, with zeros."""
         if not self.telemetry.listening("queue.depth"):
             return
-        for info, _ in await self.queues():
+        infos = [info for info, _ in await self.queues(active_only=True)]
+        seen = {info.name for info in infos}
+        for gone in self._sampled_queues - seen:
+            infos.append(QueueInfo(gone, False, 0, 0, 0, 0, 0, 0, None))
+        self._sampled_queues = seen
+        for info in infos:
             oldest = info.oldest_available_at
             self.telemetry.emit(
                 "queue.depth",
@@ -732,10 +757,12 @@ class Service:
         if (runtime := self.runtimes.get(name)) is not None:
             runtime.notify()
 
-    async def queues(self) -> list[tuple[QueueInfo, int | None]]:
-        """Every known queue, with this node's concurrency for those it runs."""
+    async def queues(self, *, active_only: bool = False) -> list[tuple[QueueInfo, int | None]]:
+        """Every known queue, with this node's concurrency for those it runs
+        (``active_only``: see ``Store.list_queues``)."""
         now = self.clock.now()
-        known = {info.name: info for info in await self.store.list_queues(now)}
+        listing = await self.store.list_queues(now, active_only=active_only)
+        known = {info.name: info for info in listing}
         for name in self.runtimes:
             known.setdefault(name, QueueInfo(name, False, 0, 0, 0, 0, 0, 0, None))
         listed = {
@@ -744,7 +771,7 @@ class Service:
             if name not in self._pipeline_services
         }
         for name, service in self._pipeline_services.items():
-            for info, concurrency in await service.queues():
+            for info, concurrency in await service.queues(active_only=active_only):
                 if info.name == name:
                     listed[name] = (info, concurrency)
         return [listed[name] for name in sorted(listed)]

@@ -80,6 +80,7 @@ def _server(app: ASGIApp) -> _Server:
             app,
             lifespan="off",
             access_log=False,
+            log_config=None,  # its loggers go to ours: one format (text or JSON)
             proxy_headers=False,
             log_level="warning",
             timeout_graceful_shutdown=5,
@@ -87,14 +88,28 @@ def _server(app: ASGIApp) -> _Server:
     )
 
 
-@contextlib.asynccontextmanager
-async def _metrics_port(service: Service) -> AsyncIterator[None]:
-    """Serve ``GET /metrics`` alone on ``config.metrics_port``, if one is set."""
+def _metrics_socket(service: Service) -> socket.socket | None:
+    """The metrics port's socket, bound before anything starts (a taken port
+    stops the process before its workers run)."""
     config = service.config
-    if config.metrics_port is None or service.metrics is None:
+    if config.metrics_port is None:
+        return None
+    if service.metrics is None:
+        log.warning("Metrics are switched off: not serving them on port %d", config.metrics_port)
+        return None
+    try:
+        return _listen(config.host, config.metrics_port)
+    except ServeError as error:
+        raise ServeError(f"metrics port: {error}") from None
+
+
+@contextlib.asynccontextmanager
+async def _metrics_port(service: Service, sock: socket.socket | None) -> AsyncIterator[None]:
+    """Serve ``GET /metrics`` alone on ``sock``, if there is one."""
+    config = service.config
+    if sock is None:
         yield
         return
-    sock = _listen(config.host, config.metrics_port)
     app = Starlette(routes=[Route("/metrics", partial(handlers.metrics, service=service))])
     server = _server(app)
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="metrics server")
@@ -103,8 +118,10 @@ async def _metrics_port(service: Service) -> AsyncIterator[None]:
         yield
     finally:
         server.should_exit = True
-        with contextlib.suppress(Exception):
+        try:
             await serving
+        except Exception:
+            log.exception("The metrics server failed")
         sock.close()
 
 
@@ -112,6 +129,11 @@ async def serve(service: Service, *, workers: bool = True) -> None:
     """Serve the HTTP API (and, with ``workers``, run the queues) until SIGTERM/SIGINT."""
     config = service.config
     sock = _listen(config.host, config.port)
+    try:
+        metrics_sock = _metrics_socket(service)
+    except ServeError:
+        sock.close()
+        raise
     await service.start(workers=workers)
     server = _server(create_app(service, manage_service=False))
 
@@ -123,7 +145,7 @@ async def serve(service: Service, *, workers: bool = True) -> None:
         service.hurry()
 
     try:
-        async with _metrics_port(service):
+        async with _metrics_port(service, metrics_sock):
             with _on_signals(stop, hurry):
                 host = f"[{config.host}]" if ":" in config.host else config.host
                 log.info("Starting server on http://%s:%d", host, config.port)
@@ -144,9 +166,15 @@ async def run_workers(service: Service) -> None:
         stopping.set()
         service.hurry()
 
-    await service.start()
+    metrics_sock = _metrics_socket(service)
     try:
-        async with _metrics_port(service):
+        await service.start()
+    except BaseException:
+        if metrics_sock is not None:
+            metrics_sock.close()
+        raise
+    try:
+        async with _metrics_port(service, metrics_sock):
             with _on_signals(stopping.set, hurry):
                 await stopping.wait()
                 await service.stop()

@@ -11,8 +11,8 @@ traces, your own code)::
     service.telemetry.detach("my-timer")
 
 A handler runs inline, where the event happens, so it must be quick and must
-not block. One that raises is logged and detached; the job or request it
-was called for carries on untouched.
+not block. One that raises is logged and detached (with every handler attached
+under its id); the job or request it was called for carries on untouched.
 
 Events (durations in seconds; every job event's metadata has ``queue``,
 ``task``, ``job_id``, ``attempt``, ``node`` and ``trace_context``, the
@@ -23,13 +23,15 @@ event                measurements                      metadata beyond the job's
 ==================== ================================= =====================================
 job.start            queue_latency (run_at → start)
 job.stop             duration, queue_latency           outcome = "done"
-job.exception        duration, queue_latency           outcome: retry, failed, cancelled;
-                                                       error
+job.exception        duration, queue_latency           outcome: retry, failed, cancelled,
+                                                       lost (lease taken over), released
+                                                       (shutdown); error
 job.retry_scheduled  delay                             error
 job.discarded                                          error (no attempts left, or Discard)
 job.cancelled                                          reason
 job.rescued          count                             job_ids, failed_ids (no job fields)
-http.start                                             method, path (no job fields)
+http.start                                             method, path, headers (the ASGI
+                                                       list; no job fields)
 http.stop            duration                          method, path, status, route (its
                                                        template: /jobs/{id})
 store.call           duration                          operation, store
@@ -85,6 +87,16 @@ class Telemetry:
         if any(handler_id == known for known, _ in self._all()):
             raise ValueError(f"a handler {handler_id!r} is already attached")
         for name in names:
+            self._handlers.setdefault(name, []).append((handler_id, handler))
+
+    def attach_many(self, handler_id: str, handlers: Mapping[str, EventHandler]) -> None:
+        """A handler per event, under one id: detached together (also when one fails)."""
+        unknown = sorted(set(handlers) - set(EVENTS))
+        if unknown:
+            raise ValueError(f"unknown event(s) {', '.join(unknown)}; known: {', '.join(EVENTS)}")
+        if any(handler_id == known for known, _ in self._all()):
+            raise ValueError(f"a handler {handler_id!r} is already attached")
+        for name, handler in handlers.items():
             self._handlers.setdefault(name, []).append((handler_id, handler))
 
     def detach(self, handler_id: str) -> bool:

@@ -31,11 +31,13 @@ except ImportError:  # the extra is not installed
 
 HANDLER_ID = "servcore-tracing"
 _propagator = TraceContextTextMapPropagator() if trace is not None else None
-# The span of the request or job run under way in this task, and the context
-# token that made it current.
-_current: contextvars.ContextVar[tuple[Any, object] | None] = contextvars.ContextVar(
+# The span of the request or job run under way in this task, the context token
+# that made it current, and the token to put back the one it was started in
+# (a request answered inside a job run nests: a stack).
+_current: contextvars.ContextVar[tuple[Any, object, Any] | None] = contextvars.ContextVar(
     "servcore_span", default=None
 )
+_PROPAGATED = (b"traceparent", b"tracestate")
 
 
 def available() -> bool:
@@ -51,21 +53,24 @@ class Tracing:
             )
         self._telemetry = telemetry
         self._tracer = trace.get_tracer("servcore", tracer_provider=tracer_provider)
+        self._handler_id = f"{HANDLER_ID}-{id(self):x}"
 
     def attach(self) -> None:
-        handlers = {
-            "http.start": self._request_started,
-            "http.stop": self._request_finished,
-            "job.start": self._job_started,
-            "job.stop": self._job_finished,
-            "job.exception": self._job_finished,
-        }
-        for event, handler in handlers.items():
-            self._telemetry.attach(f"{HANDLER_ID} {event}", [event], handler)
+        # One id: if one of them fails and is detached, so are the others, and
+        # no span is begun that nothing would end.
+        self._telemetry.attach_many(
+            self._handler_id,
+            {
+                "http.start": self._request_started,
+                "http.stop": self._request_finished,
+                "job.start": self._job_started,
+                "job.stop": self._job_finished,
+                "job.exception": self._job_finished,
+            },
+        )
 
     def detach(self) -> None:
-        for event in ("http.start", "http.stop", "job.start", "job.stop", "job.exception"):
-            self._telemetry.detach(f"{HANDLER_ID} {event}")
+        self._telemetry.detach(self._handler_id)
 
     @staticmethod
     def trace_context() -> str | None:
@@ -77,22 +82,31 @@ class Tracing:
 
     def _begin(self, span: Any) -> None:
         token = otel_context.attach(trace.set_span_in_context(span))
-        _current.set((span, token))
+        outer = _current.set(None)  # placeholder: the reset token must exist first
+        _current.set((span, token, outer))
 
     @staticmethod
     def _end() -> Any:
         current = _current.get()
         if current is None:
             return None
-        span, token = current
-        _current.set(None)
+        span, token, outer = current
+        _current.reset(outer)  # back to the span it began in, if any
         otel_context.detach(token)  # type: ignore[arg-type]
         return span
 
     def _request_started(self, event: str, measurements: Measurements, metadata: Metadata) -> None:
+        assert _propagator is not None
         method = metadata["method"]
+        # A client that traces sends its context: the request's span continues it.
+        carrier = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in metadata.get("headers", ())
+            if name in _PROPAGATED
+        }
         span = self._tracer.start_span(
             method,
+            context=_propagator.extract(carrier) if carrier else None,
             kind=SpanKind.SERVER,
             attributes={"http.request.method": method, "url.path": metadata["path"]},
         )

@@ -149,3 +149,34 @@ async def test_the_grafana_dashboard_asks_only_for_metrics_that_exist(
     titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
     for subject in ("throughput", "failures", "percentiles", "queue depth", "per node"):
         assert subject in titles
+
+
+async def test_tasks_without_a_handler_share_one_label(
+    live: tuple[Service, httpx.AsyncClient],
+) -> None:
+    service, client = live
+    for name in ("made-up-1", "made-up-2"):
+        await finished(service, (await service.enqueue(name)).id)
+    samples = await scrape(client)
+    tasks = {dict(labels).get("task") for name, labels in samples if name == "servcore_jobs_total"}
+    assert "(unregistered)" in tasks
+    assert not tasks & {"made-up-1", "made-up-2"}
+    assert (
+        value(
+            samples, "servcore_jobs_total", queue="default", task="(unregistered)", outcome="done"
+        )
+        == 2
+    )
+
+
+async def test_the_node_label_follows_configure(backend: str, tmp_path: Path) -> None:
+    service = Service(make_store(backend, tmp_path), config=fast_config())
+    service.configure(node="worker-a")
+    await service.start()
+    try:
+        assert service.metrics is not None
+        assert b'servcore_jobs_running{node="worker-a",queue="default"}' in (
+            service.metrics.render()
+        )
+    finally:
+        await service.stop()

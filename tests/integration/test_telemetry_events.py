@@ -179,3 +179,38 @@ async def test_queue_depth_is_sampled_on_worker_nodes(service: Service) -> None:
 
 def _sampled(seen: Seen, queue: str) -> Callable[[], bool] | bool:
     return bool(of(seen, "queue.depth", queue=queue))
+
+
+async def test_a_run_cut_short_by_shutdown_ends_released(service: Service) -> None:
+    seen = recorder(service, ["job.start", "job.stop", "job.exception"])
+
+    @service.task("slow")
+    async def slow(job: Job) -> None:
+        await wait_for(lambda: False, within=3600)
+
+    await service.start()
+    job = await service.enqueue("slow")
+    await wait_for(lambda: bool(of(seen, "job.start")), message="the job to start")
+    await service.stop(grace=0.05)
+    ((_, ended),) = of(seen, "job.exception", job_id=job.id)
+    assert ended["outcome"] == "released"
+    assert [e for e, _, _ in seen] == ["job.start", "job.exception"]
+
+
+async def test_a_run_whose_job_was_cancelled_behind_its_back_ends_cancelled(
+    service: Service,
+) -> None:
+    seen = recorder(service, ["job.start", "job.exception"])
+    service.configure(lease=0.6)
+
+    @service.task("hangs")
+    async def hangs(job: Job) -> None:
+        await wait_for(lambda: False, within=3600)
+
+    await service.start()
+    job = await service.enqueue("hangs")
+    await wait_for(lambda: bool(of(seen, "job.start")), message="the job to start")
+    await service.store.cancel_jobs([job.id], service.clock.now())
+    await wait_for(lambda: bool(of(seen, "job.exception")), message="the run to stop")
+    ((_, ended),) = of(seen, "job.exception", job_id=job.id)
+    assert ended["outcome"] == "cancelled"

@@ -122,3 +122,39 @@ def test_tracing_without_opentelemetry_installed_is_a_clear_error(
     monkeypatch.setattr(tracing, "trace", None)
     with pytest.raises(ConfigError, match=r"pip install 'servcore\[otel\]'"):
         Service("memory://").enable_tracing()
+
+
+async def test_a_request_from_a_traced_client_continues_its_trace(
+    traced: Service, exporter: InMemorySpanExporter
+) -> None:
+    client = client_for(create_app(traced, manage_service=False))
+    await traced.start(workers=False)
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    try:
+        await client.get("/stats", headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"})
+    finally:
+        await client.aclose()
+    (request,) = spans(exporter, SpanKind.SERVER)
+    assert f"{request.context.trace_id:032x}" == trace_id
+    assert request.parent is not None
+    assert f"{request.parent.span_id:016x}" == "b7ad6b7169203331"
+
+
+async def test_a_request_answered_inside_a_job_run_nests_and_both_end(
+    traced: Service, exporter: InMemorySpanExporter
+) -> None:
+    app = create_app(traced, manage_service=False)
+
+    @traced.task("calls_api")
+    async def calls_api(job: Job) -> int:
+        async with client_for(app) as inner:
+            return (await inner.get("/stats")).status_code
+
+    await traced.start()
+    job = await traced.enqueue("calls_api")
+    assert (await finished(traced, job.id)).result == 200
+    await wait_for(lambda: bool(spans(exporter, SpanKind.CONSUMER)), message="the job span")
+    (run,) = spans(exporter, SpanKind.CONSUMER)
+    (request,) = spans(exporter, SpanKind.SERVER)
+    assert request.parent is not None
+    assert request.parent.span_id == run.context.span_id

@@ -50,3 +50,15 @@ def test_attaching_is_checked() -> None:
     telemetry.attach("x", ["job.stop"], lambda e, m, d: None)
     with pytest.raises(ValueError, match="already attached"):
         telemetry.attach("x", ["job.start"], lambda e, m, d: None)
+
+
+def test_handlers_attached_together_are_detached_together_when_one_fails() -> None:
+    telemetry = Telemetry()
+
+    def broken(event: str, measurements: Any, metadata: Any) -> None:
+        raise RuntimeError("bug")
+
+    telemetry.attach_many("pair", {"job.start": lambda e, m, d: None, "job.stop": broken})
+    telemetry.emit("job.stop", {}, {})
+    assert not telemetry.listening("job.start")
+    assert not telemetry.listening("job.stop")

@@ -70,7 +70,9 @@ class ServcoreApp:
         """:meth:`_dispatch`, telling ``http.start`` and ``http.stop``."""
         telemetry = self._service.telemetry
         method, path = scope["method"], scope["path"]
-        telemetry.emit("http.start", {}, {"method": method, "path": path})
+        telemetry.emit(
+            "http.start", {}, {"method": method, "path": path, "headers": scope["headers"]}
+        )
         status = 500  # unless a response starts: the app raised
         started = time.perf_counter()
 

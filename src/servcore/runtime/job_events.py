@@ -18,7 +18,11 @@ from servcore.telemetry import Telemetry
 _END_EVENTS = frozenset(
     {"job.stop", "job.exception", "job.retry_scheduled", "job.discarded", "job.cancelled"}
 )
-_STOPPED = "stopped while running: cancelled, or its lease was lost"
+_CUT_SHORT = {
+    "cancelled": "stopped while running: the job was cancelled",
+    "lost": "stopped while running: its lease was lost (rescued elsewhere)",
+    "released": "stopped by a shutdown: back in the queue, attempt not spent",
+}
 
 
 class JobEvents:
@@ -35,10 +39,15 @@ class JobEvents:
             telemetry.emit("job.start", {"queue_latency": latency}, self._metadata(job))
         return time.perf_counter()
 
-    def finished(self, job: Job, outcome: Outcome | None, started: float) -> None:
-        """Say how the job's run ended (``None``: stopped, its outcome dropped).
+    def finished(
+        self, job: Job, outcome: Outcome | None, started: float, *, ended: str = "cancelled"
+    ) -> None:
+        """Say how the job's run ended. ``None``: it did not end on its own, and
+        ``ended`` says how it was cut short: ``cancelled``, ``lost`` (its lease,
+        to a rescue elsewhere) or ``released`` (back to the queue at shutdown).
 
-        Every run ends in exactly one ``job.stop`` or ``job.exception``.
+        Every ``job.start`` is followed by exactly one ``job.stop`` or
+        ``job.exception``, in the same task.
         """
         telemetry = self._telemetry
         if not telemetry.listening_any(_END_EVENTS):
@@ -50,7 +59,7 @@ class JobEvents:
             return
         delay = None
         if failure is None:
-            kind, error = "cancelled", _STOPPED
+            kind, error = ended, _CUT_SHORT[ended]
         else:
             error = failure.error.error
             if failure.retry_at is not None:
@@ -64,7 +73,7 @@ class JobEvents:
             telemetry.emit("job.retry_scheduled", {"delay": delay}, retrying)
         elif kind == "cancelled":
             telemetry.emit("job.cancelled", {}, self._metadata(job, reason=error))
-        else:
+        elif kind == "failed":
             telemetry.emit("job.discarded", {}, self._metadata(job, error=error))
 
     def _metadata(self, job: Job, **extra: Any) -> dict[str, Any]:

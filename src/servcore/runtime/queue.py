@@ -31,11 +31,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from datetime import datetime, timedelta
 
 from servcore.clock import Clock
-from servcore.jobs import Job
+from servcore.jobs import Job, JobStatus
 from servcore.runtime.completer import Completer
 from servcore.runtime.executor import Executor, Outcome
 from servcore.runtime.job_events import JobEvents
@@ -81,7 +80,8 @@ class QueueRuntime:
         self.in_flight: dict[Claim, Job] = {}
         # claim → (the slot running it, the token its handler reads)
         self._runs: dict[Claim, tuple[asyncio.Task[None], CancelToken]] = {}
-        self._stopped: set[Claim] = set()  # in flight, but no longer ours to finish
+        # In flight, but no longer ours to finish: claim → why ("cancelled" or "lost").
+        self._stopped: dict[Claim, str] = {}
         self._cancel_sent: set[Claim] = set()  # runs whose slot we cancelled
         # Claims cancelled before they reached this runtime (a notification can
         # overtake a claim's reply); shared by the service's queues,
@@ -166,6 +166,7 @@ class QueueRuntime:
             )
         for claim in [claim for claim in self.in_flight if claim in self._stopped]:
             del self.in_flight[claim]  # settled by the store already: nothing to return
+            del self._stopped[claim]
         in_threads = [job for job in self.in_flight.values() if self._executor.runs_in_thread(job)]
         if in_threads:
             # A thread cannot be stopped: requeued now, its job could run twice
@@ -237,7 +238,7 @@ class QueueRuntime:
             self.in_flight[claim] = job
             self._ready.put_nowait(job)
             if self.early_cancels and claim in self.early_cancels:
-                self._stop(claim, "the job was cancelled")
+                self._stop(claim, "the job was cancelled", "cancelled")
 
     async def _claim_loop(self) -> None:
         assert self._supervisor is not None
@@ -278,9 +279,8 @@ class QueueRuntime:
         while self._working:
             job = await self._ready.get()
             claim = _claim(job)
-            if claim in self._stopped:  # stopped before it started
+            if claim in self._stopped:  # stopped before it started: no run to tell of
                 self._record(job, None)
-                self._events.finished(job, None, time.perf_counter())
                 continue
             if log.isEnabledFor(logging.INFO):
                 log.info(
@@ -300,7 +300,9 @@ class QueueRuntime:
                 if self._took_back_cancel(claim, me) and not me.cancelling():
                     outcome = None  # stopped by stop_run: nothing to record
                 elif me.cancelling():
-                    raise  # this slot is being stopped: the job is released by drain
+                    # This slot is being stopped: the job is released by drain.
+                    self._events.finished(job, None, started, ended="released")
+                    raise
                 else:  # the handler raised CancelledError of its own accord
                     outcome = self._executor.crashed(job, RuntimeError("the handler was cancelled"))
             except Exception as error:  # a fault in servcore itself, not in the handler
@@ -310,8 +312,12 @@ class QueueRuntime:
                 self._took_back_cancel(claim, me)  # the handler swallowed it
             finally:
                 del self._runs[claim]
+            stop_reason = self._stopped.get(claim)
             recorded = self._record(job, outcome)
-            self._events.finished(job, outcome if recorded else None, started)
+            if recorded:
+                self._events.finished(job, outcome, started)
+            else:
+                self._events.finished(job, None, started, ended=stop_reason or "cancelled")
 
     def _fields(self, job: Job) -> dict[str, object]:
         """What a JSON log line says of the job (see servcore.logs)."""
@@ -332,13 +338,14 @@ class QueueRuntime:
         return True
 
     def stop_run(self, claim: Claim, reason: str) -> bool:
-        """Stop the run of ``claim`` (see the module docstring); False if it is not here."""
-        return self._stop(claim, reason)
+        """Stop the run of a cancelled job (see the module docstring); False if
+        it is not here."""
+        return self._stop(claim, reason, "cancelled")
 
-    def _stop(self, claim: Claim, reason: str) -> bool:
+    def _stop(self, claim: Claim, reason: str, kind: str) -> bool:
         if claim not in self.in_flight or claim in self._stopped:
             return False
-        self._stopped.add(claim)
+        self._stopped[claim] = kind
         run = self._runs.get(claim)
         if run is not None:
             slot, token = run
@@ -353,7 +360,7 @@ class QueueRuntime:
         """Hand the outcome to the completer; False if it is dropped (a stopped run)."""
         claim = _claim(job)
         if claim in self._stopped:
-            self._stopped.discard(claim)
+            del self._stopped[claim]
             del self.in_flight[claim]
             self._slot_freed.set()
             return False
@@ -375,9 +382,15 @@ class QueueRuntime:
         jobs = await self.claim_once(now)
         for _ in jobs:
             self._ready.get_nowait()
-        outcomes = await asyncio.gather(*(self._executor.execute(job) for job in jobs))
-        for job, outcome in zip(jobs, outcomes, strict=True):
+
+        async def run(job: Job) -> None:
+            # Start and end told in the run's own task, as in a worker slot.
+            started = self._events.started(job)
+            outcome = await self._executor.execute(job)
             self._record(job, outcome)
+            self._events.finished(job, outcome, started)
+
+        await asyncio.gather(*(run(job) for job in jobs))
         while self.completer.pending:
             await self.completer.flush_once()
         return len(jobs)
@@ -399,13 +412,23 @@ class QueueRuntime:
                 for lease in held:
                     # Only the claim that was sent: the job may have finished and
                     # been claimed again here meanwhile, under a newer token.
-                    if lease.id in lost and self._stop(
-                        (lease.id, lease.lease_token),
-                        "the job was cancelled, or its lease lost (rescued elsewhere)",
-                    ):
-                        log.warning("Job %d: no longer held here; its run is stopped", lease.id)
+                    if lease.id in lost and (lease.id, lease.lease_token) in self.in_flight:
+                        await self._stop_lost(lease)
             if self._supervisor is not None:
                 self._supervisor.health.ok(f"heartbeat {self.name}")
+
+    async def _stop_lost(self, lease: Lease) -> None:
+        """Stop a run whose lease is gone: cancelled (told by no notification),
+        or rescued elsewhere — the store says which."""
+        job = await self._store.get_job(lease.id)
+        cancelled = job is not None and job.status is JobStatus.CANCELLED
+        kind, reason = (
+            ("cancelled", "the job was cancelled")
+            if cancelled
+            else ("lost", "its lease was lost (rescued elsewhere)")
+        )
+        if self._stop((lease.id, lease.lease_token), reason, kind):
+            log.warning("Job %d: no longer held here (%s); its run is stopped", lease.id, reason)
 
     def _on_written(self, retry_times: list[datetime]) -> None:
         if self._supervisor is not None:

@@ -246,8 +246,10 @@ class JobWriter(Protocol):
         """Pause (claims take nothing) or resume a queue; kept across restarts."""
         ...
 
-    async def list_queues(self, now: datetime) -> list[QueueInfo]:
-        """Every queue that has jobs or a pause record, by name."""
+    async def list_queues(self, now: datetime, *, active_only: bool = False) -> list[QueueInfo]:
+        """Every queue that has jobs or a pause record, by name. ``active_only``
+        counts waiting and running jobs only (done/failed/cancelled read 0): an
+        index read, cheap enough to sample every few seconds."""
         ...
 
     async def retry_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:

@@ -291,9 +291,11 @@ class MemoryStore:
     async def set_paused(self, queue: str, paused: bool) -> None:
         self._paused[queue] = paused
 
-    async def list_queues(self, now: datetime) -> list[QueueInfo]:
+    async def list_queues(self, now: datetime, *, active_only: bool = False) -> list[QueueInfo]:
         tallies: dict[str, dict[str, Any]] = {name: {} for name in self._paused}
         for job in self._jobs.values():
+            if active_only and job.status.finished:
+                continue
             tally = tallies.setdefault(job.queue, {})
             kind = job.status.value
             if job.status is _QUEUED:

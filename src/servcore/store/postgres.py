@@ -461,8 +461,8 @@ class PostgresStore:
         except DATABASE_ERRORS as error:
             raise StoreError(f"PostgreSQL failed: {error}") from error
 
-    async def list_queues(self, now: datetime) -> list[QueueInfo]:
-        tallies = await self._fetch(queue_tally_sql("$1", self._jobs), now)
+    async def list_queues(self, now: datetime, *, active_only: bool = False) -> list[QueueInfo]:
+        tallies = await self._fetch(queue_tally_sql("$1", self._jobs, active_only=active_only), now)
         paused = await self._fetch(f'SELECT name, paused FROM "{self.schema}".servcore_queues')
         return queue_infos(tallies, {row["name"]: row["paused"] for row in paused})
 

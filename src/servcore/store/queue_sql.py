@@ -9,10 +9,12 @@ from typing import Any
 from servcore.store.base import QueueInfo
 
 
-def queue_tally_sql(now: str, jobs: str) -> str:
+def queue_tally_sql(now: str, jobs: str, *, active_only: bool = False) -> str:
     """Counts by queue: available, scheduled, running, done, failed, cancelled,
-    and the earliest run_at of the available; ``now`` is the placeholder."""
+    and the earliest run_at of the available; ``now`` is the placeholder.
+    ``active_only`` reads waiting and running jobs only (by the status index)."""
     due = f"status = 'queued' OR (status = 'scheduled' AND run_at <= {now})"
+    where = "WHERE status IN ('queued', 'scheduled', 'running')" if active_only else ""
     return f"""
         SELECT queue,
                sum(CASE WHEN {due} THEN 1 ELSE 0 END),
@@ -22,7 +24,7 @@ def queue_tally_sql(now: str, jobs: str) -> str:
                sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END),
                sum(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END),
                min(CASE WHEN {due} THEN run_at END)
-        FROM {jobs} GROUP BY queue
+        FROM {jobs} {where} GROUP BY queue
     """
 
 

@@ -429,8 +429,9 @@ class SqliteStore:
             )
         )
 
-    async def list_queues(self, now: datetime) -> list[QueueInfo]:
-        return await self._read(lambda conn: sqlite_reads.select_queues(conn, to_micros(now)))
+    async def list_queues(self, now: datetime, *, active_only: bool = False) -> list[QueueInfo]:
+        now_us = to_micros(now)
+        return await self._read(lambda conn: sqlite_reads.select_queues(conn, now_us, active_only))
 
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
         if not ids:

@@ -110,12 +110,15 @@ def _time(micros: int) -> datetime:
 
 
 _QUEUES = queue_tally_sql("?1", "jobs")
+_ACTIVE_QUEUES = queue_tally_sql("?1", "jobs", active_only=True)
 
 
-def select_queues(conn: sqlite3.Connection, now_us: int) -> list[QueueInfo]:
+def select_queues(
+    conn: sqlite3.Connection, now_us: int, active_only: bool = False
+) -> list[QueueInfo]:
     conn.execute("BEGIN")
     try:
-        tallies = conn.execute(_QUEUES, (now_us,)).fetchall()
+        tallies = conn.execute(_ACTIVE_QUEUES if active_only else _QUEUES, (now_us,)).fetchall()
         paused = dict(conn.execute("SELECT name, paused FROM servcore_queues"))
     finally:
         conn.execute("COMMIT")
