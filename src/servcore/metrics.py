@@ -152,12 +152,15 @@ class Metrics(Collector):
     # -- counting (on the event loop, as events happen) -------------------
 
     def _job_end(self, event: str, measurements: Measurements, metadata: Metadata) -> None:
-        task = metadata["task"]
-        key = (metadata["queue"], task if self._known_task(task) else UNREGISTERED)
+        key = (metadata["queue"], metadata["task"])
         record = self._tasks.get(key)
-        if record is None:
-            latencies = self._latencies.setdefault(key[0], _Histogram(JOB_BUCKETS))
-            record = self._tasks[key] = _TaskRecord(latencies)
+        if record is None:  # a new task here, or one without a handler
+            if not self._known_task(key[1]):
+                key = (key[0], UNREGISTERED)
+            record = self._tasks.get(key)
+            if record is None:
+                latencies = self._latencies.setdefault(key[0], _Histogram(JOB_BUCKETS))
+                record = self._tasks[key] = _TaskRecord(latencies)
         outcomes = record.outcomes
         outcome = metadata["outcome"]
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
