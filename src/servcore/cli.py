@@ -173,6 +173,13 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
     show_default=True,
     help="Also run the queues here, or serve the API only (an API node).",
 )
+@click.option(
+    "--allow-open",
+    is_flag=True,
+    default=None,
+    help="With no API tokens configured, serve on a non-loopback address anyway "
+    "(env SERVCORE_ALLOW_OPEN=1)",
+)
 @_METRICS_PORT
 @_LOG_LEVEL
 @_LOG_FORMAT

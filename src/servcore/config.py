@@ -17,9 +17,12 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from servcore.retry import DEFAULT_BACKOFF, Backoff
+
+if TYPE_CHECKING:
+    from servcore.auth import ApiToken
 
 DEFAULT_STORE = "sqlite:///servcore.db"
 DEFAULT_PORT = 4000
@@ -90,6 +93,15 @@ class ServiceConfig:
     metrics_port: int | None = None
     # OpenTelemetry spans (needs the `otel` extra); see servcore.tracing.
     tracing: bool = False
+    # API tokens (servcore.auth). None configured: the API is open, and serve
+    # binds only to loopback unless allow_open says otherwise.
+    tokens: tuple[ApiToken, ...] = ()
+    allow_open: bool = False
+    public_health: bool = True
+    public_metrics: bool = False
+    # Signs dashboard session cookies; random per process unless set (set it
+    # when several processes serve the dashboard behind one address).
+    session_secret: str | None = None
     unique_period: float = 3600.0
 
     def __post_init__(self) -> None:
@@ -159,6 +171,18 @@ def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         values["concurrency"] = _integer("SERVCORE_CONCURRENCY", concurrency)
     if metrics_port := env.get("SERVCORE_METRICS_PORT"):
         values["metrics_port"] = _integer("SERVCORE_METRICS_PORT", metrics_port)
+    if tokens := env.get("SERVCORE_TOKENS"):
+        from servcore.auth import tokens_from_env  # auth needs ConfigError from here
+
+        values["tokens"] = tokens_from_env(tokens)
+    if allow_open := env.get("SERVCORE_ALLOW_OPEN"):
+        values["allow_open"] = _switch("SERVCORE_ALLOW_OPEN", allow_open)
+    if public_metrics := env.get("SERVCORE_PUBLIC_METRICS"):
+        values["public_metrics"] = _switch("SERVCORE_PUBLIC_METRICS", public_metrics)
+    if public_health := env.get("SERVCORE_PUBLIC_HEALTH"):
+        values["public_health"] = _switch("SERVCORE_PUBLIC_HEALTH", public_health)
+    if secret := env.get("SERVCORE_SESSION_SECRET"):
+        values["session_secret"] = secret
     if tracing := env.get("SERVCORE_TRACING"):
         values["tracing"] = _switch("SERVCORE_TRACING", tracing)
     if metrics := env.get("SERVCORE_METRICS"):

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from servcore.auth import ApiToken
 from servcore.config import ConfigError
 from servcore.pipelines import Pipeline, import_reference
 from servcore.requests import JobRequestError
@@ -68,7 +69,15 @@ _SETTINGS = {
     "max_body_bytes": "integer",
     "unique_period": "number",
     "backoff": "table",
+    "metrics": "boolean",
+    "metrics_port": "integer",
+    "tracing": "boolean",
+    "allow_open": "boolean",
+    "public_health": "boolean",
+    "public_metrics": "boolean",
+    "session_secret": "string",
 }
+_TOKEN_KEYS = {"name": "string", "scope": "string", "token": "string", "sha256": "string"}
 _PIPELINE_KEYS = {
     "concurrency": "integer",
     "handler": "string",
@@ -89,7 +98,7 @@ _CRON_KEYS = {
     "backoff": "number",
     "result_ttl": "number",
 }
-_TOP_KEYS = {"service", "tasks", "pipelines", "cron", *_SETTINGS}
+_TOP_KEYS = {"service", "tasks", "pipelines", "cron", "tokens", *_SETTINGS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +166,8 @@ def load_config_file(path: Path) -> ConfigFile:
     settings = {
         name: _setting(where, name, value) for name, value in document.items() if name in _SETTINGS
     }
+    if "tokens" in document:
+        settings["tokens"] = _tokens(where, document["tokens"])
     tasks = document.get("tasks", [])
     if isinstance(tasks, str):
         tasks = [tasks]
@@ -222,6 +233,29 @@ def _cron(where: str, entries: Any) -> tuple[dict[str, Any], ...]:
     return tuple(dict(entry) for entry in entries)
 
 
+def _tokens(where: str, entries: Any) -> tuple[ApiToken, ...]:
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{where}: tokens must be an array of tables ([[tokens]])")
+    tokens = []
+    for index, entry in enumerate(entries):
+        key = f"tokens[{index}]"
+        _check_keys(where, key, entry, _TOKEN_KEYS)
+        if "scope" not in entry:
+            raise ConfigError(f"{where}: {key} needs 'scope' (read, write or admin)")
+        try:
+            tokens.append(
+                ApiToken.make(
+                    entry.get("name", key),
+                    entry["scope"],
+                    token=entry.get("token"),
+                    sha256=entry.get("sha256"),
+                )
+            )
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
+    return tuple(tokens)
+
+
 def _check_keys(where: str, key: str, table: Mapping[str, Any], known: Mapping[str, str]) -> None:
     unknown = sorted(set(table) - set(known))
     if unknown:
@@ -246,6 +280,8 @@ def _is(value: Any, kind: str) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "table":
         return isinstance(value, dict)
+    if kind == "boolean":
+        return isinstance(value, bool)
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import socket
@@ -21,8 +22,10 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from servcore.config import ServiceConfig
 from servcore.http import handlers
 from servcore.http.app import create_app
+from servcore.http.gate import gated
 from servcore.service import Service
 
 log = logging.getLogger("servcore")
@@ -110,7 +113,9 @@ async def _metrics_port(service: Service, sock: socket.socket | None) -> AsyncIt
     if sock is None:
         yield
         return
-    app = Starlette(routes=[Route("/metrics", partial(handlers.metrics, service=service))])
+    app = gated(
+        Starlette(routes=[Route("/metrics", partial(handlers.metrics, service=service))]), service
+    )
     server = _server(app)
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="metrics server")
     log.info("Metrics on http://%s:%d/metrics", config.host, config.metrics_port)
@@ -125,9 +130,42 @@ async def _metrics_port(service: Service, sock: socket.socket | None) -> AsyncIt
         sock.close()
 
 
+def _check_exposure(config: ServiceConfig) -> None:
+    """Without tokens the API is open: only on loopback, unless the user says so."""
+    if not config.tokens and not _loopback(config.host) and not config.allow_open:
+        raise ServeError(
+            f"refusing to serve on {config.host} with no API tokens: anyone who can reach it "
+            "could change jobs. Configure tokens (SERVCORE_TOKENS=admin:<secret>), or bind to "
+            "127.0.0.1, or pass --allow-open (SERVCORE_ALLOW_OPEN=1) to serve it open anyway"
+        )
+
+
+def _say_exposure(config: ServiceConfig) -> None:
+    if config.tokens:
+        count = len(config.tokens)
+        log.info("Access control: %d API token(s); every route checks its scope", count)
+    elif _loopback(config.host):
+        log.warning("No API tokens configured: the API is open to anyone on this machine")
+    else:
+        log.warning(
+            "No API tokens configured and --allow-open given: the API is OPEN to anyone "
+            "who can reach %s:%d",
+            config.host,
+            config.port,
+        )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 async def serve(service: Service, *, workers: bool = True) -> None:
     """Serve the HTTP API (and, with ``workers``, run the queues) until SIGTERM/SIGINT."""
     config = service.config
+    _check_exposure(config)
     sock = _listen(config.host, config.port)
     try:
         metrics_sock = _metrics_socket(service)
@@ -147,6 +185,7 @@ async def serve(service: Service, *, workers: bool = True) -> None:
     try:
         async with _metrics_port(service, metrics_sock):
             with _on_signals(stop, hurry):
+                _say_exposure(config)
                 host = f"[{config.host}]" if ":" in config.host else config.host
                 log.info("Starting server on http://%s:%d", host, config.port)
                 await server.serve(sockets=[sock])

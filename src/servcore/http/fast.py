@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope, Send
 
-from servcore.http import answers
+from servcore.http import answers, gate
 from servcore.http.validation import BadRequest, check_declared_length, too_large
 from servcore.service import Service
 from servcore.store.base import StoreError
@@ -54,6 +54,12 @@ class ServcoreApp:
         if scope["type"] == "http":
             path = _route_path(scope)
             method = scope["method"]
+            config = self._service.config
+            if config.tokens:
+                denial = gate.check(scope, path, config)
+                if denial is not None:
+                    await gate.send_denial(send, denial)
+                    return
             if method == "POST" and path == self._prefix:
                 scope["route_template"] = self._prefix
                 await self._answer(send, self._create(scope, receive))

@@ -1,0 +1,122 @@
+"""The door: every request shows a token of the scope its route needs.
+
+Only when tokens are configured (see :mod:`servcore.auth`). What a route
+needs follows from its method and path, so routes added later (a pipeline's)
+are covered without a list to keep up to date:
+
+- ``/``, and ``/health`` and ``/metrics`` when configured public: nothing;
+- ``GET``/``HEAD``: ``read``;
+- ``POST /queues/{name}/pause|resume``: ``admin``;
+- any other ``POST`` (or other method): ``write``.
+
+A token comes as ``Authorization: Bearer <token>``, or from the dashboard's
+session cookie (see :mod:`servcore.http.sessions`), which also needs the CSRF
+header on anything that changes something.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import msgspec
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from servcore.auth import ApiToken, find_token, grants
+from servcore.config import ServiceConfig
+from servcore.service import Service
+
+_ADMIN_PATH = re.compile(r"^/queues/[^/]+/(pause|resume)$")
+_READING = frozenset({"GET", "HEAD", "OPTIONS"})
+_encode = msgspec.json.encode
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+
+
+def required_scope(method: str, path: str, config: ServiceConfig) -> str | None:
+    """The scope a request needs; None for the public ones."""
+    if path == "/" or (path == "/health" and config.public_health):
+        return None
+    if path == "/metrics" and config.public_metrics:
+        return None
+    if path.startswith("/dashboard"):
+        return None  # the dashboard signs in by itself (sessions); its API calls come here
+    if method in _READING:
+        return "read"
+    if _ADMIN_PATH.match(path):
+        return "admin"
+    return "write"
+
+
+def bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            kind, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if kind.lower() == "bearer" and token.strip() else ""
+    return None
+
+
+def check(scope: Scope, path: str, config: ServiceConfig) -> Denial | None:
+    """Why the request may not go on, or None if it may."""
+    needed = required_scope(scope["method"], path, config)
+    if needed is None:
+        return None
+    presented = bearer(scope)
+    token: ApiToken | None = None
+    if presented:
+        token = find_token(config.tokens, presented)
+        if token is None:
+            return _denial(401, "Invalid token")
+    else:
+        token = scope.get("servcore.session_token")
+        if token is None:
+            return _denial(
+                401,
+                "Authentication required: send Authorization: Bearer <token>"
+                if presented is None
+                else "Authorization header must be: Bearer <token>",
+            )
+    if not grants(token.scope, needed):
+        return _denial(
+            403, f"Forbidden: this needs a {needed} token; {token.name!r} is a {token.scope} token"
+        )
+    scope["servcore.token"] = token
+    return None
+
+
+def _denial(status: int, message: str) -> Denial:
+    headers = [(b"content-type", b"application/json")]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="servcore"'))
+    return Denial(status, _encode({"error": message}), headers)
+
+
+async def send_denial(send: Send, denial: Denial) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": denial.status,
+            "headers": [*denial.headers, (b"content-length", b"%d" % len(denial.body))],
+        }
+    )
+    await send({"type": "http.response.body", "body": denial.body})
+
+
+def gated(app: ASGIApp, service: Service) -> ASGIApp:
+    """``app`` behind the door (for apps other than the API, e.g. the metrics port)."""
+
+    async def gate(scope: Scope, receive: Receive, send: Send) -> None:
+        config = service.config
+        if scope["type"] == "http" and config.tokens:
+            denial = check(scope, scope["path"], config)
+            if denial is not None:
+                await send_denial(send, denial)
+                return
+        await app(scope, receive, send)
+
+    return gate

@@ -1,0 +1,137 @@
+"""Access control: every route answers 401 without a token and 403 with too small a scope."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import pytest
+
+from servcore import Pipeline
+from servcore.auth import ApiToken
+from servcore.http.openapi import openapi_document
+from tests.acceptance.conftest import OpenApi
+
+READ, WRITE, ADMIN = "read-token-0123456789", "write-token-0123456789", "admin-token-0123456789"
+TOKENS = (
+    ApiToken.make("grafana", "read", token=READ),
+    ApiToken.make("ci", "write", token=WRITE),
+    # Stored hashed: the clear text is nowhere in the configuration.
+    ApiToken.make("ops", "admin", sha256=hashlib.sha256(ADMIN.encode()).hexdigest()),
+)
+ADMIN_ROUTES = {"/queues/{name}/pause", "/queues/{name}/resume"}
+PUBLIC = {("GET", "/"), ("GET", "/health")}
+
+
+def every_route() -> list[tuple[str, str, str]]:
+    """(method, path, scope it needs) for every route the OpenAPI document lists."""
+    routes = []
+    for template, operations in openapi_document()["paths"].items():
+        path = template.replace("{id}", "1").replace("{name}", "default")
+        for method in operations:
+            if (method.upper(), path) in PUBLIC:
+                continue
+            scope = "read" if method == "get" else "write"
+            if template in ADMIN_ROUTES:
+                scope = "admin"
+            routes.append((method.upper(), path, scope))
+    return [*routes, ("GET", "/openapi.json", "read")]
+
+
+ROUTES = every_route()
+
+
+@pytest.fixture
+async def guarded(open_api: OpenApi) -> httpx.AsyncClient:
+    api = await open_api(tokens=TOKENS)
+    return api.client
+
+
+def as_(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def call(
+    client: httpx.AsyncClient, method: str, path: str, token: str | None
+) -> httpx.Response:
+    body = {"payload": {"task": "x"}} if method == "POST" else None
+    if path.endswith("/batch"):
+        body = {"jobs": [{"payload": {}}]}
+    headers = as_(token) if token else {}
+    return await client.request(method, path, json=body, headers=headers)
+
+
+def test_the_route_list_covers_reads_writes_and_admin() -> None:
+    scopes = {scope for _, _, scope in ROUTES}
+    assert scopes == {"read", "write", "admin"}
+    assert len(ROUTES) >= 15
+    assert ("GET", "/cron", "read") in ROUTES
+
+
+async def test_every_route_wants_a_token(guarded: httpx.AsyncClient) -> None:
+    for method, path, _ in ROUTES:
+        response = await call(guarded, method, path, None)
+        assert response.status_code == 401, (method, path, response.text)
+        assert "Bearer" in response.json()["error"]
+        assert response.headers["www-authenticate"] == 'Bearer realm="servcore"'
+        wrong = await call(guarded, method, path, "not-a-real-token-at-all")
+        assert wrong.status_code == 401, (method, path)
+        assert wrong.json()["error"] == "Invalid token"
+
+
+async def test_too_small_a_scope_is_403_and_enough_is_let_through(
+    guarded: httpx.AsyncClient,
+) -> None:
+    by_scope = {"read": READ, "write": WRITE, "admin": ADMIN}
+    order = ["read", "write", "admin"]
+    for method, path, needed in ROUTES:
+        for scope in order:
+            response = await call(guarded, method, path, by_scope[scope])
+            if order.index(scope) < order.index(needed):
+                assert response.status_code == 403, (scope, method, path, response.text)
+                assert f"needs a {needed} token" in response.json()["error"]
+            else:
+                assert response.status_code not in (401, 403), (scope, method, path)
+
+
+async def test_a_read_token_changes_nothing(guarded: httpx.AsyncClient) -> None:
+    created = await guarded.post("/jobs", json={"payload": {}}, headers=as_(WRITE))
+    job_id = created.json()["job_id"]
+    for method, path in [
+        ("POST", "/jobs"),
+        ("POST", f"/jobs/{job_id}/cancel"),
+        ("POST", "/queues/default/pause"),
+        ("POST", "/jobs/batch"),
+    ]:
+        assert (await call(guarded, method, path, READ)).status_code == 403
+    stats = (await guarded.get("/stats", headers=as_(READ))).json()
+    assert stats["queued"] == 1
+    job = (await guarded.get(f"/jobs/{job_id}", headers=as_(READ))).json()
+    assert job["status"] == "queued"
+    queues = (await guarded.get("/queues", headers=as_(READ))).json()
+    assert not any(queue["paused"] for queue in queues)
+
+
+async def test_health_and_metrics_can_be_public(open_api: OpenApi) -> None:
+    api = await open_api(tokens=TOKENS, public_metrics=True)
+    assert (await api.client.get("/health")).status_code == 200
+    assert (await api.client.get("/metrics")).status_code == 200
+    closed = await open_api(tokens=TOKENS, public_health=False)
+    assert (await closed.client.get("/health")).status_code == 401
+    assert (await closed.client.get("/metrics")).status_code == 401
+    assert (await closed.client.get("/health", headers=as_(READ))).status_code == 200
+
+
+async def test_without_tokens_everything_stays_open(open_api: OpenApi) -> None:
+    api = await open_api()
+    assert (await api.client.post("/queues/default/pause")).status_code == 200
+
+
+async def test_pipeline_routes_are_guarded_too(open_api: OpenApi) -> None:
+    api = await open_api(
+        tokens=TOKENS, declare=lambda s: s.add_pipeline(Pipeline("email", routes="/email_jobs"))
+    )
+    job = {"payload": {}}
+    assert (await api.client.get("/email_jobs")).status_code == 401
+    assert (await api.client.post("/email_jobs", json=job, headers=as_(READ))).status_code == 403
+    assert (await api.client.post("/email_jobs", json=job, headers=as_(WRITE))).status_code == 202
