@@ -713,6 +713,25 @@ class Service:
             )
         return job
 
+    async def cancel_jobs(self, ids: Sequence[int]) -> list[int]:
+        """Cancel every one of ``ids`` that is queued, scheduled or running (their
+        runs stopped as :meth:`cancel_job` does); the ids cancelled."""
+        done = await self.store.cancel_jobs(ids, self.clock.now())
+        for job_id in done:
+            job = await self.store.get_job(job_id)
+            if job is not None:
+                self._stop_run(job_id, job.lease_token)
+        return done
+
+    async def retry_jobs(self, ids: Sequence[int]) -> list[int]:
+        """Queue again, due now, every one of ``ids`` that failed or was cancelled."""
+        now = self.clock.now()
+        # A job past its result_ttl is gone, whether the expirer got to it or not.
+        live = [job_id for job_id in ids if await self.get_job(job_id) is not None]
+        done = await self.store.retry_jobs(live, now)
+        self._wake_queues()
+        return done
+
     def _stop_run(self, job_id: int, lease_token: int) -> None:
         """Stop the run of a job cancelled while it held ``lease_token``."""
         claim = (job_id, lease_token)

@@ -66,3 +66,15 @@ async def test_a_finished_job_cannot_be_cancelled(live_api: Api) -> None:
         "is done",
         "only queued, scheduled or running jobs can be cancelled",
     )
+
+
+async def test_bulk_cancel_and_retry_of_listed_jobs(api: Api) -> None:
+    ids = [await api.submit({"task": "later"}, delay=3600) for _ in range(3)]
+    response = await api.client.post("/jobs/cancel", json={"ids": [*ids[:2], 424242]})
+    assert response.status_code == 200
+    assert response.json() == {"message": "2 job(s) cancelled", "cancelled": ids[:2]}
+    assert (await api.job(ids[2]))["status"] == "queued"
+    response = await api.client.post("/jobs/retry", json={"ids": ids})
+    assert response.json() == {"message": "2 job(s) retried", "retried": ids[:2]}
+    for bad in ({}, {"ids": []}, {"ids": ["1"]}, {"ids": [0]}, {"ids": [1], "x": 1}):
+        assert_json_error(await api.client.post("/jobs/cancel", json=bad), 400, "ids")

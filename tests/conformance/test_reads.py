@@ -247,3 +247,22 @@ async def test_next_run_at_after_a_short_claim_follows_every_later_write(store: 
     await store.fail_jobs([failure(claimed, retry_at=at(2))])
     assert await store.next_run_at("default") == at(2)
     assert await store.next_run_at("elsewhere") is None
+
+
+async def test_jobs_are_filtered_by_task_and_found_by_id_or_payload_text(store: Store) -> None:
+    emails = await insert(
+        store,
+        new_job(task="send_email", payload={"task": "send_email", "to": "Ada@Example.com"}),
+        new_job(task="send_email", payload={"task": "send_email", "to": "bob@example.com"}),
+        new_job(task="resize", payload={"task": "resize", "file": "ada.png"}),
+    )
+    by_task = await store.list_jobs(JobQuery(task="send_email"), T0)
+    assert [job.id for job in by_task.jobs] == [emails[1].id, emails[0].id]
+    assert by_task.total == 2
+    found = await store.list_jobs(JobQuery(search="ADA"), T0)
+    assert {job.id for job in found.jobs} == {emails[0].id, emails[2].id}
+    both = await store.list_jobs(JobQuery(search="ada", task="resize"), T0)
+    assert [job.id for job in both.jobs] == [emails[2].id]
+    by_id = await store.list_jobs(JobQuery(search=str(emails[1].id)), T0)
+    assert emails[1].id in [job.id for job in by_id.jobs]
+    assert (await store.list_jobs(JobQuery(search="nobody"), T0)).total == 0

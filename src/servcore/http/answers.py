@@ -155,6 +155,39 @@ async def retry_job(service: Service, id_text: str, queue: str | None = None) ->
     return await _control(service, id_text, queue, service.retry_job, "Job queued again")
 
 
+async def cancel_jobs(service: Service, body: bytes) -> Answer:
+    """``POST /jobs/cancel`` with ``{"ids": [...]}``: cancel what can be cancelled."""
+    return await _bulk(service, body, service.cancel_jobs, "cancelled")
+
+
+async def retry_jobs(service: Service, body: bytes) -> Answer:
+    """``POST /jobs/retry`` with ``{"ids": [...]}``: retry what can be retried."""
+    return await _bulk(service, body, service.retry_jobs, "retried")
+
+
+async def _bulk(
+    service: Service,
+    body: bytes,
+    action: Callable[[list[int]], Awaitable[list[int]]],
+    verb: str,
+) -> Answer:
+    try:
+        document = validation.decode_object(body)
+        ids = document.get("ids")
+        if (
+            set(document) != {"ids"}
+            or not isinstance(ids, list)
+            or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)
+        ):
+            raise BadRequest('Send {"ids": [...]}: a list of positive job ids')
+        if not 1 <= len(ids) <= MAX_BATCH:
+            raise BadRequest(f"'ids' must hold 1 to {MAX_BATCH} ids, not {len(ids)}")
+    except BadRequest as problem:
+        return error(problem.message, problem.status)
+    done = await action(sorted(set(ids)))
+    return 200, encode({"message": f"{len(done)} job(s) {verb}", verb: done})
+
+
 async def _control(
     service: Service,
     id_text: str,

@@ -100,6 +100,8 @@ def service_routes(service: Service) -> list[BaseRoute]:
         Route("/queues/{name}/pause", _bind(handlers.pause_queue, service), methods=["POST"]),
         Route("/queues/{name}/resume", _bind(handlers.resume_queue, service), methods=["POST"]),
         Route("/cron", _bind(handlers.list_cron, service), methods=["GET"]),
+        Route("/jobs/cancel", _bind(handlers.cancel_jobs, service), methods=["POST"]),
+        Route("/jobs/retry", _bind(handlers.retry_jobs, service), methods=["POST"]),
         Route("/metrics", _bind(handlers.metrics, service), methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]

@@ -10,6 +10,7 @@ Starlette or FastAPI app, or use :func:`servcore.http.app.job_routes`::
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from starlette.requests import Request
@@ -109,7 +110,8 @@ async def schedule_job(request: Request, service: Service, queue: str | None = N
 
 
 async def list_jobs(request: Request, service: Service, queue: str | None = None) -> Response:
-    """``GET /jobs``: newest first; ``status``, ``page``, ``per_page``, ``queue``."""
+    """``GET /jobs``: newest first; ``status``, ``page``, ``per_page``, ``queue``,
+    ``task``, and ``q`` (a job id, or text in the payload)."""
     try:
         params = validation.list_params(dict(request.query_params))
     except BadRequest as error:
@@ -117,13 +119,15 @@ async def list_jobs(request: Request, service: Service, queue: str | None = None
     if queue is not None:
         if params.queue not in (None, queue):
             return json_response([], headers=_page_headers(0, params.page, params.per_page))
-        params = validation.ListParams(params.status, queue, params.page, params.per_page)
+        params = dataclasses.replace(params, queue=queue)
     page = await service.list_jobs(
         JobQuery(
             status=params.status,
             queue=params.queue,
             offset=(params.page - 1) * params.per_page,
             limit=params.per_page,
+            task=params.task,
+            search=params.search,
         )
     )
     now = service.clock.now()
@@ -140,6 +144,24 @@ def _page_headers(total: int, page: int, per_page: int) -> dict[str, str]:
 async def get_job(request: Request, service: Service, queue: str | None = None) -> Response:
     """``GET /jobs/{id}``."""
     return _response(await answers.get_job(service, request.path_params["id"], queue))
+
+
+async def cancel_jobs(request: Request, service: Service) -> Response:
+    """``POST /jobs/cancel``: ``{"ids": [...]}``."""
+    try:
+        body = await read_body(request, service.config.max_body_bytes)
+    except BadRequest as problem:
+        return error_response(problem.message, problem.status)
+    return _response(await answers.cancel_jobs(service, body))
+
+
+async def retry_jobs(request: Request, service: Service) -> Response:
+    """``POST /jobs/retry``: ``{"ids": [...]}``."""
+    try:
+        body = await read_body(request, service.config.max_body_bytes)
+    except BadRequest as problem:
+        return error_response(problem.message, problem.status)
+    return _response(await answers.retry_jobs(service, body))
 
 
 async def cancel_job(request: Request, service: Service, queue: str | None = None) -> Response:

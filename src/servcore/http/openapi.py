@@ -94,6 +94,37 @@ _JOB = {
 }
 
 
+def _bulk(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["ids"],
+                            "properties": {
+                                "ids": {
+                                    "type": "array",
+                                    "items": {"type": "integer", "minimum": 1},
+                                    "minItems": 1,
+                                    "maxItems": 1000,
+                                }
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json("The ids that changed", {"type": "object"}),
+                "400": _json("Bad request", {"$ref": "#/components/schemas/Error"}),
+            },
+        }
+    }
+
+
 def _pausing(summary: str) -> dict[str, Any]:
     return {
         "post": {
@@ -183,6 +214,13 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [
                         {"name": "status", "in": "query", "schema": {"enum": _STATUS_FILTER}},
                         {"name": "queue", "in": "query", "schema": {"type": "string"}},
+                        {"name": "task", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "description": "A job id, or text found in the payload",
+                            "schema": {"type": "string", "maxLength": 200},
+                        },
                         {
                             "name": "page",
                             "in": "query",
@@ -271,6 +309,10 @@ def openapi_document() -> dict[str, Any]:
             },
             "/queues/{name}/pause": _pausing("Start no more jobs of the queue (kept on restart)"),
             "/queues/{name}/resume": _pausing("Start the queue's jobs again"),
+            "/jobs/cancel": _bulk(
+                "Cancel every listed job that can be (queued, scheduled, running)"
+            ),
+            "/jobs/retry": _bulk("Queue again every listed job that failed or was cancelled"),
             "/jobs/{id}/cancel": _control("Cancel a queued, scheduled or running job"),
             "/jobs/{id}/retry": _control("Queue a failed or cancelled job again, due now"),
             "/jobs/{id}": {

@@ -150,6 +150,8 @@ class ListParams:
     queue: str | None
     page: int
     per_page: int
+    task: str | None = None
+    search: str | None = None
 
 
 def list_params(query: dict[str, str]) -> ListParams:
@@ -160,9 +162,14 @@ def list_params(query: dict[str, str]) -> ListParams:
     page = _bounded_int(query, "page", 1, 1, MAX_PAGE)
     per_page = _bounded_int(query, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
     queue = query.get("queue") or None
-    if queue is not None and "\x00" in queue:
-        raise BadRequest("'queue' must not contain NUL characters")
-    return ListParams(status, queue, page, per_page)
+    task = query.get("task") or None
+    search = query.get("q") or None
+    for name, value in (("queue", queue), ("task", task), ("q", search)):
+        if value is not None and "\x00" in value:
+            raise BadRequest(f"'{name}' must not contain NUL characters")
+    if search is not None and len(search) > 200:
+        raise BadRequest("'q' must be at most 200 characters")
+    return ListParams(status, queue, page, per_page, task, search)
 
 
 def _bounded_int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:

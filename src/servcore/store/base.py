@@ -85,6 +85,10 @@ class JobQuery:
     queue: str | None = None
     offset: int = 0
     limit: int = 50
+    task: str | None = None
+    # The job with this id, or jobs whose payload (as JSON text) contains it;
+    # case-insensitive. A scan: fine for a dashboard, not for a hot path.
+    search: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

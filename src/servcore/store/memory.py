@@ -400,11 +400,14 @@ class MemoryStore:
 
     async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
         status = query.status
+        search = query.search.lower() if query.search else None
         matches = (
             job
             for job in reversed(self._jobs.values())
             if (query.queue is None or job.queue == query.queue)
+            and (query.task is None or job.task == query.task)
             and (status is None or _matches(job, status, now))
+            and (search is None or _found(job, search))
         )
         selected = list(matches)
         return JobPage(selected[query.offset : query.offset + query.limit], len(selected))
@@ -448,3 +451,10 @@ def _matches(job: Job, status: str, now: datetime) -> bool:
     if status == StatusFilter.AVAILABLE:
         return job.status is _QUEUED and job.run_at <= now
     return job.status == status
+
+
+def _found(job: Job, search: str) -> bool:
+    """As the SQL stores search: the id, or the payload's JSON text."""
+    if search.isdigit() and int(search) == job.id:
+        return True
+    return search in msgspec.json.encode(job.payload).decode().lower()

@@ -577,6 +577,15 @@ class PostgresStore:
         if query.queue is not None:
             args.append(query.queue)
             clauses.append(f"queue = ${len(args)}")
+        if query.task is not None:
+            args.append(query.task)
+            clauses.append(f"task = ${len(args)}")
+        if query.search:
+            args.append(int(query.search) if query.search.isdigit() else -1)
+            args.append(query.search.lower())
+            clauses.append(
+                f"(id = ${len(args) - 1} OR strpos(lower(payload::text), ${len(args)}) > 0)"
+            )
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self._fetch(
             f"""

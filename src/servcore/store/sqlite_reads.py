@@ -47,6 +47,13 @@ def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> Job
     if query.queue is not None:
         clauses.append("queue = :queue")
         values["queue"] = query.queue
+    if query.task is not None:
+        clauses.append("task = :task")
+        values["task"] = query.task
+    if query.search:
+        clauses.append("(id = :search_id OR instr(lower(payload), :search) > 0)")
+        values["search"] = query.search.lower()
+        values["search_id"] = int(query.search) if query.search.isdigit() else -1
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     conn.execute("BEGIN")
     try:
