@@ -825,6 +825,19 @@ class Service:
     async def list_jobs(self, query: JobQuery) -> JobPage:
         return await self.store.list_jobs(query, self.clock.now())
 
+    async def history(self, minutes: int = 60) -> list[tuple[datetime, int, int]]:
+        """(minute, done, failed) for each of the last ``minutes`` minutes, oldest first."""
+        now = self.clock.now().replace(second=0, microsecond=0)
+        first = now - timedelta(minutes=minutes - 1)
+        tally: dict[datetime, list[int]] = {
+            first + timedelta(minutes=i): [0, 0] for i in range(minutes)
+        }
+        for minute, status, count in await self.store.finished_per_minute(first):
+            bucket = tally.get(minute)
+            if bucket is not None and status in ("done", "failed"):
+                bucket[0 if status == "done" else 1] += count
+        return [(minute, done, failed) for minute, (done, failed) in tally.items()]
+
     async def count_jobs(self) -> JobCounts:
         return await self.store.count_jobs(self.clock.now())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
@@ -266,3 +267,22 @@ async def test_jobs_are_filtered_by_task_and_found_by_id_or_payload_text(store: 
     by_id = await store.list_jobs(JobQuery(search=str(emails[1].id)), T0)
     assert emails[1].id in [job.id for job in by_id.jobs]
     assert (await store.list_jobs(JobQuery(search="nobody"), T0)).total == 0
+
+
+async def test_finished_jobs_are_counted_per_minute(store: Store) -> None:
+    await insert(store, *(new_job() for _ in range(4)))
+    first, second, third, old = await claim(store)
+    await store.complete_jobs(
+        [
+            completion(first, finished_at=at(65)),
+            completion(second, finished_at=at(70)),
+            completion(old, finished_at=at(-600)),
+        ]
+    )
+    await store.fail_jobs([failure(third, at_time=at(130), retry_at=None)])
+    counted = await store.finished_per_minute(at(0))
+    minute = T0.replace(second=0, microsecond=0)
+    assert counted == [
+        (minute + timedelta(minutes=1), "done", 2),
+        (minute + timedelta(minutes=2), "failed", 1),
+    ]

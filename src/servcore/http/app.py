@@ -12,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from servcore.dashboard import dashboard_routes
 from servcore.http import handlers
 from servcore.http.fast import ServcoreApp
 from servcore.http.openapi import openapi_document
+from servcore.http.sessions import Sessions
 from servcore.service import Service
 from servcore.store.base import StoreError
 
@@ -95,6 +97,7 @@ def service_routes(service: Service) -> list[BaseRoute]:
         Route("/", _bind(handlers.root, service), methods=["GET"]),
         Route("/health", _bind(handlers.health, service), methods=["GET"]),
         Route("/stats", _bind(handlers.stats, service), methods=["GET"]),
+        Route("/stats/history", _bind(handlers.history, service), methods=["GET"]),
         Route("/nodes", _bind(handlers.nodes, service), methods=["GET"]),
         Route("/queues", _bind(handlers.list_queues, service), methods=["GET"]),
         Route("/queues/{name}/pause", _bind(handlers.pause_queue, service), methods=["POST"]),
@@ -131,6 +134,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> ServcoreApp:
     ``lifespan=service.lifespan`` (Starlette runs no lifespan of a mounted app).
     """
 
+    sessions = Sessions(service.config.session_secret)
     pipeline_routes = [
         route
         for name, pipeline in service.pipelines.items()
@@ -138,7 +142,12 @@ def create_app(service: Service, *, manage_service: bool = True) -> ServcoreApp:
         for route in job_routes(service, pipeline.routes, queue=name)
     ]
     starlette = Starlette(
-        routes=[*service_routes(service), *job_routes(service), *pipeline_routes],
+        routes=[
+            *service_routes(service),
+            *job_routes(service),
+            *pipeline_routes,
+            *dashboard_routes(service, sessions),
+        ],
         exception_handlers={
             HTTPException: _http_error,
             StoreError: _store_error,
@@ -146,4 +155,4 @@ def create_app(service: Service, *, manage_service: bool = True) -> ServcoreApp:
         },
         lifespan=service.lifespan if manage_service else None,
     )
-    return ServcoreApp(starlette, service)
+    return ServcoreApp(starlette, service, sessions=sessions)

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from servcore.http import answers, gate
+from servcore.http.sessions import Sessions
 from servcore.http.validation import BadRequest, check_declared_length, too_large
 from servcore.service import Service
 from servcore.store.base import StoreError
@@ -31,9 +32,16 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 class ServcoreApp:
     """The whole API as one ASGI app; see the module docstring."""
 
-    def __init__(self, app: Starlette, service: Service, prefix: str = "/jobs") -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        service: Service,
+        prefix: str = "/jobs",
+        sessions: Sessions | None = None,
+    ) -> None:
         self.app = app
         self._service = service
+        self._sessions = sessions
         self._prefix = prefix
         self._item_prefix = prefix + "/"
 
@@ -56,7 +64,7 @@ class ServcoreApp:
             method = scope["method"]
             config = self._service.config
             if config.tokens:
-                denial = gate.check(scope, path, config)
+                denial = gate.check(scope, path, config, self._sessions)
                 if denial is not None:
                     await gate.send_denial(send, denial)
                     return

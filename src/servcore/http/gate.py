@@ -16,6 +16,7 @@ header on anything that changes something.
 
 from __future__ import annotations
 
+import hmac
 import re
 from dataclasses import dataclass
 
@@ -24,6 +25,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from servcore.auth import ApiToken, find_token, grants
 from servcore.config import ServiceConfig
+from servcore.http.sessions import (
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    Session,
+    Sessions,
+    cookie_value,
+)
 from servcore.service import Service
 
 _ADMIN_PATH = re.compile(r"^/queues/[^/]+/(pause|resume)$")
@@ -44,6 +52,8 @@ def required_scope(method: str, path: str, config: ServiceConfig) -> str | None:
         return None
     if path == "/metrics" and config.public_metrics:
         return None
+    if path == "/dashboard/logout":
+        return "read"  # a session, and its CSRF header, to sign out
     if path.startswith("/dashboard"):
         return None  # the dashboard signs in by itself (sessions); its API calls come here
     if method in _READING:
@@ -61,9 +71,12 @@ def bearer(scope: Scope) -> str | None:
     return None
 
 
-def check(scope: Scope, path: str, config: ServiceConfig) -> Denial | None:
+def check(
+    scope: Scope, path: str, config: ServiceConfig, sessions: Sessions | None = None
+) -> Denial | None:
     """Why the request may not go on, or None if it may."""
-    needed = required_scope(scope["method"], path, config)
+    method = scope["method"]
+    needed = required_scope(method, path, config)
     if needed is None:
         return None
     presented = bearer(scope)
@@ -73,20 +86,37 @@ def check(scope: Scope, path: str, config: ServiceConfig) -> Denial | None:
         if token is None:
             return _denial(401, "Invalid token")
     else:
-        token = scope.get("servcore.session_token")
-        if token is None:
+        session = session_of(scope, sessions) if presented is None else None
+        if session is None:
             return _denial(
                 401,
                 "Authentication required: send Authorization: Bearer <token>"
                 if presented is None
                 else "Authorization header must be: Bearer <token>",
             )
+        if method not in _READING and not _csrf_matches(scope, session.csrf):
+            return _denial(403, "Forbidden: missing or wrong X-CSRF-Token for this session")
+        token = session.token
     if not grants(token.scope, needed):
         return _denial(
             403, f"Forbidden: this needs a {needed} token; {token.name!r} is a {token.scope} token"
         )
     scope["servcore.token"] = token
     return None
+
+
+def session_of(scope: Scope, sessions: Sessions | None) -> Session | None:
+    if sessions is None:
+        return None
+    cookie = cookie_value(scope["headers"], SESSION_COOKIE)
+    return sessions.read(cookie) if cookie else None
+
+
+def _csrf_matches(scope: Scope, expected: str) -> bool:
+    for name, value in scope["headers"]:
+        if name == CSRF_HEADER:
+            return hmac.compare_digest(value, expected.encode())
+    return False
 
 
 def _denial(status: int, message: str) -> Denial:

@@ -30,6 +30,7 @@ from servcore.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from servcore.requests import JobRequestError
 from servcore.service import Service
 from servcore.store.base import JobQuery
+from servcore.timestamps import format_timestamp
 
 JSON = "application/json"
 
@@ -70,6 +71,15 @@ async def metrics(request: Request, service: Service) -> Response:
     if service.metrics is None:
         return error_response("Metrics are switched off (SERVCORE_METRICS=0)", 404)
     return Response(service.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+
+async def history(request: Request, service: Service) -> Response:
+    """``GET /stats/history``: jobs done and failed in each of the last 60 minutes."""
+    minutes = [
+        {"at": format_timestamp(minute), "done": done, "failed": failed}
+        for minute, done, failed in await service.history()
+    ]
+    return json_response({"minutes": minutes})
 
 
 async def stats(request: Request, service: Service) -> Response:

@@ -177,6 +177,12 @@ def openapi_document() -> dict[str, Any]:
             "/stats": {
                 "get": {"responses": {"200": _json("Counts by status", {"type": "object"})}}
             },
+            "/stats/history": {
+                "get": {
+                    "summary": "Jobs done and failed in each of the last 60 minutes",
+                    "responses": {"200": _json("Per minute, oldest first", {"type": "object"})},
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "This process's Prometheus metrics",

@@ -183,6 +183,11 @@ class JobReader(Protocol):
 
     async def count_jobs(self, now: datetime) -> JobCounts: ...
 
+    async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
+        """(minute, status, count) of jobs finished at or after ``since``, by UTC
+        minute and finished status (done, failed, cancelled)."""
+        ...
+
     async def next_run_at(self, queue: str) -> datetime | None:
         """The earliest ``run_at`` among the queue's queued jobs."""
         ...

@@ -412,6 +412,14 @@ class MemoryStore:
         selected = list(matches)
         return JobPage(selected[query.offset : query.offset + query.limit], len(selected))
 
+    async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
+        tally: dict[tuple[datetime, str], int] = {}
+        for job in self._jobs.values():
+            if job.status.finished and job.finished_at is not None and job.finished_at >= since:
+                key = (job.finished_at.replace(second=0, microsecond=0), job.status.value)
+                tally[key] = tally.get(key, 0) + 1
+        return [(minute, status, count) for (minute, status), count in sorted(tally.items())]
+
     async def count_jobs(self, now: datetime) -> JobCounts:
         scheduled = sum(
             1 for job in self._jobs.values() if job.status is _QUEUED and job.run_at > now

@@ -10,7 +10,7 @@ completions and failures are batched into single statements. Tables live in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -549,6 +549,19 @@ class PostgresStore:
     async def cron_ticks(self) -> dict[str, datetime]:
         rows = await self._fetch(f'SELECT name, last_tick FROM "{self.schema}".servcore_cron')
         return {row["name"]: row["last_tick"] for row in rows}
+
+    async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
+        rows = await self._fetch(
+            f"""
+            SELECT date_trunc('minute', finished_at AT TIME ZONE 'UTC') AS minute, status,
+                   count(*) AS n
+            FROM {self._jobs}
+            WHERE status IN ('done', 'failed', 'cancelled') AND finished_at >= $1
+            GROUP BY 1, 2 ORDER BY 1, 2
+            """,
+            since,
+        )
+        return [(row["minute"].replace(tzinfo=UTC), row["status"], row["n"]) for row in rows]
 
     async def expire_results(self, now: datetime) -> int:
         rows = await self._fetch(

@@ -510,6 +510,20 @@ class SqliteStore:
         )
         return {name: time_from_micros(tick) for name, tick in rows}
 
+    async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
+        since_us = to_micros(since)
+
+        def tally(conn: sqlite3.Connection) -> list[tuple[int, str, int]]:
+            return conn.execute(
+                "SELECT finished_at / 60000000, status, count(*) FROM jobs "
+                "WHERE status IN ('done', 'failed', 'cancelled') AND finished_at >= ? "
+                "GROUP BY 1, 2 ORDER BY 1, 2",
+                (since_us,),
+            ).fetchall()
+
+        rows = await self._read(tally)
+        return [(time_from_micros(minute * 60_000_000), status, n) for minute, status, n in rows]
+
     async def expire_results(self, now: datetime) -> int:
         now_us = to_micros(now)
 
