@@ -17,6 +17,7 @@ run: $(STAMP)
 	$(BIN)/servcore serve
 
 test: $(STAMP)
+	./scripts/ensure-chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy

@@ -38,7 +38,7 @@ async def test_complete_marks_done_with_result(store: Store, result: Any) -> Non
     assert job.status is JobStatus.DONE
     assert job.result == result
     assert job.finished_at == at(5)
-    assert (job.locked_by, job.locked_until) == (None, None)
+    assert (job.locked_by, job.locked_until) == (running.locked_by, None)
     assert (job.attempt, job.started_at, job.lease_token) == (1, T0, running.lease_token)
     assert await claim(store, now=at(10)) == []
 
@@ -147,7 +147,7 @@ async def test_fail_without_retry_ends_failed(store: Store) -> None:
     assert job.status is JobStatus.FAILED
     assert job.finished_at == at(2)
     assert job.errors == (JobError(1, at(2), "fatal", None),)
-    assert (job.locked_by, job.locked_until) == (None, None)
+    assert (job.locked_by, job.locked_until) == (running.locked_by, None)
     assert await claim(store, now=at(3600)) == []
 
 
@@ -161,7 +161,7 @@ async def test_fail_with_cancel_ends_cancelled(store: Store) -> None:
     assert job.status is JobStatus.CANCELLED
     assert job.finished_at == at(3)
     assert [error.error for error in job.errors] == ["boom"]
-    assert (job.locked_by, job.locked_until) == (None, None)
+    assert (job.locked_by, job.locked_until) == (running.locked_by, None)
     assert await claim(store, now=at(3600)) == []
 
 
@@ -232,3 +232,15 @@ async def test_release_of_a_stale_lease_is_refused(store: Store) -> None:
     assert await store.complete_jobs([completion(running)]) == []
     assert await store.release_jobs([lease_of(running)]) == [running.id]
     assert (await fetch(store, running.id)).status is JobStatus.DONE
+
+
+async def test_a_finished_job_keeps_the_node_that_ran_it(store: Store) -> None:
+    done, failed, retried = await insert(store, new_job(), new_job(max_attempts=1), new_job())
+    first, second, third = await claim(store)
+    assert first.locked_by is not None
+    await store.complete_jobs([completion(first)])
+    await store.fail_jobs([failure(second, retry_at=None), failure(third, retry_at=at(60))])
+    assert (await fetch(store, done.id)).locked_by == first.locked_by
+    assert (await fetch(store, failed.id)).locked_by == second.locked_by
+    assert (await fetch(store, done.id)).locked_until is None
+    assert (await fetch(store, retried.id)).locked_by is None  # waiting: nobody's

@@ -179,7 +179,6 @@ class MemoryStore:
                     status=JobStatus.DONE,
                     finished_at=done.finished_at,
                     result=done.result,
-                    locked_by=None,
                     locked_until=None,
                 ),
             )
@@ -213,7 +212,6 @@ class MemoryStore:
                         status=status,
                         finished_at=failure.error.at,
                         errors=errors,
-                        locked_by=None,
                         locked_until=None,
                     ),
                 )
@@ -328,7 +326,6 @@ class MemoryStore:
                     job,
                     status=JobStatus.CANCELLED,
                     finished_at=now,
-                    locked_by=None,
                     locked_until=None,
                 )
                 self._set(job, cancelled)

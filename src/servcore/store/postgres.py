@@ -310,7 +310,7 @@ class PostgresStore:
             f"""
             UPDATE {self._jobs} AS j
             SET status = 'done', finished_at = v.finished_at, result = v.result::json,
-                locked_by = NULL, locked_until = NULL
+                locked_until = NULL
             FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[])
                  AS v(id, token, finished_at, result)
             WHERE j.id = v.id AND j.status = 'running' AND j.lease_token = v.token
@@ -339,7 +339,9 @@ class PostgresStore:
                 run_at = COALESCE(v.retry_at, j.run_at),
                 finished_at = CASE WHEN v.retry_at IS NULL THEN v.at ELSE j.finished_at END,
                 errors = {append_error("j.errors", "v.error")},
-                locked_by = NULL, locked_until = NULL
+                -- A finished job keeps the node that ran it; a retried one is nobody's.
+                locked_by = CASE WHEN v.retry_at IS NULL THEN j.locked_by END,
+                locked_until = NULL
             FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[],
                         $5::timestamptz[], $6::text[])
                  AS v(id, token, status, retry_at, at, error)
@@ -474,7 +476,7 @@ class PostgresStore:
             f"""
             WITH cancelled AS (
                 UPDATE {self._jobs} AS j
-                SET status = 'cancelled', finished_at = $2, locked_by = NULL, locked_until = NULL
+                SET status = 'cancelled', finished_at = $2, locked_until = NULL
                 FROM (SELECT id, status FROM {self._jobs} WHERE id = ANY($1::bigint[]) FOR UPDATE)
                     AS before
                 WHERE j.id = before.id AND before.status IN ('queued', 'scheduled', 'running')

@@ -299,7 +299,7 @@ class SqliteStore:
             held = self._held(conn, completions)
             conn.executemany(
                 "UPDATE jobs SET status = 'done', finished_at = ?, result = ?, "
-                "locked_by = NULL, locked_until = NULL "
+                "locked_until = NULL "
                 "WHERE id = ? AND status = 'running' AND lease_token = ?",
                 [row for row in rows if row[2] in held],
             )
@@ -334,7 +334,7 @@ class SqliteStore:
             )
             conn.executemany(
                 "UPDATE jobs SET status = ?, finished_at = ?, errors = json_insert(errors, "
-                "'$[#]', json(?)), locked_by = NULL, locked_until = NULL WHERE id = ?",
+                "'$[#]', json(?)), locked_until = NULL WHERE id = ?",
                 finals,
             )
             return [failure.id for failure in failures if failure.id not in held]
@@ -442,7 +442,7 @@ class SqliteStore:
         def cancel(conn: sqlite3.Connection) -> list[int]:
             rows = conn.execute(
                 f"UPDATE jobs SET status = 'cancelled', finished_at = ?, "
-                f"locked_by = NULL, locked_until = NULL "
+                f"locked_until = NULL "
                 f"WHERE id IN ({marks}) AND status IN ('queued', 'scheduled', 'running') "
                 f"RETURNING id",
                 [now_us, *ids],

@@ -1,0 +1,78 @@
+"""Browser tests: Debian's chromium, headless, driven by Playwright (nothing downloaded).
+
+Without chromium on the machine they skip and say why — except under
+``CI=true``, where they must run. ``make test`` installs chromium from
+Debian's packages when it can.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from tests.processes import ServerProcess, servcore_serve
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts" / "dashboard"
+ADMIN = "admin-token-for-the-browser-tests"
+READ = "read-token-for-the-browser-tests"
+
+
+def chromium_path() -> str:
+    found = os.environ.get("SERVCORE_CHROMIUM") or shutil.which("chromium")
+    if found:
+        return found
+    reason = "Debian's chromium is not installed (apt-get install chromium; make test does it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser tests must run under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    env = {"SERVCORE_TOKENS": f"admin:{ADMIN},read:{READ}", "SERVCORE_NODE": "browser-node"}
+    store = f"sqlite:///{tmp_path / 'dashboard.db'}"
+    with servcore_serve(tmp_path, "tests.process_tasks:service", "--store", store, env=env) as up:
+        up.wait_ready()
+        yield up
+
+
+@pytest.fixture
+async def api(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"authorization": f"Bearer {ADMIN}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as client:
+        yield client
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    executable = chromium_path()
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=executable, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def signed_in(browser: Browser, server: ServerProcess, token: str, **options: object) -> Page:
+    page = await browser.new_page(**options)  # type: ignore[arg-type]
+    await page.goto(f"{server.url}/dashboard")
+    assert page.url.endswith("/dashboard/login")
+    await page.fill("#token", token)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{server.url}/dashboard")
+    return page
+
+
+async def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
