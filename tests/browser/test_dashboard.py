@@ -30,6 +30,7 @@ async def test_an_operator_sees_and_steers_everything(
     await expect(queue).to_be_visible()
     await expect(page.locator("text=browser-node")).to_be_visible()
     await expect(page.locator(".chart")).to_be_visible()
+    await expect(queue).to_contain_text("/min")  # rates, from one refresh to the next
     await screenshot(page, "overview")
 
     # Pause the queue, see it, resume it.

@@ -16,6 +16,8 @@ const live = document.getElementById("live");
 let me = { scope: null };
 let timer = null;
 let selected = new Set();
+// The last counts seen per queue, to show rates between refreshes.
+const lastSeen = new Map();
 
 // -- helpers -----------------------------------------------------------
 
@@ -111,12 +113,22 @@ async function overview() {
     api("GET", "/stats/history"),
   ]);
   const counts = ["queued", "scheduled", "running", "done", "failed", "cancelled"];
+  const now = Date.now();
+  const rates = new Map(queues.data.map((queue) => {
+    const before = lastSeen.get(queue.name);
+    lastSeen.set(queue.name, { at: now, done: queue.done, failed: queue.failed });
+    if (!before || now <= before.at) return [queue.name, null];
+    const perMinute = (n) => Math.max(0, (n * 60000) / (now - before.at));
+    return [queue.name, { done: perMinute(queue.done - before.done), failed: perMinute(queue.failed - before.failed) }];
+  }));
+  const rate = (name, kind) => (rates.get(name) ? `${rates.get(name)[kind].toFixed(1)}/min` : "…");
   const queueRows = queues.data.map((queue) => el("tr", { "data-queue": queue.name },
     el("td", {}, el("a", { href: `#/jobs?queue=${encodeURIComponent(queue.name)}`, text: queue.name })),
     el("td", {}, queue.paused ? el("span", { class: "status paused", text: "paused" }) : "running"),
     el("td", { text: queue.depth }), el("td", { text: queue.scheduled }),
-    el("td", { text: queue.running }), el("td", { text: queue.done }),
-    el("td", { text: queue.failed }),
+    el("td", { text: queue.running }),
+    el("td", { text: queue.done }), el("td", { class: "muted", text: rate(queue.name, "done") }),
+    el("td", { text: queue.failed }), el("td", { class: "muted", text: rate(queue.name, "failed") }),
     el("td", { text: queue.oldest_job_age === null ? "—" : `${queue.oldest_job_age.toFixed(1)} s` }),
     el("td", {}, can("admin") ? el("button", {
       type: "button", class: "secondary",
@@ -136,7 +148,8 @@ async function overview() {
     el("h2", { text: "Last hour" }),
     chart(history.data.minutes),
     el("h2", { text: "Queues" }),
-    table(["Queue", "State", "Ready", "Scheduled", "Running", "Done", "Failed", "Oldest ready", ""],
+    table(["Queue", "State", "Ready", "Scheduled", "Running", "Done", "Done rate", "Failed",
+      "Failed rate", "Oldest ready", ""],
       queueRows, "No queues yet: submit a job and its queue appears here."),
     el("h2", { text: "Live nodes" }),
     table(["Node", "Queues", "Leader", "Last heartbeat"], nodeRows,
