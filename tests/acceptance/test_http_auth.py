@@ -135,3 +135,28 @@ async def test_pipeline_routes_are_guarded_too(open_api: OpenApi) -> None:
     assert (await api.client.get("/email_jobs")).status_code == 401
     assert (await api.client.post("/email_jobs", json=job, headers=as_(READ))).status_code == 403
     assert (await api.client.post("/email_jobs", json=job, headers=as_(WRITE))).status_code == 202
+
+
+async def test_a_browser_cannot_be_made_to_change_things_from_another_site(
+    open_api: OpenApi,
+) -> None:
+    api = await open_api()  # no tokens: the API is open, to this machine
+    attacks = [
+        {"sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site"},  # another port on localhost is another origin
+        {"origin": "http://evil.example"},
+        {"origin": "http://127.0.0.1:3000"},
+    ]
+    for headers in attacks:
+        for path in ("/queues/default/pause", "/jobs"):
+            response = await api.client.post(
+                path, content='{"payload": {}}', headers={**headers, "content-type": "text/plain"}
+            )
+            assert response.status_code == 403, (headers, path)
+            assert "another" in response.json()["error"]
+    assert not (await api.client.get("/queues")).json()  # nothing was created or paused
+    same = {"origin": "http://test", "sec-fetch-site": "same-origin"}
+    assert (await api.client.post("/jobs", json={"payload": {}}, headers=same)).status_code == 202
+    assert (await api.client.post("/jobs", json={"payload": {}})).status_code == 202  # curl
+    reading = await api.client.get("/stats", headers={"sec-fetch-site": "cross-site"})
+    assert reading.status_code == 200  # reads change nothing (and CORS keeps their answers)

@@ -63,11 +63,12 @@ class ServcoreApp:
             path = _route_path(scope)
             method = scope["method"]
             config = self._service.config
-            if config.tokens:
+            denial = gate.cross_site(scope)
+            if denial is None and config.tokens:
                 denial = gate.check(scope, path, config, self._sessions)
-                if denial is not None:
-                    await gate.send_denial(send, denial)
-                    return
+            if denial is not None:
+                await gate.send_denial(send, denial)
+                return
             if method == "POST" and path == self._prefix:
                 scope["route_template"] = self._prefix
                 await self._answer(send, self._create(scope, receive))
