@@ -28,7 +28,17 @@ from servcore.tasks import Handler, TaskRegistry
 
 _ROUTE = re.compile(r"^(/[A-Za-z0-9_.\-]+)+$")
 # The service's own routes: a pipeline's may not shadow them.
-_RESERVED = ("/jobs", "/queues", "/cron", "/nodes", "/stats", "/health", "/openapi.json")
+_RESERVED = (
+    "/jobs",
+    "/queues",
+    "/cron",
+    "/nodes",
+    "/stats",
+    "/health",
+    "/metrics",
+    "/openapi.json",
+    "/dashboard",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +73,7 @@ class Pipeline:
             isinstance(self.routes, str) and _ROUTE.match(self.routes)
         ):
             raise ConfigError(f"{where}: routes must be a path like '/email_jobs'")
-        if self.routes is not None and any(
-            self.routes == own or self.routes.startswith(own + "/") for own in _RESERVED
-        ):
+        if self.routes is not None and any(self.routes.startswith(own) for own in _RESERVED):
             raise ConfigError(f"{where}: routes {self.routes!r} would shadow the service's own")
         if self.store is not None and (not isinstance(self.store, str) or not self.store):
             raise ConfigError(f"{where}: store must be a store URL")

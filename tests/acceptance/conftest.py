@@ -22,7 +22,7 @@ SEED_FIELDS = ["id", "payload", "status", "inserted_at", "started_at", "finished
 
 
 def client_for(app: ASGIApp) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
 
 
 @dataclass

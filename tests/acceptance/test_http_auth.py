@@ -74,6 +74,7 @@ async def test_every_route_wants_a_token(guarded: httpx.AsyncClient) -> None:
         assert response.status_code == 401, (method, path, response.text)
         assert "Bearer" in response.json()["error"]
         assert response.headers["www-authenticate"] == 'Bearer realm="servcore"'
+    for method, path, _ in ROUTES[:4]:  # more than a few: the guesses are rate limited
         wrong = await call(guarded, method, path, "not-a-real-token-at-all")
         assert wrong.status_code == 401, (method, path)
         assert wrong.json()["error"] == "Invalid token"
@@ -155,8 +156,42 @@ async def test_a_browser_cannot_be_made_to_change_things_from_another_site(
             assert response.status_code == 403, (headers, path)
             assert "another" in response.json()["error"]
     assert not (await api.client.get("/queues")).json()  # nothing was created or paused
-    same = {"origin": "http://test", "sec-fetch-site": "same-origin"}
+    same = {"origin": "http://127.0.0.1", "sec-fetch-site": "same-origin"}
     assert (await api.client.post("/jobs", json={"payload": {}}, headers=same)).status_code == 202
     assert (await api.client.post("/jobs", json={"payload": {}})).status_code == 202  # curl
     reading = await api.client.get("/stats", headers={"sec-fetch-site": "cross-site"})
     assert reading.status_code == 200  # reads change nothing (and CORS keeps their answers)
+
+
+async def test_an_open_service_answers_only_to_its_loopback_name(open_api: OpenApi) -> None:
+    api = await open_api()  # no tokens
+    rebound = await api.client.get("/stats", headers={"host": "evil.example:4000"})
+    assert rebound.status_code == 403
+    assert "loopback" in rebound.json()["error"]
+    for host in ("127.0.0.1:4000", "localhost", "[::1]:4000"):
+        assert (await api.client.get("/stats", headers={"host": host})).status_code == 200
+    opened = await open_api(allow_open=True)
+    assert (await opened.client.get("/stats", headers={"host": "jobs.example"})).status_code == 200
+    guarded = await open_api(tokens=TOKENS)
+    named = await guarded.client.get(
+        "/stats", headers={"host": "jobs.example", "authorization": f"Bearer {READ}"}
+    )
+    assert named.status_code == 200  # with tokens, the token is the guard
+
+
+async def test_guessing_bearer_tokens_is_rate_limited(guarded: httpx.AsyncClient) -> None:
+    for _ in range(5):
+        assert (
+            await guarded.get("/stats", headers=as_("wrong-token-guess-000"))
+        ).status_code == 401
+    limited = await guarded.get("/stats", headers=as_(READ))
+    assert limited.status_code == 429
+    assert "Too many invalid tokens" in limited.json()["error"]
+
+
+def test_pipelines_cannot_take_the_service_s_own_paths() -> None:
+    from servcore.config import ConfigError
+
+    for taken in ("/dashboard_jobs", "/dashboard", "/metrics", "/jobs2"):
+        with pytest.raises(ConfigError, match="would shadow"):
+            Pipeline("email", routes=taken)

@@ -138,3 +138,31 @@ async def test_history_counts_the_last_hour(open_api: OpenApi) -> None:
     assert sum(m["done"] for m in minutes) == 1
     assert minutes[-1]["at"] < minutes[-1]["at"] + "1"  # ISO text, newest last
     assert minutes[0]["at"] < minutes[-1]["at"]
+
+
+async def test_signing_out_ends_the_session_even_if_its_cookie_is_kept(guarded: Api) -> None:
+    client = guarded.client
+    await sign_in(client, ADMIN)
+    kept = client.cookies["servcore_session"]
+    csrf = client.cookies["servcore_csrf"]
+    await client.post("/dashboard/logout", headers={"x-csrf-token": csrf})
+    client.cookies.clear()
+    client.cookies.set("servcore_session", kept)
+    assert (await client.get("/stats")).status_code == 401
+
+
+async def test_a_session_ends_with_its_token_and_follows_its_scope(open_api: OpenApi) -> None:
+    api = await open_api(tokens=TOKENS)
+    await sign_in(api.client, ADMIN)
+    assert (await api.client.get("/stats")).status_code == 200
+    api.service.config = api.service.config.with_overrides(tokens=TOKENS[:1])  # admin revoked
+    assert (await api.client.get("/stats")).status_code == 401
+
+
+async def test_a_huge_sign_in_body_is_refused_unread(guarded: Api) -> None:
+    response = await guarded.client.post(
+        "/dashboard/login",
+        content=b"token=" + b"x" * 100_000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 413

@@ -58,6 +58,9 @@ async def test_an_operator_sees_and_steers_everything(
     await expect(page.locator("details summary")).to_contain_text("RuntimeError: kaboom")
     await page.click("details summary")
     await expect(page.locator("details pre")).to_contain_text('raise RuntimeError("kaboom")')
+    # The next refresh leaves the open traceback alone, and says so.
+    await expect(page.locator("#live")).to_contain_text("paused while you read")
+    await expect(page.locator("details[open] pre")).to_be_visible()
     await screenshot(page, "job-failed")
     await page.click("text=Retry")
     await expect(page.locator("text=Errors (2)")).to_be_visible(timeout=15_000)

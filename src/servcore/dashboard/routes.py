@@ -18,14 +18,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from servcore.auth import find_token
-from servcore.http.gate import session_of
-from servcore.http.sessions import (
-    CSRF_COOKIE,
-    SESSION_COOKIE,
-    SESSION_SECONDS,
-    Sessions,
-    SignInLimiter,
-)
+from servcore.http.gate import Door, client_of, session_of
+from servcore.http.sessions import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Session
+from servcore.http.validation import BadRequest, read_body
 from servcore.service import Service
 
 _ASSETS = {
@@ -62,41 +57,59 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def dashboard_routes(service: Service, sessions: Sessions) -> list[BaseRoute]:
-    limiter = SignInLimiter()
+def dashboard_routes(service: Service, door: Door) -> list[BaseRoute]:
+    sessions = door.sessions
+    assert sessions is not None
+    limiter = door.limiter  # one count of failures for sign-ins and bearer tokens
 
     def guarded() -> bool:
         return bool(service.config.tokens)
 
+    def session(request: Request) -> Session | None:
+        return session_of(request.scope, sessions, service.config)
+
+    def to(request: Request, path: str) -> RedirectResponse:
+        root = request.scope.get("root_path", "")  # mounted under a prefix
+        return RedirectResponse(f"{root}{path}", 303, SECURITY_HEADERS)
+
     async def index(request: Request) -> Response:
-        if guarded() and session_of(request.scope, sessions) is None:
-            return RedirectResponse("/dashboard/login", 303, SECURITY_HEADERS)
+        if request.url.path.endswith("/"):
+            return to(request, "/dashboard")  # the pages' relative links need it bare
+        if guarded() and session(request) is None:
+            return to(request, "/dashboard/login")
         return _page("index.html")
 
     async def login_page(request: Request) -> Response:
         if not guarded():
-            return RedirectResponse("/dashboard", 303, SECURITY_HEADERS)
+            return to(request, "/dashboard")
         return _page("login.html")
 
     async def login(request: Request) -> Response:
         if not guarded():
-            return RedirectResponse("/dashboard", 303, SECURITY_HEADERS)
-        client = request.client.host if request.client else "unknown"
+            return to(request, "/dashboard")
+        try:
+            body = await read_body(request, _MAX_LOGIN_BODY)
+        except BadRequest as problem:
+            return _page("login.html", problem.status, problem.message)
+        # From here to the verdict nothing awaits: concurrent guesses are counted.
+        client = client_of(request.scope)
         wait = limiter.retry_after(client)
         if wait > 0:
             page = _page("login.html", 429, f"Too many failed sign-ins: try again in {wait:.0f} s")
             page.headers["retry-after"] = str(int(wait) + 1)
             return page
-        body = await request.body()
-        form = parse_qs(body[:_MAX_LOGIN_BODY].decode("utf-8", "replace"))
+        form = parse_qs(body.decode("utf-8", "replace"))
         presented = (form.get("token") or [""])[0].strip()
         token = find_token(service.config.tokens, presented) if presented else None
         if token is None:
             limiter.failed(client)
             return _page("login.html", 401, "That token is not valid.")
         cookie, csrf = sessions.issue(token, time.time())
-        response = RedirectResponse("/dashboard", 303, SECURITY_HEADERS)
-        secure = request.url.scheme == "https" or _loopback(request.url.hostname)
+        response = to(request, "/dashboard")
+        # Secure, except over plain http on loopback (where some clients would
+        # not send it back). Elsewhere: behind TLS the browser sees https, and
+        # without TLS a session cookie has no business travelling at all.
+        secure = not (request.url.scheme == "http" and _loopback(request.url.hostname))
         response.set_cookie(
             SESSION_COOKIE,
             cookie,
@@ -112,15 +125,18 @@ def dashboard_routes(service: Service, sessions: Sessions) -> list[BaseRoute]:
         return response
 
     async def logout(request: Request) -> Response:
-        # A changing request: the gate has checked the session and its CSRF header.
+        # A changing request: the door has checked the session and its CSRF header.
+        current = session(request)
+        if current is not None:
+            sessions.revoke(current)
         response = JSONResponse({"message": "Signed out"}, headers=SECURITY_HEADERS)
         response.delete_cookie(SESSION_COOKIE, path="/")
         response.delete_cookie(CSRF_COOKIE, path="/")
         return response
 
     async def whoami(request: Request) -> Response:
-        session = session_of(request.scope, sessions)
-        if session is None:
+        current = session(request)
+        if current is None:
             body = {
                 "signed_in": False,
                 "guarded": guarded(),
@@ -131,8 +147,8 @@ def dashboard_routes(service: Service, sessions: Sessions) -> list[BaseRoute]:
             body = {
                 "signed_in": True,
                 "guarded": True,
-                "name": session.token.name,
-                "scope": session.token.scope,
+                "name": current.token.name,
+                "scope": current.token.scope,
             }
         return JSONResponse(body, headers=SECURITY_HEADERS)
 

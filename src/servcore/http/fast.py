@@ -19,7 +19,6 @@ from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from servcore.http import answers, gate
-from servcore.http.sessions import Sessions
 from servcore.http.validation import BadRequest, check_declared_length, too_large
 from servcore.service import Service
 from servcore.store.base import StoreError
@@ -37,11 +36,11 @@ class ServcoreApp:
         app: Starlette,
         service: Service,
         prefix: str = "/jobs",
-        sessions: Sessions | None = None,
+        door: gate.Door | None = None,
     ) -> None:
         self.app = app
         self._service = service
-        self._sessions = sessions
+        self._door = door or gate.Door()
         self._prefix = prefix
         self._item_prefix = prefix + "/"
 
@@ -62,10 +61,7 @@ class ServcoreApp:
         if scope["type"] == "http":
             path = _route_path(scope)
             method = scope["method"]
-            config = self._service.config
-            denial = gate.cross_site(scope)
-            if denial is None and config.tokens:
-                denial = gate.check(scope, path, config, self._sessions)
+            denial = self._door.deny(scope, path, self._service.config)
             if denial is not None:
                 await gate.send_denial(send, denial)
                 return

@@ -30,11 +30,17 @@ from servcore.http.sessions import (
     SESSION_COOKIE,
     Session,
     Sessions,
+    SignInLimiter,
     cookie_value,
 )
 from servcore.service import Service
 
 _ADMIN_PATH = re.compile(r"^/queues/[^/]+/(pause|resume)$")
+# Exactly these: a pipeline's routes may not start with /dashboard (see pipelines).
+_DASHBOARD_PUBLIC = frozenset(
+    {"/dashboard", "/dashboard/", "/dashboard/login", "/dashboard/whoami"}
+)
+_LOOPBACK_HOSTS = (b"127.0.0.1", b"localhost", b"[::1]")
 _READING = frozenset({"GET", "HEAD", "OPTIONS"})
 _encode = msgspec.json.encode
 
@@ -52,10 +58,10 @@ def required_scope(method: str, path: str, config: ServiceConfig) -> str | None:
         return None
     if path == "/metrics" and config.public_metrics:
         return None
+    if path in _DASHBOARD_PUBLIC or path.startswith("/dashboard/static/"):
+        return None  # the dashboard's pages sign in by themselves; its API calls come here
     if path == "/dashboard/logout":
-        return "read"  # a session, and its CSRF header, to sign out
-    if path.startswith("/dashboard"):
-        return None  # the dashboard signs in by itself (sessions); its API calls come here
+        return "read"  # any session may end itself (with its CSRF header)
     if method in _READING:
         return "read"
     if _ADMIN_PATH.match(path):
@@ -71,8 +77,26 @@ def bearer(scope: Scope) -> str | None:
     return None
 
 
+class Door:
+    """What every request passes: the site and host checks, then the token's."""
+
+    def __init__(self, sessions: Sessions | None = None) -> None:
+        self.sessions = sessions
+        self.limiter = SignInLimiter()  # failed tokens, by client address
+
+    def deny(self, scope: Scope, path: str, config: ServiceConfig) -> Denial | None:
+        denial = cross_site(scope) or foreign_host(scope, config)
+        if denial is None and config.tokens:
+            denial = check(scope, path, config, self.sessions, self.limiter)
+        return denial
+
+
 def check(
-    scope: Scope, path: str, config: ServiceConfig, sessions: Sessions | None = None
+    scope: Scope,
+    path: str,
+    config: ServiceConfig,
+    sessions: Sessions | None = None,
+    limiter: SignInLimiter | None = None,
 ) -> Denial | None:
     """Why the request may not go on, or None if it may."""
     method = scope["method"]
@@ -82,11 +106,16 @@ def check(
     presented = bearer(scope)
     token: ApiToken | None = None
     if presented:
+        client = client_of(scope)
+        if limiter is not None and (wait := limiter.retry_after(client)) > 0:
+            return _denial(429, f"Too many invalid tokens: try again in {wait:.0f} s")
         token = find_token(config.tokens, presented)
         if token is None:
+            if limiter is not None:
+                limiter.failed(client)
             return _denial(401, "Invalid token")
     else:
-        session = session_of(scope, sessions) if presented is None else None
+        session = session_of(scope, sessions, config) if presented is None else None
         if session is None:
             return _denial(
                 401,
@@ -124,6 +153,7 @@ def cross_site(scope: Scope) -> Denial | None:
         elif name == b"host":
             host = value
     if site is not None:  # every current browser says it: the surest sign
+        # (a changing request with no site at all is a navigation or a non-browser)
         if site in (b"same-origin", b"none"):
             return None
         return _denial(403, "Forbidden: a changing request from another site")
@@ -134,11 +164,32 @@ def cross_site(scope: Scope) -> Denial | None:
     return None
 
 
-def session_of(scope: Scope, sessions: Sessions | None) -> Session | None:
+def foreign_host(scope: Scope, config: ServiceConfig) -> Denial | None:
+    """With no tokens, answer only requests addressed to loopback by name: a
+    page whose DNS name was pointed at 127.0.0.1 (DNS rebinding) is refused."""
+    if config.tokens or config.allow_open:
+        return None
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value.rsplit(b":", 1)[0] if not value.endswith(b"]") else value
+            if host.lower() in _LOOPBACK_HOSTS:
+                return None
+            return _denial(403, "Forbidden: this open service answers only to its loopback address")
+    return None
+
+
+def session_of(scope: Scope, sessions: Sessions | None, config: ServiceConfig) -> Session | None:
+    """The request's dashboard session, if it has one that still holds: signed,
+    not expired, not signed out, and its token still configured as it was."""
     if sessions is None:
         return None
     cookie = cookie_value(scope["headers"], SESSION_COOKIE)
-    return sessions.read(cookie) if cookie else None
+    return sessions.read(cookie, config.tokens) if cookie else None
+
+
+def client_of(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _csrf_matches(scope: Scope, expected: str) -> bool:
@@ -169,12 +220,11 @@ async def send_denial(send: Send, denial: Denial) -> None:
 def gated(app: ASGIApp, service: Service) -> ASGIApp:
     """``app`` behind the door (for apps other than the API, e.g. the metrics port)."""
 
+    door = Door()
+
     async def gate(scope: Scope, receive: Receive, send: Send) -> None:
-        config = service.config
         if scope["type"] == "http":
-            denial = cross_site(scope)
-            if denial is None and config.tokens:
-                denial = check(scope, scope["path"], config)
+            denial = door.deny(scope, scope["path"], service.config)
             if denial is not None:
                 await send_denial(send, denial)
                 return

@@ -1,9 +1,11 @@
 """Dashboard sessions: a signed cookie after signing in with an API token.
 
-The cookie holds the token's name and scope, a CSRF secret and an expiry,
-signed with HMAC-SHA256 (``session_secret``, random per process unless set),
-so nothing is kept on the server and a restart with a new secret signs
-everyone out. It is ``HttpOnly``, ``SameSite=Strict`` and ``Secure`` (browsers
+The cookie holds a session id, which configured token it stands for (a
+fingerprint of its digest, looked up on every request: a token taken out of
+the configuration ends its sessions), a CSRF secret and an expiry, signed
+with HMAC-SHA256 (``session_secret``, random per process unless set). Signing
+out revokes the session id in that process; a restart with a new secret
+signs everyone out. It is ``HttpOnly``, ``SameSite=Strict`` and ``Secure`` (browsers
 keep Secure cookies for https and for loopback http).
 
 Changing requests authenticated by the cookie must also carry the CSRF
@@ -21,6 +23,7 @@ import hmac
 import secrets
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -34,32 +37,39 @@ SESSION_SECONDS = 12 * 3600
 
 
 class _Payload(msgspec.Struct, frozen=True):
-    name: str
-    scope: str
+    session: str  # its id: signing out revokes it
+    token: str  # which configured token: a fingerprint of its digest
     csrf: str
     expires: float
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    token: ApiToken  # name and scope; no digest (the cookie does not carry the token)
+    id: str
+    token: ApiToken
     csrf: str
+    expires: float
 
 
 class Sessions:
     def __init__(self, secret: str | None) -> None:
         self._key = (secret or secrets.token_urlsafe(32)).encode()
+        self._revoked: dict[str, float] = {}  # session id → its expiry
 
     def issue(self, token: ApiToken, now: float | None = None) -> tuple[str, str]:
         """A new session for ``token``: (cookie value, CSRF secret)."""
         csrf = secrets.token_urlsafe(24)
         expires = (now or time.time()) + SESSION_SECONDS
-        body = msgspec.json.encode(_Payload(token.name, token.scope, csrf, expires))
-        encoded = base64.urlsafe_b64encode(body).decode().rstrip("=")
+        payload = _Payload(secrets.token_urlsafe(16), _fingerprint(token), csrf, expires)
+        encoded = base64.urlsafe_b64encode(msgspec.json.encode(payload)).decode().rstrip("=")
         return f"{encoded}.{self._sign(encoded)}", csrf
 
-    def read(self, cookie: str, now: float | None = None) -> Session | None:
-        """The session a cookie holds, or None if it is forged, damaged or old."""
+    def read(
+        self, cookie: str, tokens: Iterable[ApiToken], now: float | None = None
+    ) -> Session | None:
+        """The session a cookie holds, or None if it is forged, damaged, old,
+        signed out, or its token is no longer configured (revoked, or its
+        scope changed: the session takes the token as it is now)."""
         encoded, _, signature = cookie.partition(".")
         if not hmac.compare_digest(signature.encode(), self._sign(encoded).encode()):
             return None
@@ -68,9 +78,19 @@ class Sessions:
             payload = msgspec.json.decode(body, type=_Payload)
         except (ValueError, msgspec.DecodeError):
             return None
-        if payload.expires < (now or time.time()):
+        if payload.expires < (now or time.time()) or payload.session in self._revoked:
             return None
-        return Session(ApiToken(payload.name, payload.scope, b""), payload.csrf)
+        token = next((t for t in tokens if _fingerprint(t) == payload.token), None)
+        if token is None:
+            return None
+        return Session(payload.session, token, payload.csrf, payload.expires)
+
+    def revoke(self, session: Session, now: float | None = None) -> None:
+        """Sign a session out (in this process: sessions are not shared state)."""
+        now = now or time.time()
+        for gone in [sid for sid, until in self._revoked.items() if until < now]:
+            del self._revoked[gone]
+        self._revoked[session.id] = session.expires
 
     def _sign(self, encoded: str) -> str:
         digest = hmac.new(self._key, encoded.encode(), hashlib.sha256).digest()
@@ -105,6 +125,11 @@ class SignInLimiter:
         self._failures.setdefault(client, deque()).append(now)
         if len(self._failures) > 10_000:  # a flood of addresses: forget the oldest
             self._failures.pop(next(iter(self._failures)))
+
+
+def _fingerprint(token: ApiToken) -> str:
+    """Names the token in a cookie without giving away its digest."""
+    return hashlib.sha256(b"servcore-session:" + token.digest).hexdigest()[:32]
 
 
 def cookie_value(scope_headers: list[tuple[bytes, bytes]], name: str) -> str | None:

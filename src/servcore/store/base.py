@@ -86,9 +86,29 @@ class JobQuery:
     offset: int = 0
     limit: int = 50
     task: str | None = None
-    # The job with this id, or jobs whose payload (as JSON text) contains it;
-    # case-insensitive. A scan: fine for a dashboard, not for a hot path.
+    # The job with this id, or jobs whose payload (its JSON text, keys too)
+    # contains it, ignoring the case of ASCII letters (the same on every
+    # store). A scan: fine for a dashboard, not for a hot path.
     search: str | None = None
+
+    @property
+    def search_id(self) -> int:
+        """The id the search names, or -1 (no job has it)."""
+        text = self.search or ""
+        return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else -1
+
+    @property
+    def search_text(self) -> str:
+        return ascii_lower(self.search or "")
+
+
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_ASCII_LOWER = str.maketrans(_UPPER, _UPPER.lower())
+
+
+def ascii_lower(text: str) -> str:
+    """Lower ASCII letters only, as SQLite's lower() does; the stores agree on it."""
+    return text.translate(_ASCII_LOWER)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from servcore.store.base import (
     QueueInfo,
     RescueReport,
     StatusFilter,
+    ascii_lower,
     rescue_verdict,
 )
 
@@ -344,6 +345,7 @@ class MemoryStore:
                     finished_at=None,
                     max_attempts=max(job.max_attempts, job.attempt + 1),
                     rescued=0,
+                    locked_by=None,
                 )
                 self._set(job, queued)
                 self._enqueue(queued, now)
@@ -397,14 +399,14 @@ class MemoryStore:
 
     async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
         status = query.status
-        search = query.search.lower() if query.search else None
+        search = query if query.search else None
         matches = (
             job
             for job in reversed(self._jobs.values())
             if (query.queue is None or job.queue == query.queue)
             and (query.task is None or job.task == query.task)
             and (status is None or _matches(job, status, now))
-            and (search is None or _found(job, search))
+            and (search is None or _found(job, search.search_id, search.search_text))
         )
         selected = list(matches)
         return JobPage(selected[query.offset : query.offset + query.limit], len(selected))
@@ -458,8 +460,6 @@ def _matches(job: Job, status: str, now: datetime) -> bool:
     return job.status == status
 
 
-def _found(job: Job, search: str) -> bool:
+def _found(job: Job, search_id: int, text: str) -> bool:
     """As the SQL stores search: the id, or the payload's JSON text."""
-    if search.isdigit() and int(search) == job.id:
-        return True
-    return search in msgspec.json.encode(job.payload).decode().lower()
+    return job.id == search_id or text in ascii_lower(msgspec.json.encode(job.payload).decode())

@@ -503,7 +503,8 @@ class PostgresStore:
             f"""
             WITH retried AS (
                 UPDATE {self._jobs} SET status = 'queued', run_at = $2, finished_at = NULL,
-                       max_attempts = greatest(max_attempts, attempt + 1), rescued = 0
+                       max_attempts = greatest(max_attempts, attempt + 1), rescued = 0,
+                       locked_by = NULL
                 WHERE id = ANY($1::bigint[]) AND status IN ('failed', 'cancelled')
                 RETURNING id, queue
             ),
@@ -596,10 +597,12 @@ class PostgresStore:
             args.append(query.task)
             clauses.append(f"task = ${len(args)}")
         if query.search:
-            args.append(int(query.search) if query.search.isdigit() else -1)
-            args.append(query.search.lower())
+            args.append(query.search_id)
+            args.append(query.search_text)
+            # translate(), not lower(): ASCII letters only, as on the other stores.
             clauses.append(
-                f"(id = ${len(args) - 1} OR strpos(lower(payload::text), ${len(args)}) > 0)"
+                f"(id = ${len(args) - 1} OR strpos(translate(payload::text, "
+                f"'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), ${len(args)}) > 0)"
             )
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self._fetch(

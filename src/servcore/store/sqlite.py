@@ -461,7 +461,7 @@ class SqliteStore:
         def retry(conn: sqlite3.Connection) -> list[int]:
             rows = conn.execute(
                 f"UPDATE jobs SET status = 'queued', run_at = ?, finished_at = NULL, "
-                f"max_attempts = max(max_attempts, attempt + 1), rescued = 0 "
+                f"max_attempts = max(max_attempts, attempt + 1), rescued = 0, locked_by = NULL "
                 f"WHERE id IN ({marks}) AND status IN ('failed', 'cancelled') RETURNING id",
                 [now_us, *ids],
             ).fetchall()

@@ -52,8 +52,8 @@ def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> Job
         values["task"] = query.task
     if query.search:
         clauses.append("(id = :search_id OR instr(lower(payload), :search) > 0)")
-        values["search"] = query.search.lower()
-        values["search_id"] = int(query.search) if query.search.isdigit() else -1
+        values["search"] = query.search_text
+        values["search_id"] = query.search_id
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     conn.execute("BEGIN")
     try:

@@ -8,14 +8,18 @@
 "use strict";
 
 const REFRESH_MS = 2000;
+// Where the service is mounted ("" at the root): every URL starts there.
+const BASE = window.location.pathname.replace(/\/dashboard\/?$/, "");
 const PER_PAGE = 25;
 const STATUSES = ["", "queued", "scheduled", "available", "running", "done", "failed", "cancelled"];
 const main = document.getElementById("main");
 const banner = document.getElementById("banner");
+const notice = document.getElementById("notice");
 const live = document.getElementById("live");
 let me = { scope: null };
 let timer = null;
-let selected = new Set();
+let rendering = 0; // the newest render: an older one that finishes late is dropped
+let selected = new Set(); // kept across pages and refreshes until acted on
 // The last counts seen per queue, to show rates between refreshes.
 const lastSeen = new Map();
 
@@ -49,16 +53,21 @@ async function api(method, path, body) {
     headers["content-type"] = "application/json";
     headers["x-csrf-token"] = csrf();
   }
-  const response = await fetch(path, {
+  const response = await fetch(BASE + path, {
     method, headers, credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (response.status === 401) {
-    window.location.assign("/dashboard/login");
+    window.location.assign(`${BASE}/dashboard/login`);
     throw new ApiError("Signed out");
   }
   const text = await response.text();
-  const data = text ? JSON.parse(text) : null;
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    throw new ApiError(`HTTP ${response.status}: the service did not answer in JSON`);
+  }
   if (!response.ok) throw new ApiError((data && data.error) || `HTTP ${response.status}`);
   return { data, headers: response.headers };
 }
@@ -99,7 +108,7 @@ async function act(label, work) {
   try {
     await work();
     say("");
-    await render(false);
+    await render(true); // show the change now, whatever had focus
   } catch (error) {
     say(`${label}: ${error.message}`);
   }
@@ -204,8 +213,6 @@ async function jobs(params) {
   const listed = await api("GET", `/jobs?${query}`);
   const total = Number(listed.headers.get("x-total-count") || 0);
   const pages = Math.max(1, Math.ceil(total / PER_PAGE));
-  const ids = listed.data.map((job) => job.id);
-  selected = new Set([...selected].filter((id) => ids.includes(id)));
 
   const field = (name, label, input) => el("div", {}, el("label", { for: `f-${name}`, text: label }), input);
   const filters = el("form", { class: "filters", role: "search", onsubmit: (event) => {
@@ -237,12 +244,12 @@ async function jobs(params) {
     if (!selected.size) throw new ApiError("select jobs first");
     const { data } = await api("POST", `/jobs/${verb}`, { ids: [...selected] });
     selected.clear();
-    say("");
-    live.textContent = data.message;
+    notice.textContent = data.message;
   });
   return [
     el("h1", { text: "Jobs" }), filters,
     can("write") ? el("div", { class: "actions" },
+      el("span", { class: "muted", text: `${selected.size} selected` }),
       el("button", { type: "button", class: "secondary", onclick: () => bulk("retry") }, "Retry selected"),
       el("button", { type: "button", class: "danger", onclick: () => bulk("cancel") }, "Cancel selected")) : null,
     table([...(can("write") ? [""] : []), "Job", "Task", "Queue", "Status", "Attempt", "Inserted", "Finished"],
@@ -302,6 +309,9 @@ function enqueue() {
     act("Enqueue", async () => {
       let payload;
       try { payload = JSON.parse(data.get("payload") || "{}"); } catch { throw new ApiError("the payload is not valid JSON"); }
+      if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+        throw new ApiError("the payload must be a JSON object, like {\"to\": \"a@example.com\"}");
+      }
       if (data.get("task")) payload.task = data.get("task");
       const body = { payload, priority: Number(data.get("priority") || 0) };
       if (data.get("queue")) body.queue = data.get("queue");
@@ -321,7 +331,15 @@ function enqueue() {
 
 // -- rendering and refresh ----------------------------------------------
 
+function busy() {
+  // The user is reading or working in the page: a refresh would undo it.
+  const focus = document.activeElement;
+  return (main.contains(focus) && focus !== main) || main.querySelector("details[open]") !== null
+    || String(window.getSelection()) !== "";
+}
+
 async function render(moveFocus) {
+  const mine = ++rendering;
   const { path, params } = route();
   for (const link of document.querySelectorAll("[data-nav]")) {
     const current = (link.dataset.nav === "overview" && path === "/") || path.startsWith(`/${link.dataset.nav}`);
@@ -334,16 +352,22 @@ async function render(moveFocus) {
     else if (path.startsWith("/jobs/")) content = await job(path.slice(6));
     else if (path === "/enqueue") content = enqueue();
     else content = [el("h1", { text: "Not found" }), el("p", {}, el("a", { href: "#/", text: "Back to the overview" }))];
-    live.textContent = `updated ${new Date().toLocaleTimeString()}`;
-    live.className = "live ok";
   } catch (error) {
+    if (mine !== rendering) return;
     live.textContent = "not updating";
     live.className = "live down";
     say(`Cannot reach the service: ${error.message}`);
     return;
   }
-  const typing = main.contains(document.activeElement) && ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
-  if (typing && !moveFocus) return; // do not pull the form from under the user
+  if (mine !== rendering) return; // a newer view was asked for meanwhile
+  if (banner.textContent.startsWith("Cannot reach")) say(""); // it is back
+  if (!moveFocus && busy()) {
+    live.textContent = "paused while you read (move focus out to resume)";
+    live.className = "live";
+    return;
+  }
+  live.textContent = `updated ${new Date().toLocaleTimeString()}`;
+  live.className = "live ok";
   main.replaceChildren(...content.flat().filter(Boolean));
   if (moveFocus) main.focus();
 }
@@ -368,9 +392,9 @@ async function start() {
   signout.hidden = !me.signed_in;
   signout.addEventListener("click", async () => {
     await api("POST", "/dashboard/logout");
-    window.location.assign("/dashboard/login");
+    window.location.assign(`${BASE}/dashboard/login`);
   });
-  window.addEventListener("hashchange", () => { say(""); render(true); });
+  window.addEventListener("hashchange", () => { say(""); notice.textContent = ""; render(true); });
   await render(false);
   schedule();
 }
