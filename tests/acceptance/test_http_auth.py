@@ -10,7 +10,7 @@ import pytest
 from servcore import Pipeline
 from servcore.auth import ApiToken
 from servcore.http.openapi import openapi_document
-from tests.acceptance.conftest import OpenApi
+from tests.acceptance.conftest import OpenApi, client_for
 
 READ, WRITE, ADMIN = "read-token-0123456789", "write-token-0123456789", "admin-token-0123456789"
 TOKENS = (
@@ -195,3 +195,20 @@ def test_pipelines_cannot_take_the_service_s_own_paths() -> None:
     for taken in ("/dashboard_jobs", "/dashboard", "/metrics", "/jobs2"):
         with pytest.raises(ConfigError, match="would shadow"):
             Pipeline("email", routes=taken)
+
+
+async def test_routes_mounted_one_by_one_are_guarded_by_gated(open_api: OpenApi) -> None:
+    from starlette.applications import Starlette
+
+    from servcore import job_routes
+    from servcore.http.gate import gated
+
+    api = await open_api(tokens=TOKENS)
+    own = gated(
+        Starlette(routes=job_routes(api.service, "/email_jobs", queue="email")), api.service
+    )
+    async with client_for(own) as client:
+        assert (await client.get("/email_jobs")).status_code == 401
+        assert (await client.get("/email_jobs", headers=as_(READ))).status_code == 200
+        denied = await client.post("/email_jobs", json={"payload": {}}, headers=as_(READ))
+        assert denied.status_code == 403
