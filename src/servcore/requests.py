@@ -50,28 +50,8 @@ def check_job_request(
     result_ttl: float | None,
 ) -> None:
     """Raise :class:`JobRequestError` naming the first option out of bounds."""
-    problem = _first_problem(
-        payload, queue, run_at, delay, priority, max_attempts, timeout, backoff, result_ttl
-    )
-    if problem is None and unique_key is not None and "\x00" in unique_key:
-        problem = "'task' and 'unique_key' must not contain NUL characters"
-    if problem is not None:
-        raise JobRequestError(problem)
-
-
-def _first_problem(
-    payload: Any,
-    queue: str | None,
-    run_at: datetime | None,
-    delay: float | None,
-    priority: int,
-    max_attempts: int | None,
-    timeout: float | None,
-    backoff: float | None,
-    result_ttl: float | None,
-) -> str | None:
     if not isinstance(payload, dict):
-        return "'payload' must be a JSON object"
+        raise JobRequestError("'payload' must be a JSON object")
     checks = [
         (run_at is not None and delay is not None, "give 'run_at' or 'delay', not both"),
         (run_at is not None and run_at.tzinfo is None, "'run_at' needs a time zone"),
@@ -101,6 +81,11 @@ def _first_problem(
             "'queue' must be 1-100 letters, digits, '_', '-' or '.'",
         ),
         # Text columns cannot hold NUL (PostgreSQL refuses it): a 400, not a 503.
-        ("\x00" in task_name(payload), "'task' and 'unique_key' must not contain NUL characters"),
+        (
+            "\x00" in task_name(payload) or (unique_key is not None and "\x00" in unique_key),
+            "'task' and 'unique_key' must not contain NUL characters",
+        ),
     ]
-    return next((message for failed, message in checks if failed), None)
+    problem = next((message for failed, message in checks if failed), None)
+    if problem is not None:
+        raise JobRequestError(problem)
