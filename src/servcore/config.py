@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -158,49 +158,31 @@ def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The settings the environment gives, by setting name."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
-    if store := env.get("SERVCORE_STORE"):
-        values["store"] = store
-    if host := env.get("SERVCORE_HOST"):
-        values["host"] = host
     port = env.get("PORT") or env.get("SERVCORE_PORT")
     if port:
         values["port"] = _integer("PORT", port)
-    if node := env.get("SERVCORE_NODE"):
-        values["node"] = node
-    if concurrency := env.get("SERVCORE_CONCURRENCY"):
-        values["concurrency"] = _integer("SERVCORE_CONCURRENCY", concurrency)
-    if metrics_port := env.get("SERVCORE_METRICS_PORT"):
-        values["metrics_port"] = _integer("SERVCORE_METRICS_PORT", metrics_port)
-    if tokens := env.get("SERVCORE_TOKENS"):
-        from servcore.auth import tokens_from_env  # auth needs ConfigError from here
-
-        values["tokens"] = tokens_from_env(tokens)
-    if allow_open := env.get("SERVCORE_ALLOW_OPEN"):
-        values["allow_open"] = _switch("SERVCORE_ALLOW_OPEN", allow_open)
-    if public_metrics := env.get("SERVCORE_PUBLIC_METRICS"):
-        values["public_metrics"] = _switch("SERVCORE_PUBLIC_METRICS", public_metrics)
-    if public_health := env.get("SERVCORE_PUBLIC_HEALTH"):
-        values["public_health"] = _switch("SERVCORE_PUBLIC_HEALTH", public_health)
-    if secret := env.get("SERVCORE_SESSION_SECRET"):
-        values["session_secret"] = secret
-    if tracing := env.get("SERVCORE_TRACING"):
-        values["tracing"] = _switch("SERVCORE_TRACING", tracing)
-    if metrics := env.get("SERVCORE_METRICS"):
-        values["metrics"] = _switch("SERVCORE_METRICS", metrics)
-    if per_queue := env.get("SERVCORE_QUEUE_CONCURRENCY"):
-        values["queue_concurrency"] = _queue_concurrency(per_queue)
-    if processes := env.get("SERVCORE_PROCESSES"):
-        values["processes"] = _integer("SERVCORE_PROCESSES", processes)
-    if queues := env.get("SERVCORE_QUEUES"):
-        names = tuple(name.strip() for name in queues.split(",") if name.strip())
-        if not names:
-            raise ConfigError("SERVCORE_QUEUES must name one or more queues, e.g. video,pdf")
-        values["queues"] = names
-    if lease := env.get("SERVCORE_LEASE"):
-        values["lease"] = _number("SERVCORE_LEASE", lease)
-    if grace := env.get("SERVCORE_SHUTDOWN_GRACE"):
-        values["shutdown_grace"] = _number("SERVCORE_SHUTDOWN_GRACE", grace)
+    for variable, (setting, parse) in _ENVIRONMENT.items():
+        text = env.get(variable)
+        if text:
+            values[setting] = parse(variable, text)
     return values
+
+
+def _text(name: str, text: str) -> str:
+    return text
+
+
+def _tokens(name: str, text: str) -> Any:
+    from servcore.auth import tokens_from_env  # auth needs ConfigError from here
+
+    return tokens_from_env(text)
+
+
+def _queues(name: str, text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise ConfigError(f"{name} must name one or more queues, e.g. video,pdf")
+    return names
 
 
 def _number(name: str, text: str) -> float:
@@ -217,7 +199,7 @@ def _integer(name: str, text: str) -> int:
         raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
 
 
-def _queue_concurrency(text: str) -> dict[str, int]:
+def _queue_concurrency(name: str, text: str) -> dict[str, int]:
     """``"email=8,media=2"`` → ``{"email": 8, "media": 2}``."""
     values = {}
     for item in text.split(","):
@@ -240,3 +222,25 @@ def _switch(name: str, text: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be on or off (1/0, true/false), got {text!r}")
+
+
+# Environment variable → (setting, how its text is read).
+_ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "SERVCORE_STORE": ("store", _text),
+    "SERVCORE_HOST": ("host", _text),
+    "SERVCORE_NODE": ("node", _text),
+    "SERVCORE_CONCURRENCY": ("concurrency", _integer),
+    "SERVCORE_QUEUE_CONCURRENCY": ("queue_concurrency", _queue_concurrency),
+    "SERVCORE_PROCESSES": ("processes", _integer),
+    "SERVCORE_QUEUES": ("queues", _queues),
+    "SERVCORE_LEASE": ("lease", _number),
+    "SERVCORE_SHUTDOWN_GRACE": ("shutdown_grace", _number),
+    "SERVCORE_METRICS": ("metrics", _switch),
+    "SERVCORE_METRICS_PORT": ("metrics_port", _integer),
+    "SERVCORE_TRACING": ("tracing", _switch),
+    "SERVCORE_TOKENS": ("tokens", _tokens),
+    "SERVCORE_ALLOW_OPEN": ("allow_open", _switch),
+    "SERVCORE_PUBLIC_HEALTH": ("public_health", _switch),
+    "SERVCORE_PUBLIC_METRICS": ("public_metrics", _switch),
+    "SERVCORE_SESSION_SECRET": ("session_secret", _text),
+}
