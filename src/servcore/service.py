@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -397,33 +397,32 @@ class Service:
         self._supervisor.start("leadership", self.leadership.run)
         self._node_started_at = self.clock.now()
         await self._heartbeat(self._node_started_at)
-        for periodic in (
-            Periodic(
-                "rescuer",
-                self.rescuer.run_once,
-                interval=self.config.rescue_interval,
+        self._start_maintenance()
+
+    def _start_maintenance(self) -> None:
+        """The periodic parts; those that act for the whole cluster only on the leader."""
+
+        def every(
+            name: str,
+            run_once: Callable[[datetime], Awaitable[object]],
+            interval: float,
+            *,
+            leader_only: bool,
+        ) -> None:
+            periodic = Periodic(
+                name,
+                run_once,
+                interval=interval,
                 clock=self.clock,
                 health=self.health_state,
-                gate=self.leadership.is_leader,
-            ),
-            Periodic(
-                "pruner",
-                self.pruner.run_once,
-                interval=self.config.prune_interval,
-                clock=self.clock,
-                health=self.health_state,
-                gate=self.leadership.is_leader,
-            ),
-            Periodic(
-                "expirer",
-                Expirer(self.store).run_once,
-                interval=self.config.expire_interval,
-                clock=self.clock,
-                health=self.health_state,
-                gate=self.leadership.is_leader,
-            ),
-        ):
-            self._supervisor.start(periodic.name, periodic.run)
+                gate=self.leadership.is_leader if leader_only else lambda: True,
+            )
+            self._supervisor.start(name, periodic.run)
+
+        config = self.config
+        every("rescuer", self.rescuer.run_once, config.rescue_interval, leader_only=True)
+        every("pruner", self.pruner.run_once, config.prune_interval, leader_only=True)
+        every("expirer", Expirer(self.store).run_once, config.expire_interval, leader_only=True)
         if self.cron_entries:
             scheduler = CronScheduler(
                 self.store,
@@ -432,26 +431,12 @@ class Service:
                 health=self.health_state,
                 gate=self.leadership.is_leader,
                 on_inserted=lambda job: self._wake_for([job]),
-                look_every=self.config.poll_interval,
+                look_every=config.poll_interval,
             )
             self._supervisor.start("cron", scheduler.run)
         if self._samples_queues:
-            sampler = Periodic(
-                "queue sampler",
-                self._sample_queues,
-                interval=self.config.sample_interval,
-                clock=self.clock,
-                health=self.health_state,
-            )
-            self._supervisor.start(sampler.name, sampler.run)
-        heartbeat = Periodic(
-            "node heartbeat",
-            self._heartbeat,
-            interval=NODE_HEARTBEAT,
-            clock=self.clock,
-            health=self.health_state,
-        )
-        self._supervisor.start(heartbeat.name, heartbeat.run)
+            every("queue sampler", self._sample_queues, config.sample_interval, leader_only=False)
+        every("node heartbeat", self._heartbeat, NODE_HEARTBEAT, leader_only=False)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
