@@ -710,10 +710,7 @@ class Service:
 
     async def retry_jobs(self, ids: Sequence[int]) -> list[int]:
         """Queue again, due now, every one of ``ids`` that failed or was cancelled."""
-        now = self.clock.now()
-        # A job past its result_ttl is gone, whether the expirer got to it or not.
-        live = [job_id for job_id in ids if await self.get_job(job_id) is not None]
-        done = await self.store.retry_jobs(live, now)
+        done = await self.store.retry_jobs(ids, self.clock.now())
         self._wake_queues()
         return done
 
@@ -734,10 +731,8 @@ class Service:
     async def retry_job(self, job_id: int) -> Job | None:
         """Queue a failed or cancelled job again, due now; the job as it now is
         (None if there is none, or it is past its ``result_ttl``)."""
-        if await self.get_job(job_id) is None:
-            return None
         done = await self.store.retry_jobs([job_id], self.clock.now())
-        job = await self.store.get_job(job_id)
+        job = await self.get_job(job_id)  # None too for one past its result_ttl
         if job is not None and not done:
             raise JobStateError(
                 f"Job {job_id} is {job.status.value}: only failed or cancelled jobs can be retried"

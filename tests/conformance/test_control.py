@@ -88,3 +88,10 @@ async def test_a_retry_after_cancel_still_honours_a_later_backoff(store: Store) 
     await store.fail_jobs([failure(claimed, retry_at=at(3600))])
     assert await claim(store, now=at(1)) == []  # not before its backoff
     assert [j.id for j in await claim(store, now=at(3600))] == [job.id]
+
+
+async def test_a_job_past_its_result_ttl_is_not_retried(store: Store) -> None:
+    expiring, lasting = await insert(store, new_job(result_ttl=10), new_job(result_ttl=10))
+    await store.cancel_jobs([expiring.id, lasting.id], T0)
+    assert await store.retry_jobs([expiring.id], at(10)) == []  # gone, even before the expirer
+    assert await store.retry_jobs([lasting.id], at(9)) == [lasting.id]

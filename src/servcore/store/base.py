@@ -282,8 +282,9 @@ class JobWriter(Protocol):
         ...
 
     async def retry_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
-        """Queue again, due now, those of ``ids`` that failed or were cancelled,
-        with one more attempt allowed if they had used all theirs; their ids."""
+        """Queue again, due now, those of ``ids`` that failed or were cancelled
+        (and are not past their ``result_ttl``: those are gone), with one more
+        attempt allowed if they had used all theirs; their ids."""
         ...
 
 

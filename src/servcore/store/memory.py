@@ -337,7 +337,11 @@ class MemoryStore:
         done = []
         for job_id in ids:
             job = self._jobs.get(job_id)
-            if job is not None and job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            if (
+                job is not None
+                and job.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+                and not job.expired(now)
+            ):
                 queued = _replace(
                     job,
                     status=_QUEUED,

@@ -506,6 +506,8 @@ class PostgresStore:
                        max_attempts = greatest(max_attempts, attempt + 1), rescued = 0,
                        locked_by = NULL
                 WHERE id = ANY($1::bigint[]) AND status IN ('failed', 'cancelled')
+                  AND NOT (result_ttl IS NOT NULL
+                           AND {EXPIRES_AT} <= ($2::timestamptz AT TIME ZONE 'UTC'))
                 RETURNING id, queue
             ),
             woken AS (SELECT pg_notify($3, queue) FROM (SELECT DISTINCT queue FROM retried) q)

@@ -462,8 +462,9 @@ class SqliteStore:
             rows = conn.execute(
                 f"UPDATE jobs SET status = 'queued', run_at = ?, finished_at = NULL, "
                 f"max_attempts = max(max_attempts, attempt + 1), rescued = 0, locked_by = NULL "
-                f"WHERE id IN ({marks}) AND status IN ('failed', 'cancelled') RETURNING id",
-                [now_us, *ids],
+                f"WHERE id IN ({marks}) AND status IN ('failed', 'cancelled') "
+                f"AND NOT (result_ttl IS NOT NULL AND {EXPIRES_AT} <= ?) RETURNING id",
+                [now_us, *ids, now_us],
             ).fetchall()
             return sorted(job_id for (job_id,) in rows)
 
