@@ -93,7 +93,7 @@ async def test_finished_jobs_expire_after_their_own_result_ttl(store: Store) -> 
         [failure(failed, at_time=at(5), retry_at=None), failure(retried, retry_at=None)]
     )
     await store.cancel_jobs([cancelled.id], at(2))
-    await store.retry_jobs([retried.id], at(2))
+    await store.retry_jobs([retried.id], at(0.5))  # before its ttl ran out
 
     assert await store.expire_results(at(2.9)) == 0
     assert await store.expire_results(at(3)) == 1
