@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 import socket
@@ -25,7 +24,7 @@ from starlette.types import ASGIApp
 from servcore.config import ServiceConfig
 from servcore.http import handlers
 from servcore.http.app import create_app
-from servcore.http.gate import gated
+from servcore.http.gate import gated, is_loopback
 from servcore.service import Service
 
 log = logging.getLogger("servcore")
@@ -132,7 +131,7 @@ async def _metrics_port(service: Service, sock: socket.socket | None) -> AsyncIt
 
 def _check_exposure(config: ServiceConfig) -> None:
     """Without tokens the API is open: only on loopback, unless the user says so."""
-    if not config.tokens and not _loopback(config.host) and not config.allow_open:
+    if not config.tokens and not is_loopback(config.host) and not config.allow_open:
         raise ServeError(
             f"refusing to serve on {config.host} with no API tokens: anyone who can reach it "
             "could change jobs. Configure tokens (SERVCORE_TOKENS=admin:<secret>), or bind to "
@@ -144,7 +143,7 @@ def _say_exposure(config: ServiceConfig) -> None:
     if config.tokens:
         count = len(config.tokens)
         log.info("Access control: %d API token(s); every route checks its scope", count)
-    elif _loopback(config.host):
+    elif is_loopback(config.host):
         log.warning("No API tokens configured: the API is open to anyone on this machine")
     else:
         log.warning(
@@ -153,13 +152,6 @@ def _say_exposure(config: ServiceConfig) -> None:
             config.host,
             config.port,
         )
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 async def serve(service: Service, *, workers: bool = True) -> None:

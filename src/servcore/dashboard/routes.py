@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from servcore.auth import find_token
-from servcore.http.gate import Door, client_of, session_of
+from servcore.http.gate import Door, client_of, is_loopback, session_of
 from servcore.http.sessions import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Session
 from servcore.http.validation import BadRequest, read_body
 from servcore.service import Service
@@ -109,7 +109,7 @@ def dashboard_routes(service: Service, door: Door) -> list[BaseRoute]:
         # Secure, except over plain http on loopback (where some clients would
         # not send it back). Elsewhere: behind TLS the browser sees https, and
         # without TLS a session cookie has no business travelling at all.
-        secure = not (request.url.scheme == "http" and _loopback(request.url.hostname))
+        secure = not (request.url.scheme == "http" and is_loopback(request.url.hostname))
         response.set_cookie(
             SESSION_COOKIE,
             cookie,
@@ -169,7 +169,3 @@ def dashboard_routes(service: Service, door: Door) -> list[BaseRoute]:
         Route("/dashboard/whoami", whoami, methods=["GET"]),
         Route("/dashboard/static/{name}", asset, methods=["GET"]),
     ]
-
-
-def _loopback(host: str | None) -> bool:
-    return host in ("localhost", "127.0.0.1", "::1", "[::1]")

@@ -17,6 +17,7 @@ header on anything that changes something.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -40,7 +41,6 @@ _ADMIN_PATH = re.compile(r"^/queues/[^/]+/(pause|resume)$")
 _DASHBOARD_PUBLIC = frozenset(
     {"/dashboard", "/dashboard/", "/dashboard/login", "/dashboard/whoami"}
 )
-_LOOPBACK_HOSTS = (b"127.0.0.1", b"localhost", b"[::1]")
 _READING = frozenset({"GET", "HEAD", "OPTIONS"})
 _encode = msgspec.json.encode
 
@@ -171,11 +171,23 @@ def foreign_host(scope: Scope, config: ServiceConfig) -> Denial | None:
         return None
     for name, value in scope["headers"]:
         if name == b"host":
-            host = value.rsplit(b":", 1)[0] if not value.endswith(b"]") else value
-            if host.lower() in _LOOPBACK_HOSTS:
+            text = value.decode("latin-1")
+            host = text if text.endswith("]") else text.rsplit(":", 1)[0]  # no port
+            if is_loopback(host):
                 return None
             return _denial(403, "Forbidden: this open service answers only to its loopback address")
     return None
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 bracketed or not) is this machine."""
+    if host is None:
+        return False
+    bare = host.strip("[]").lower()
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return bare == "localhost"
 
 
 def session_of(scope: Scope, sessions: Sessions | None, config: ServiceConfig) -> Session | None:
