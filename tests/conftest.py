@@ -94,3 +94,26 @@ async def finished(service: Service, job_id: int) -> Job:
     job = await service.get_job(job_id)
     assert job is not None
     return job
+
+
+class Hang:
+    """An async handler that runs until its run is cancelled, and says when it
+    started and when it stopped (tests of cancelling and stopping runs)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.stopped = asyncio.Event()
+
+    async def __call__(self, job: Job) -> None:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.stopped.set()
+
+
+def hanging(service: Service, task: str = "hangs") -> Hang:
+    """Register a :class:`Hang` handler for ``task`` on ``service``."""
+    hang = Hang()
+    service.registry.register(task, hang)
+    return hang

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from servcore import Job
 from tests.acceptance.conftest import Api, assert_json_error
-from tests.conftest import wait_for
+from tests.conftest import hanging, wait_for
 
 
 async def test_cancel_a_scheduled_job_then_retry_it(api: Api) -> None:
@@ -38,15 +37,9 @@ async def test_control_of_unknown_or_bad_ids(api: Api) -> None:
 
 
 async def test_cancel_a_running_job(live_api: Api) -> None:
-    started = asyncio.Event()
-
-    @live_api.service.task("hangs")
-    async def hangs(job: Job) -> None:
-        started.set()
-        await asyncio.Event().wait()
-
+    hang = hanging(live_api.service)
     job_id = await live_api.submit({"task": "hangs"})
-    await asyncio.wait_for(started.wait(), 10)
+    await asyncio.wait_for(hang.started.wait(), 10)
     assert (await live_api.job(job_id))["status"] == "running"
     response = await live_api.client.post(f"/jobs/{job_id}/cancel")
     assert response.status_code == 200, response.text

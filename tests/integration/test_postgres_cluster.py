@@ -12,7 +12,7 @@ from servcore import Job, JobStatus, Service
 from servcore.store import store_from_url
 from servcore.store.base import JobQuery
 from servcore.testing import FakeClock
-from tests.conftest import fast_config, finished, wait_for
+from tests.conftest import fast_config, finished, hanging, wait_for
 from tests.postgres import DSN, postgres_url, require_postgres
 
 
@@ -133,27 +133,17 @@ async def test_cancelling_on_one_node_stops_the_run_on_another_at_once(shared_ur
     api = Service(store_from_url(shared_url), config=fast_config(node="api"))
     # A 60 s lease renews every 20 s: stopping sooner than that is the notification's doing.
     worker = Service(store_from_url(shared_url), config=fast_config(node="worker", lease=60))
-    started = asyncio.Event()
-    stopped = asyncio.Event()
-
-    @worker.task("hangs")
-    async def hangs(job: Job) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            stopped.set()
-
+    hang = hanging(worker)
     await api.start(workers=False)
     await worker.start()
     try:
         await wait_for(lambda: not worker.problems(), message="the listener to connect")
         job = await api.enqueue("hangs")
-        await asyncio.wait_for(started.wait(), 10)
+        await asyncio.wait_for(hang.started.wait(), 10)
         cancelled = await api.cancel_job(job.id)
         assert cancelled is not None
         assert cancelled.status is JobStatus.CANCELLED
-        await asyncio.wait_for(stopped.wait(), 5)
+        await asyncio.wait_for(hang.stopped.wait(), 5)
         await wait_for(lambda: not worker.runtimes["default"].in_flight, message="slot freed")
         final = await api.get_job(job.id)
         assert final is not None

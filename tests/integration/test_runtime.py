@@ -27,7 +27,7 @@ from servcore import (
 from servcore.requests import UniqueConflict
 from servcore.store.base import ClaimParams
 from tests import process_pool_tasks
-from tests.conftest import finished, wait_for
+from tests.conftest import finished, hanging, wait_for
 from tests.processes import is_gone
 
 
@@ -467,25 +467,15 @@ async def test_a_cancelled_job_that_was_claimed_but_not_started_never_runs(
 
 
 async def test_a_run_cancelled_by_another_process_stops_by_its_heartbeat(service: Service) -> None:
-    started = asyncio.Event()
-    stopped = asyncio.Event()
-
-    @service.task("hangs")
-    async def hangs(job: Job) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            stopped.set()
-
+    hang = hanging(service)
     service.configure(lease=0.6)
     await service.start()
     job = await service.enqueue("hangs")
-    await asyncio.wait_for(started.wait(), 10)
+    await asyncio.wait_for(hang.started.wait(), 10)
     # Straight to the store, as another process sharing it would (PostgreSQL
     # also notifies; on the others the lease renewal finds the job is gone).
     assert await service.store.cancel_jobs([job.id], service.clock.now()) == [job.id]
-    await asyncio.wait_for(stopped.wait(), 5)
+    await asyncio.wait_for(hang.stopped.wait(), 5)
     await wait_for(lambda: not service.runtimes["default"].in_flight, message="slot freed")
 
 

@@ -13,7 +13,7 @@ from servcore import Discard, Job, Retry, Service, create_app
 from servcore.store.base import ClaimParams
 from servcore.testing import FakeClock
 from tests.acceptance.conftest import client_for
-from tests.conftest import fast_config, finished, make_store, wait_for
+from tests.conftest import fast_config, finished, hanging, make_store, wait_for
 
 JOB_FIELDS = {"queue", "task", "job_id", "attempt", "node", "trace_context"}
 Seen = list[tuple[str, dict[str, Any], dict[str, Any]]]
@@ -100,10 +100,7 @@ async def test_job_events_carry_the_documented_fields(service: Service) -> None:
 
 async def test_a_cancelled_running_job_tells_exception_and_cancelled(service: Service) -> None:
     seen = recorder(service, ["job.start", "job.exception", "job.cancelled"])
-
-    @service.task("hangs")
-    async def hangs(job: Job) -> None:
-        await wait_for(lambda: False, within=3600)
+    hanging(service, "hangs")
 
     await service.start()
     job = await service.enqueue("hangs")
@@ -183,10 +180,7 @@ def _sampled(seen: Seen, queue: str) -> Callable[[], bool] | bool:
 
 async def test_a_run_cut_short_by_shutdown_ends_released(service: Service) -> None:
     seen = recorder(service, ["job.start", "job.stop", "job.exception"])
-
-    @service.task("slow")
-    async def slow(job: Job) -> None:
-        await wait_for(lambda: False, within=3600)
+    hanging(service, "slow")
 
     await service.start()
     job = await service.enqueue("slow")
@@ -202,10 +196,7 @@ async def test_a_run_whose_job_was_cancelled_behind_its_back_ends_cancelled(
 ) -> None:
     seen = recorder(service, ["job.start", "job.exception"])
     service.configure(lease=0.6)
-
-    @service.task("hangs")
-    async def hangs(job: Job) -> None:
-        await wait_for(lambda: False, within=3600)
+    hanging(service, "hangs")
 
     await service.start()
     job = await service.enqueue("hangs")
