@@ -703,9 +703,7 @@ class Service:
         runs stopped as :meth:`cancel_job` does); the ids cancelled."""
         done = await self.store.cancel_jobs(ids, self.clock.now())
         for job_id in done:
-            job = await self.store.get_job(job_id)
-            if job is not None:
-                self._stop_run(job_id, job.lease_token)
+            self._stop_run(job_id)
         return done
 
     async def retry_jobs(self, ids: Sequence[int]) -> list[int]:
@@ -714,13 +712,14 @@ class Service:
         self._wake_queues()
         return done
 
-    def _stop_run(self, job_id: int, lease_token: int) -> None:
-        """Stop the run of a job cancelled while it held ``lease_token``."""
-        claim = (job_id, lease_token)
+    def _stop_run(self, job_id: int, lease_token: int | None = None) -> None:
+        """Stop the run of a job just cancelled (while it held ``lease_token``,
+        when known: then a claim still on its way is caught too)."""
         for runtime in self.runtimes.values():
-            if runtime.stop_run(claim, "the job was cancelled"):
+            if runtime.stop_run(job_id, lease_token, "the job was cancelled"):
                 return
         if self.runtimes and lease_token:
+            claim = (job_id, lease_token)
             # Not here, or not yet: its claim may still be on its way back
             # from the store. The queues check claims against this for a while.
             now = asyncio.get_running_loop().time()

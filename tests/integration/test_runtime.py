@@ -593,3 +593,12 @@ async def test_a_cancel_that_overtakes_its_claim_still_stops_the_run(service: Se
     await service.retry_job(job.id)
     await finished(service, job.id)
     assert ran == [job.id]
+
+
+async def test_a_bulk_cancel_stops_the_runs_here(service: Service) -> None:
+    hang = hanging(service)
+    await service.start()
+    job = await service.enqueue("hangs")
+    await asyncio.wait_for(hang.started.wait(), 10)
+    assert await service.cancel_jobs([job.id]) == [job.id]
+    await asyncio.wait_for(hang.stopped.wait(), 5)

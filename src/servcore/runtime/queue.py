@@ -337,10 +337,16 @@ class QueueRuntime:
         me.uncancel()
         return True
 
-    def stop_run(self, claim: Claim, reason: str) -> bool:
-        """Stop the run of a cancelled job (see the module docstring); False if
-        it is not here."""
-        return self._stop(claim, reason, "cancelled")
+    def stop_run(self, job_id: int, lease_token: int | None, reason: str) -> bool:
+        """Stop the run of a cancelled job (see the module docstring): its claim
+        under ``lease_token``, or, without one, any claim of it here (called as
+        the store cancels it, no newer claim can exist). False if none is here."""
+        claims = [
+            claim
+            for claim in self.in_flight
+            if claim[0] == job_id and lease_token in (None, claim[1])
+        ]
+        return any([self._stop(claim, reason, "cancelled") for claim in claims])
 
     def _stop(self, claim: Claim, reason: str, kind: str) -> bool:
         if claim not in self.in_flight or claim in self._stopped:
