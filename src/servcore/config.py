@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from servcore.jobs import DEFAULT_LEASE
 from servcore.retry import DEFAULT_BACKOFF, Backoff
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class ServiceConfig:
     # Per queue, overriding ``concurrency`` and a pipeline's own.
     queue_concurrency: Mapping[str, int] = field(default_factory=dict)
     processes: int = field(default_factory=default_concurrency)
-    lease: float = 30.0
+    lease: float = DEFAULT_LEASE
     max_rescues: int = 3
     rescue_interval: float = 0.5
     poll_interval: float = 1.0

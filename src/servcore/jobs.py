@@ -29,6 +29,7 @@ import msgspec
 
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_LEASE = 30.0  # seconds a claim holds a job between renewals
 MAX_PRIORITY = 9
 
 

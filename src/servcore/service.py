@@ -74,6 +74,7 @@ log = logging.getLogger("servcore")
 
 NODE_HEARTBEAT = 5.0
 NODE_MISSED_BEATS = 3
+TEND_INTERVAL = 5.0
 
 
 class Service:
@@ -111,7 +112,7 @@ class Service:
         self._sampled_queues: set[str] = set()
         self._samples_queues = True  # not a pipeline's own: its parent samples every queue
         self.cron_entries: dict[str, CronEntry] = {}
-        self.rescuer = Rescuer(self.store, config.max_rescues, self._on_rescued)
+        self.rescuer = Rescuer(self.store, config.max_rescues, self._on_rescued, self._held_here)
         self.pruner = Pruner(self.store, config.retention)
         self._started = False
         self._stopping = False
@@ -136,7 +137,9 @@ class Service:
         config = self.config.with_overrides(**overrides)
         if config.store != self.config.store:
             self.store = instrumented(store_from_url(config.store), self.telemetry)
-            self.rescuer = Rescuer(self.store, config.max_rescues, self._on_rescued)
+            self.rescuer = Rescuer(
+                self.store, config.max_rescues, self._on_rescued, self._held_here
+            )
             self.pruner = Pruner(self.store, config.retention)
         self.config = config
         self._count_metrics()
@@ -338,6 +341,7 @@ class Service:
         """Open the store and, with ``workers``, start running queues."""
         if self._started:
             return
+        self.store.bound_waits(self.config.lease)
         await self.store.open()
         self._started = True
         self._stopping = False
@@ -423,6 +427,7 @@ class Service:
         every("rescuer", self.rescuer.run_once, config.rescue_interval, leader_only=True)
         every("pruner", self.pruner.run_once, config.prune_interval, leader_only=True)
         every("expirer", Expirer(self.store).run_once, config.expire_interval, leader_only=True)
+        every("table care", self._tend_tables, TEND_INTERVAL, leader_only=True)
         if self.cron_entries:
             scheduler = CronScheduler(
                 self.store,
@@ -464,6 +469,11 @@ class Service:
             )
         )
 
+    async def _tend_tables(self, now: datetime) -> None:
+        done = await self.store.tend_tables()
+        if done:
+            log.info("Tended the jobs table: %s", ", ".join(done))
+
     async def nodes(self) -> list[NodeInfo]:
         """Worker nodes that reported in within the last few heartbeats."""
         since = self.clock.now() - timedelta(seconds=NODE_HEARTBEAT * NODE_MISSED_BEATS)
@@ -497,6 +507,10 @@ class Service:
                 },
                 {"queue": info.name, "paused": info.paused},
             )
+
+    def _held_here(self) -> set[int]:
+        """The jobs this node holds: running, or their outcome being written."""
+        return {job_id for runtime in self.runtimes.values() for job_id in runtime.held()}
 
     def _on_rescued(self, report: RescueReport) -> None:
         if report.requeued:

@@ -602,3 +602,41 @@ async def test_a_bulk_cancel_stops_the_runs_here(service: Service) -> None:
     await asyncio.wait_for(hang.started.wait(), 10)
     assert await service.cancel_jobs([job.id]) == [job.id]
     await asyncio.wait_for(hang.stopped.wait(), 5)
+
+
+async def test_outcomes_waiting_for_the_store_stay_held_and_bound_the_claims(
+    service: Service,
+) -> None:
+    store_back = asyncio.Event()
+    real_complete = service.store.complete_jobs
+
+    async def slow_complete(completions: Any) -> list[int]:
+        await store_back.wait()  # the store falls behind (issue 10: a stuck statement)
+        return await real_complete(completions)
+
+    service.store.complete_jobs = slow_complete  # type: ignore[method-assign]
+    service.configure(concurrency=2, lease=0.3, rescue_interval=0.05)
+    await service.start()
+    runtime = service.runtimes["default"]
+    jobs = await service.enqueue_many([service.build_job({"task": "noop"}) for _ in range(150)])
+    limit = runtime.recording_limit
+    await wait_for(
+        lambda: len(runtime.recording) >= limit and not runtime.in_flight,
+        message="claims to stop at the bound",
+    )
+    # No more than the bound (and the runs already started) was taken from the queue.
+    assert len(runtime.recording) <= limit + runtime.concurrency
+    waiting = next(iter(runtime.recording.values()))
+    first = await service.get_job(waiting.id)
+    # Past its first lease: renewed all along, and never rescued by this node.
+    await wait_for(lambda: _later_lease(service, waiting.id, first), message="lease renewed")
+    assert service.rescuer.rescued == 0
+    counts = await service.count_jobs()
+    assert counts.queued >= len(jobs) - limit - runtime.concurrency
+
+    store_back.set()
+    for job in jobs:
+        done = await finished(service, job.id)
+        assert (done.status, done.attempt, done.rescued) == (JobStatus.DONE, 1, 0)
+    assert service.stale_outcomes == 0
+    assert not runtime.recording

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 from servcore.store.base import RescueReport, Store
@@ -17,14 +17,19 @@ class Rescuer:
         store: Store,
         max_rescues: int,
         on_rescued: Callable[[RescueReport], None] = lambda report: None,
+        held_here: Callable[[], Collection[int]] = frozenset,
     ) -> None:
         self._store = store
+        # This node is alive (it is running the rescue): what it holds is not lost.
+        self._held_here = held_here
         self._max_rescues = max_rescues
         self._on_rescued = on_rescued
         self.rescued = 0
 
     async def run_once(self, now: datetime) -> RescueReport:
-        report = await self._store.rescue_expired_leases(now, self._max_rescues)
+        report = await self._store.rescue_expired_leases(
+            now, self._max_rescues, spare=self._held_here()
+        )
         self.rescued += len(report.requeued) + len(report.failed)
         if report.requeued or report.failed:
             self._on_rescued(report)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from servcore.store.base import Completion, Failure, JobWriter
+from servcore.store.base import Completion, Failure, JobWriter, Lease
 
 log = logging.getLogger("servcore.runtime")
 
@@ -25,10 +25,13 @@ class Completer:
         store: JobWriter,
         on_stale: Callable[[list[int]], None],
         on_written: Callable[[list[datetime]], None] = lambda retry_times: None,
+        on_settled: Callable[[list[Lease]], None] = lambda claims: None,
     ) -> None:
         self._store = store
         self._on_stale = on_stale
         self._on_written = on_written
+        # Told of every outcome the store has taken or refused: its claim is settled.
+        self._on_settled = on_settled
         self._completions: list[Completion] = []
         self._failures: list[Failure] = []
         self._wake = asyncio.Event()
@@ -71,18 +74,21 @@ class Completer:
         completions, self._completions = self._completions, []
         failures, self._failures = self._failures, []
         stale: list[int] = []
+        written: list[Completion] = []
         try:
             if completions:
                 stale += await self._store.complete_jobs(completions)
-                completions = []
+                written, completions = completions, []
             if failures:
                 stale += await self._store.fail_jobs(failures)
         except BaseException:
+            self._on_settled(_claims(written))
             # Keep what was not written for the next try: no outcome is dropped.
             self._completions[:0] = completions
             self._failures[:0] = failures
             self._wake.set()
             raise
+        self._on_settled(_claims(written) + _claims(failures))
         if stale:
             self._on_stale(stale)
         # The retry times tell the queue when to look again (a retry may be due
@@ -90,3 +96,7 @@ class Completer:
         self._on_written(
             [f.retry_at for f in failures if f.retry_at is not None and f.id not in stale]
         )
+
+
+def _claims(outcomes: Sequence[Completion] | Sequence[Failure]) -> list[Lease]:
+    return [Lease(outcome.id, outcome.lease_token) for outcome in outcomes]

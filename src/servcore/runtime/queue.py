@@ -51,6 +51,7 @@ _MIN_WAIT = 0.001
 # Longer than SQLite's busy_timeout (10 s), so a claim under way is seen to its end.
 _STOP_TIMEOUT = 30.0
 _WORKER_STOP_TIMEOUT = 2.0
+_MIN_RECORDING_LIMIT = 64
 
 
 class QueueRuntime:
@@ -76,8 +77,13 @@ class QueueRuntime:
         self._lease = timedelta(seconds=lease)
         self._poll_interval = poll_interval
         self._events = events or JobEvents(Telemetry(), node, clock)
-        self.completer = Completer(store, self._on_stale, self._on_written)
+        self.completer = Completer(store, self._on_stale, self._on_written, self._on_settled)
         self.in_flight: dict[Claim, Job] = {}
+        # Run to the end, outcome handed to the completer, not yet in the store:
+        # still held (leases renewed, never rescued by this node), and a bound
+        # on them stops claiming while the store falls behind.
+        self.recording: dict[Claim, Job] = {}
+        self.recording_limit = max(concurrency, _MIN_RECORDING_LIMIT)
         # claim → (the slot running it, the token its handler reads)
         self._runs: dict[Claim, tuple[asyncio.Task[None], CancelToken]] = {}
         # In flight, but no longer ours to finish: claim → why ("cancelled" or "lost").
@@ -222,9 +228,18 @@ class QueueRuntime:
 
     # -- claiming ---------------------------------------------------------
 
+    def _full(self) -> bool:
+        return (
+            len(self.in_flight) >= self.concurrency or len(self.recording) >= self.recording_limit
+        )
+
+    def held(self) -> list[int]:
+        """Ids of the jobs this runtime holds: running, or their outcome being written."""
+        return [claim[0] for claim in (*self.in_flight, *self.recording)]
+
     async def claim_once(self, now: datetime) -> list[Job]:
         free = self.concurrency - len(self.in_flight)
-        if free <= 0:
+        if free <= 0 or len(self.recording) >= self.recording_limit:
             return []
         params = ClaimParams(self.name, free, self._node, now, now + self._lease)
         jobs = await self._store.claim_jobs(params)
@@ -244,7 +259,7 @@ class QueueRuntime:
         assert self._supervisor is not None
         health = self._supervisor.health
         while self._claiming:
-            if len(self.in_flight) >= self.concurrency:
+            if self._full():
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
@@ -379,7 +394,7 @@ class QueueRuntime:
         elif outcome.failure is not None:
             self.completer.add_failure(outcome.failure)
             _log_failure(job, outcome, self._fields(job))
-        del self.in_flight[claim]
+        self.recording[claim] = self.in_flight.pop(claim)
         self._slot_freed.set()
         return True
 
@@ -410,7 +425,7 @@ class QueueRuntime:
             # A stopped run has nothing to hold; the rest are one claim per job.
             held = [
                 Lease(job.id, job.lease_token)
-                for claim, job in self.in_flight.items()
+                for claim, job in (*self.in_flight.items(), *self.recording.items())
                 if claim not in self._stopped
             ]
             if held:
@@ -441,6 +456,11 @@ class QueueRuntime:
             self._supervisor.health.ok(f"completer {self.name}")
         if retry_times:
             self.notify(min(retry_times))
+
+    def _on_settled(self, claims: list[Lease]) -> None:
+        for lease in claims:
+            self.recording.pop((lease.id, lease.lease_token), None)
+        self._slot_freed.set()
 
     def _on_stale(self, ids: list[int]) -> None:
         self.stale_outcomes += len(ids)

@@ -17,7 +17,7 @@ something in it keeps killing its worker (a poison pill).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -245,7 +245,13 @@ class JobWriter(Protocol):
         """Push leases forward; returns the ids no longer held."""
         ...
 
-    async def rescue_expired_leases(self, now: datetime, max_rescues: int) -> RescueReport: ...
+    async def rescue_expired_leases(
+        self, now: datetime, max_rescues: int, spare: Collection[int] = ()
+    ) -> RescueReport:
+        """Requeue (or fail, see :func:`rescue_verdict`) running jobs whose lease
+        ran out or whose node is gone — except ``spare``: the jobs the calling
+        node itself still holds (running, or their outcome being written)."""
+        ...
 
     async def prune_finished(self, before: datetime) -> int:
         """Delete done/failed/cancelled jobs finished before ``before``."""
@@ -301,8 +307,19 @@ class Store(JobReader, JobWriter, Protocol):
         """Flush and disconnect. Idempotent."""
         ...
 
+    def bound_waits(self, lease: float) -> None:
+        """Before :meth:`open`: no statement may wait longer than fits ``lease``
+        (a statement that hangs would hold up the outcomes and leases behind it)."""
+        ...
+
     async def register_node(self, node: str) -> None:
         """Announce a live worker node, so its death can be seen."""
+        ...
+
+    async def tend_tables(self) -> list[str]:
+        """Refresh what the database's planner knows of the jobs table when it
+        has changed a lot, and reclaim dead rows where nothing else does; say
+        what was done (leader-run, every few seconds; cheap when nothing is due)."""
         ...
 
     def problem(self) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +60,12 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+    def bound_waits(self, lease: float) -> None:
+        return None  # nothing here waits
+
+    async def tend_tables(self) -> list[str]:
+        return []  # no planner, no dead rows
 
     async def register_node(self, node: str) -> None:
         return None
@@ -249,12 +255,17 @@ class MemoryStore:
                 self._jobs[job.id] = _replace(job, locked_until=until)
         return lost
 
-    async def rescue_expired_leases(self, now: datetime, max_rescues: int) -> RescueReport:
+    async def rescue_expired_leases(
+        self, now: datetime, max_rescues: int, spare: Collection[int] = ()
+    ) -> RescueReport:
         report = RescueReport(requeued=[], failed=[])
         expired = [
             job
             for job in self._jobs.values()
-            if job.status is _RUNNING and job.locked_until is not None and job.locked_until <= now
+            if job.status is _RUNNING
+            and job.locked_until is not None
+            and job.locked_until <= now
+            and job.id not in spare
         ]
         for job in expired:
             error, requeue = rescue_verdict(job, now, max_rescues)

@@ -9,13 +9,15 @@ completions and failures are batched into single statements. Tables live in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from servcore.jobs import Job, NewJob
+from servcore.jobs import DEFAULT_LEASE, Job, NewJob
 from servcore.leadership.postgres import PostgresLeadership
 from servcore.notifier.postgres import CANCEL_PREFIX, PostgresNotifier
 from servcore.store.base import (
@@ -48,7 +50,17 @@ from servcore.store.postgres_schema import (
     migrate,
     valid_schema_name,
 )
+from servcore.store.postgres_waits import (
+    TABLE_STATE,
+    TIMEOUT_ERRORS,
+    WaitLimits,
+    describe_blockers,
+    statement_head,
+    tending_due,
+)
 from servcore.store.queue_sql import queue_infos, queue_tally_sql
+
+log = logging.getLogger("servcore.store")
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -57,6 +69,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(
             kind, encoder=lambda text: text, decoder=lambda text: text, schema="pg_catalog"
         )
+
+
+_PROMOTE_BATCH = 1000  # scheduled jobs made ready by one claim, at most
+_DELETE_CHUNK = 10_000  # finished jobs pruned by one statement
 
 
 class PostgresStore:
@@ -76,6 +92,7 @@ class PostgresStore:
         self.channel = f"servcore_{schema}"[:63]
         self._unclaimed_nodes: set[str] = set()
         self._listener: PostgresNotifier | None = None
+        self._limits = WaitLimits.for_lease(DEFAULT_LEASE)
 
     # -- life cycle -------------------------------------------------------
 
@@ -89,6 +106,7 @@ class PostgresStore:
                 max_size=self._pool_size,
                 init=_init_connection,
                 timeout=10,
+                server_settings=self._limits.server_settings(),
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as error:
             raise StoreError(f"cannot connect to PostgreSQL at {self.url}: {error}") from None
@@ -104,6 +122,25 @@ class PostgresStore:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+    def bound_waits(self, lease: float) -> None:
+        """Give every statement of connections opened from now on timeouts that
+        fit ``lease`` (see :mod:`servcore.store.postgres_waits`)."""
+        self._limits = WaitLimits.for_lease(lease)
+
+    async def tend_tables(self) -> list[str]:
+        async with self._errors("table care"):
+            pool = self._ready_pool()
+            state = await pool.fetchrow(TABLE_STATE, self._jobs)
+            if state is None:
+                return []
+            due = tending_due(state)
+            for command in due:
+                async with pool.acquire() as conn:
+                    # Minutes on a large table are fine here, and block no job verb.
+                    await conn.execute("SET statement_timeout = 0")
+                    await conn.execute(f"{command} {self._jobs}")
+            return due
 
     async def register_node(self, node: str) -> None:
         # Until this process claims under the name, any job running under it
@@ -164,8 +201,19 @@ class PostgresStore:
         return self._pool
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        try:
+        async with self._errors(statement_head(sql)):
             return list(await self._ready_pool().fetch(sql, *args))
+
+    @contextlib.asynccontextmanager
+    async def _errors(self, what: str) -> AsyncIterator[None]:
+        """Database errors as StoreError; a timeout logged with the likely blockers."""
+        try:
+            yield
+        except TIMEOUT_ERRORS as error:
+            pool = self._pool
+            blockers = await describe_blockers(pool, self.schema) if pool is not None else ""
+            log.warning("PostgreSQL gave up on %s: %s; holding locks: %s", what, error, blockers)
+            raise StoreError(f"PostgreSQL gave up on {what}: {error}") from error
         except DATABASE_ERRORS as error:
             raise StoreError(f"PostgreSQL failed: {error}") from error
 
@@ -174,10 +222,8 @@ class PostgresStore:
     async def insert_jobs(self, new_jobs: Sequence[NewJob], now: datetime) -> list[Job]:
         if not new_jobs:
             return []
-        try:
+        async with self._errors("insert"):
             return await self._insert(self._ready_pool(), new_jobs, now)
-        except DATABASE_ERRORS as error:
-            raise StoreError(f"PostgreSQL failed: {error}") from error
 
     async def _insert(
         self,
@@ -228,77 +274,87 @@ class PostgresStore:
     async def insert_unique(self, new_job: NewJob, now: datetime, since: datetime) -> Insertion:
         key = new_job.unique_key
         assert key is not None, "insert_unique needs a unique_key"
-        try:
-            async with self._ready_pool().acquire() as conn, conn.transaction():
-                # Same key, same lock: concurrent submitters (on any node) queue here.
-                await conn.execute("SET LOCAL lock_timeout = '10s'")
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                    LOCK_UNIQUE,
-                    f"{self._jobs}:{key}",
-                )
-                known = await conn.fetchrow(
-                    f"SELECT {COLUMNS} FROM {self._jobs} WHERE unique_key = $1 "
-                    "AND inserted_at >= $2 ORDER BY id DESC LIMIT 1",
-                    key,
-                    since,
-                )
-                if known is None:
-                    (job,) = await self._insert(conn, [new_job], now)
-                    return Insertion(job, "created")
-        except DATABASE_ERRORS as error:
-            raise StoreError(f"PostgreSQL failed: {error}") from error
+        async with (
+            self._errors("unique insert"),
+            self._ready_pool().acquire() as conn,
+            conn.transaction(),
+        ):
+            # Same key, same lock: concurrent submitters (on any node) queue here.
+            await conn.execute("SET LOCAL lock_timeout = '10s'")
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                LOCK_UNIQUE,
+                f"{self._jobs}:{key}",
+            )
+            known = await conn.fetchrow(
+                f"SELECT {COLUMNS} FROM {self._jobs} WHERE unique_key = $1 "
+                "AND inserted_at >= $2 ORDER BY id DESC LIMIT 1",
+                key,
+                since,
+            )
+            if known is None:
+                (job,) = await self._insert(conn, [new_job], now)
+                return Insertion(job, "created")
         job = row_to_job(known)
         return Insertion(job, "existing" if job.payload == new_job.payload else "conflict")
 
     async def claim_jobs(self, params: ClaimParams) -> list[Job]:
         self._unclaimed_nodes.discard(params.node)
-        try:
-            async with self._ready_pool().acquire() as conn, conn.transaction():
-                # Shared with other claims, exclusive with set_paused: once a
-                # pause returns, no claim that began before it is still taking
-                # jobs. A statement of its own: one that waited for the lock
-                # must read `paused` in a snapshot taken after the wait.
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
-                    LOCK_QUEUE,
-                    f"{self._jobs}:{params.queue}",
-                )
-                paused = await conn.fetchval(
-                    f'SELECT paused FROM "{self.schema}".servcore_queues WHERE name = $1',
-                    params.queue,
-                )
-                if paused:
-                    return []  # a paused queue starts nothing
-                await conn.execute(
-                    f"""
-                    UPDATE {self._jobs} SET status = 'queued'
-                    WHERE id IN (SELECT id FROM {self._jobs}
-                                 WHERE status = 'scheduled' AND queue = $1 AND run_at <= $2
-                                 FOR UPDATE SKIP LOCKED)
-                    """,
-                    params.queue,
-                    params.now,
-                )
-                rows = await conn.fetch(
-                    f"""
-                    UPDATE {self._jobs} SET status = 'running', attempt = attempt + 1,
-                           started_at = $2, locked_by = $3, locked_until = $4,
-                           lease_token = lease_token + 1
-                    WHERE id IN (SELECT id FROM {self._jobs}
-                                 WHERE status = 'queued' AND queue = $1
-                                 ORDER BY priority, id LIMIT $5
-                                 FOR UPDATE SKIP LOCKED)
-                    RETURNING {COLUMNS}
-                    """,
-                    params.queue,
-                    params.now,
-                    params.node,
-                    params.lease_until,
-                    params.limit,
-                )
-        except DATABASE_ERRORS as error:
-            raise StoreError(f"PostgreSQL failed: {error}") from error
+        async with (
+            self._errors("claim"),
+            self._ready_pool().acquire() as conn,
+            conn.transaction(),
+        ):
+            # Shared with other claims, exclusive with set_paused: once a
+            # pause returns, no claim that began before it is still taking
+            # jobs. A statement of its own: one that waited for the lock
+            # must read `paused` in a snapshot taken after the wait.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+                LOCK_QUEUE,
+                f"{self._jobs}:{params.queue}",
+            )
+            # enable_sort off for this transaction: the ready index hands jobs
+            # over in claim order, while statistics taken when no job was
+            # queued would have the planner sort every queued job instead.
+            paused = await conn.fetchval(
+                "SELECT set_config('enable_sort', 'off', true), "
+                f'(SELECT paused FROM "{self.schema}".servcore_queues WHERE name = $1)',
+                params.queue,
+                column=1,
+            )
+            if paused:
+                return []  # a paused queue starts nothing
+            await conn.execute(
+                f"""
+                UPDATE {self._jobs} SET status = 'queued'
+                WHERE id IN (SELECT id FROM {self._jobs}
+                             WHERE status = 'scheduled' AND queue = $1 AND run_at <= $2
+                             ORDER BY run_at LIMIT $3
+                             FOR UPDATE SKIP LOCKED)
+                """,
+                params.queue,
+                params.now,
+                _PROMOTE_BATCH,
+            )
+            rows = await conn.fetch(
+                f"""
+                UPDATE {self._jobs} SET status = 'running', attempt = attempt + 1,
+                       -- A job inserted after the claim read the clock: no earlier than that.
+                       started_at = greatest($2, inserted_at), locked_by = $3, locked_until = $4,
+                       lease_token = lease_token + 1
+                WHERE id IN (SELECT id FROM {self._jobs}
+                             WHERE status = 'queued' AND queue = $1
+                             ORDER BY priority, id LIMIT $5
+                             FOR UPDATE SKIP LOCKED)
+                RETURNING {COLUMNS}
+                """,
+                params.queue,
+                params.now,
+                params.node,
+                params.lease_until,
+                params.limit,
+            )
         jobs = [row_to_job(row) for row in rows]
         jobs.sort(key=lambda job: (job.priority, job.id))
         return jobs
@@ -401,67 +457,73 @@ class PostgresStore:
         )
         return _stale(leases, rows)
 
-    async def rescue_expired_leases(self, now: datetime, max_rescues: int) -> RescueReport:
+    async def rescue_expired_leases(
+        self, now: datetime, max_rescues: int, spare: Collection[int] = ()
+    ) -> RescueReport:
         report = RescueReport(requeued=[], failed=[])
-        try:
-            async with self._ready_pool().acquire() as conn, conn.transaction():
-                rows = await conn.fetch(
+        async with (
+            self._errors("rescue"),
+            self._ready_pool().acquire() as conn,
+            conn.transaction(),
+        ):
+            rows = await conn.fetch(
+                f"""
+                SELECT {COLUMNS} FROM {self._jobs}
+                WHERE status = 'running'
+                  AND (locked_until <= $1 OR locked_by IS NULL OR locked_by = ANY($2::text[]))
+                  AND NOT id = ANY($3::bigint[])
+                FOR UPDATE SKIP LOCKED
+                """,
+                now,
+                sorted(self._unclaimed_nodes),
+                list(spare),
+            )
+            for row in rows:
+                job = row_to_job(row)
+                error, requeue = rescue_verdict(job, now, max_rescues)
+                await conn.execute(
                     f"""
-                    SELECT {COLUMNS} FROM {self._jobs}
-                    WHERE status = 'running'
-                      AND (locked_until <= $1 OR locked_by IS NULL OR locked_by = ANY($2::text[]))
-                    FOR UPDATE SKIP LOCKED
+                    UPDATE {self._jobs}
+                    SET status = $2, run_at = CASE WHEN $3 THEN $4 ELSE run_at END,
+                        finished_at = CASE WHEN $3 THEN finished_at ELSE $4 END,
+                        rescued = rescued + 1,
+                        errors = {append_error("errors", "$5::text")},
+                        locked_by = NULL, locked_until = NULL
+                    WHERE id = $1
                     """,
+                    job.id,
+                    "queued" if requeue else "failed",
+                    requeue,
                     now,
-                    sorted(self._unclaimed_nodes),
+                    to_json(error),
                 )
-                for row in rows:
-                    job = row_to_job(row)
-                    error, requeue = rescue_verdict(job, now, max_rescues)
-                    await conn.execute(
-                        f"""
-                        UPDATE {self._jobs}
-                        SET status = $2, run_at = CASE WHEN $3 THEN $4 ELSE run_at END,
-                            finished_at = CASE WHEN $3 THEN finished_at ELSE $4 END,
-                            rescued = rescued + 1,
-                            errors = {append_error("errors", "$5::text")},
-                            locked_by = NULL, locked_until = NULL
-                        WHERE id = $1
-                        """,
-                        job.id,
-                        "queued" if requeue else "failed",
-                        requeue,
-                        now,
-                        to_json(error),
-                    )
-                    (report.requeued if requeue else report.failed).append(job.id)
-        except DATABASE_ERRORS as error:
-            raise StoreError(f"PostgreSQL failed: {error}") from error
+                (report.requeued if requeue else report.failed).append(job.id)
         return report
 
     async def set_paused(self, queue: str, paused: bool) -> None:
-        try:
-            async with self._ready_pool().acquire() as conn, conn.transaction():
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                    LOCK_QUEUE,
-                    f"{self._jobs}:{queue}",
+        async with (
+            self._errors("pause"),
+            self._ready_pool().acquire() as conn,
+            conn.transaction(),
+        ):
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                LOCK_QUEUE,
+                f"{self._jobs}:{queue}",
+            )
+            await conn.execute(
+                f"""
+                WITH saved AS (
+                    INSERT INTO "{self.schema}".servcore_queues (name, paused) VALUES ($1, $2)
+                    ON CONFLICT (name) DO UPDATE SET paused = excluded.paused
+                    RETURNING name
                 )
-                await conn.execute(
-                    f"""
-                    WITH saved AS (
-                        INSERT INTO "{self.schema}".servcore_queues (name, paused) VALUES ($1, $2)
-                        ON CONFLICT (name) DO UPDATE SET paused = excluded.paused
-                        RETURNING name
-                    )
-                    SELECT pg_notify($3, name) FROM saved
-                    """,
-                    queue,
-                    paused,
-                    self.channel,
-                )
-        except DATABASE_ERRORS as error:
-            raise StoreError(f"PostgreSQL failed: {error}") from error
+                SELECT pg_notify($3, name) FROM saved
+                """,
+                queue,
+                paused,
+                self.channel,
+            )
 
     async def list_queues(self, now: datetime, *, active_only: bool = False) -> list[QueueInfo]:
         tallies = await self._fetch(queue_tally_sql("$1", self._jobs, active_only=active_only), now)
@@ -520,36 +582,48 @@ class PostgresStore:
         return sorted(row["id"] for row in rows)
 
     async def prune_finished(self, before: datetime) -> int:
-        rows = await self._fetch(
-            f"DELETE FROM {self._jobs} WHERE status IN ('done', 'failed', 'cancelled') "
-            "AND finished_at < $1 RETURNING id",
-            before,
+        return await self._delete_in_chunks(
+            "status IN ('done', 'failed', 'cancelled') AND finished_at < $1", before
         )
-        return len(rows)
+
+    async def _delete_in_chunks(self, where: str, *args: Any) -> int:
+        """Delete what ``where`` matches a chunk at a time: each statement stays
+        well inside the statement timeout however much history has gathered."""
+        deleted = 0
+        while True:
+            rows = await self._fetch(
+                f"DELETE FROM {self._jobs} WHERE id IN "
+                f"(SELECT id FROM {self._jobs} WHERE {where} LIMIT {_DELETE_CHUNK}) RETURNING id",
+                *args,
+            )
+            deleted += len(rows)
+            if len(rows) < _DELETE_CHUNK:
+                return deleted
 
     async def advance_cron(
         self, name: str, tick: datetime, new_job: NewJob | None, now: datetime
     ) -> Job | None:
-        try:
-            async with self._ready_pool().acquire() as conn, conn.transaction():
-                # The upsert's row lock makes concurrent callers on any node
-                # queue; the one after sees the tick already recorded.
-                won = await conn.fetchval(
-                    f"""
-                    INSERT INTO "{self.schema}".servcore_cron (name, last_tick) VALUES ($1, $2)
-                    ON CONFLICT (name) DO UPDATE SET last_tick = excluded.last_tick
-                    WHERE servcore_cron.last_tick < excluded.last_tick
-                    RETURNING name
-                    """,
-                    name,
-                    tick,
-                )
-                if won is None or new_job is None:
-                    return None
-                (job,) = await self._insert(conn, [new_job], now)
-                return job
-        except DATABASE_ERRORS as error:
-            raise StoreError(f"PostgreSQL failed: {error}") from error
+        async with (
+            self._errors("cron tick"),
+            self._ready_pool().acquire() as conn,
+            conn.transaction(),
+        ):
+            # The upsert's row lock makes concurrent callers on any node
+            # queue; the one after sees the tick already recorded.
+            won = await conn.fetchval(
+                f"""
+                INSERT INTO "{self.schema}".servcore_cron (name, last_tick) VALUES ($1, $2)
+                ON CONFLICT (name) DO UPDATE SET last_tick = excluded.last_tick
+                WHERE servcore_cron.last_tick < excluded.last_tick
+                RETURNING name
+                """,
+                name,
+                tick,
+            )
+            if won is None or new_job is None:
+                return None
+            (job,) = await self._insert(conn, [new_job], now)
+            return job
 
     async def cron_ticks(self) -> dict[str, datetime]:
         rows = await self._fetch(f'SELECT name, last_tick FROM "{self.schema}".servcore_cron')
@@ -569,13 +643,11 @@ class PostgresStore:
         return [(row["minute"].replace(tzinfo=UTC), row["status"], row["n"]) for row in rows]
 
     async def expire_results(self, now: datetime) -> int:
-        rows = await self._fetch(
-            f"DELETE FROM {self._jobs} WHERE result_ttl IS NOT NULL "
-            f"AND {EXPIRES_AT} <= ($1::timestamptz AT TIME ZONE 'UTC') "
-            "AND status IN ('done', 'failed', 'cancelled') RETURNING id",
+        return await self._delete_in_chunks(
+            f"result_ttl IS NOT NULL AND {EXPIRES_AT} <= ($1::timestamptz AT TIME ZONE 'UTC') "
+            "AND status IN ('done', 'failed', 'cancelled')",
             now,
         )
-        return len(rows)
 
     # -- reads ------------------------------------------------------------
 

@@ -116,6 +116,9 @@ async def migrate(
     they queue on a transaction-scoped advisory lock, and each sees the
     version the one before it left."""
     async with conn.transaction():
+        # Another node may be migrating, or building an index on a large table:
+        # the store's usual timeouts are for its hot statements, not for this.
+        await conn.execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
         await conn.execute(
             "SELECT pg_advisory_xact_lock($1, hashtext($2))", LOCK_MIGRATE, f"migrate:{schema}"
         )
