@@ -171,3 +171,34 @@ async def test_a_rescued_lease_cannot_be_extended(store: Store) -> None:
     assert lost == [running.id]
     job = await fetch(store, running.id)
     assert (job.status, job.locked_until) == (JobStatus.QUEUED, None)
+
+
+async def test_an_outcome_that_arrives_after_its_rescue_still_counts(store: Store) -> None:
+    """The run was alive after all (its node stalled, or could not reach the
+    store): while nothing has run the job since, its outcome is taken."""
+    done_late, retried_late = await insert(store, new_job(), new_job())
+    runs = await claim(store)
+    report = await store.rescue_expired_leases(EXPIRY, max_rescues=5)
+    assert sorted(report.requeued) == [done_late.id, retried_late.id]
+
+    assert await store.complete_jobs([completion(runs[0], result="ok", finished_at=at(31))]) == []
+    assert await store.fail_jobs([failure(runs[1], at_time=at(31), retry_at=at(90))]) == []
+
+    done = await fetch(store, done_late.id)
+    assert (done.status, done.result, done.attempt, done.rescued) == (JobStatus.DONE, "ok", 1, 0)
+    retried = await fetch(store, retried_late.id)
+    assert (retried.status, retried.run_at, retried.rescued) == (JobStatus.QUEUED, at(90), 0)
+    assert [error.error for error in retried.errors][-1] == "boom"
+    assert await claim(store, now=at(60)) == [], "the finished one is not run again"
+
+
+async def test_a_job_failed_by_rescue_whose_run_completed_ends_done(store: Store) -> None:
+    [job] = await insert(store, new_job())
+    run = await claim_one(store)
+    report = await store.rescue_expired_leases(EXPIRY, max_rescues=0)
+    assert report.failed == [job.id]
+
+    assert await store.complete_jobs([completion(run, result="ok", finished_at=at(31))]) == []
+
+    done = await fetch(store, job.id)
+    assert (done.status, done.result, done.rescued) == (JobStatus.DONE, "ok", 0)

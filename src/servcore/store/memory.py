@@ -149,8 +149,15 @@ class MemoryStore:
         while due and len(claimed) < params.limit:
             _, job_id, token = heapq.heappop(due)
             job = self._jobs.get(job_id)
-            if job is None or job.status is not _QUEUED or job.lease_token != token:
-                continue  # an entry left behind (cancelled, or claimed via another entry)
+            if (
+                job is None
+                or job.status is not _QUEUED
+                or job.lease_token != token
+                or job.run_at > params.now
+            ):
+                # An entry left behind: cancelled, claimed via another entry, or
+                # retried for later (its entry for then is in _waiting).
+                continue
             running = _replace(
                 job,
                 status=_RUNNING,
@@ -172,10 +179,26 @@ class MemoryStore:
             return None
         return job
 
+    def _taken_late(self, job_id: int, token: int) -> Job | None:
+        """A job rescued from the run with ``token`` while it was in fact alive
+        (its node stalled): taken, with the rescue uncounted, if nothing has run
+        it since; if something has, the rescue of a run that did end is
+        uncounted toward the poison-pill cap and the outcome refused (None)."""
+        job = self._jobs.get(job_id)
+        if job is None or job.rescued == 0 or job.lease_token < token:
+            return None
+        uncounted = _replace(job, rescued=job.rescued - 1)
+        self._jobs[job_id] = uncounted
+        if job.lease_token == token and job.status in (_QUEUED, JobStatus.FAILED):
+            return uncounted
+        return None
+
     async def complete_jobs(self, completions: Sequence[Completion]) -> list[int]:
         stale = []
         for done in completions:
-            job = self._held(done.id, done.lease_token)
+            job = self._held(done.id, done.lease_token) or self._taken_late(
+                done.id, done.lease_token
+            )
             if job is None:
                 stale.append(done.id)
                 continue
@@ -194,7 +217,9 @@ class MemoryStore:
     async def fail_jobs(self, failures: Sequence[Failure]) -> list[int]:
         stale = []
         for failure in failures:
-            job = self._held(failure.id, failure.lease_token)
+            job = self._held(failure.id, failure.lease_token) or self._taken_late(
+                failure.id, failure.lease_token
+            )
             if job is None:
                 stale.append(failure.id)
                 continue

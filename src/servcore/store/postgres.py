@@ -73,6 +73,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 _PROMOTE_BATCH = 1000  # scheduled jobs made ready by one claim, at most
 _DELETE_CHUNK = 10_000  # finished jobs pruned by one statement
+# Whose outcome an update takes: the run that holds the job, or (see
+# _settle_late) a run that was rescued and not followed by another one.
+# (which rows, their rescue count after):
+_HELD = ("j.status = 'running'", "j.rescued")
+_RESCUED_FROM_THIS_RUN = (
+    "j.status IN ('queued', 'scheduled', 'failed') AND j.rescued > 0",
+    "j.rescued - 1",
+)
 
 
 class PostgresStore:
@@ -362,14 +370,25 @@ class PostgresStore:
     async def complete_jobs(self, completions: Sequence[Completion]) -> list[int]:
         if not completions:
             return []
-        rows = await self._fetch(
+        stale = _stale(completions, await self._complete(completions, _HELD))
+        if stale:  # rare: see _settle_late
+            late = [done for done in completions if done.id in stale]
+            taken = await self._complete(late, _RESCUED_FROM_THIS_RUN)
+            stale = await self._settle_late(late, taken)
+        return stale
+
+    async def _complete(
+        self, completions: Sequence[Completion], whose: tuple[str, str]
+    ) -> list[asyncpg.Record]:
+        held, rescued = whose
+        return await self._fetch(
             f"""
             UPDATE {self._jobs} AS j
             SET status = 'done', finished_at = v.finished_at, result = v.result::json,
-                locked_until = NULL
+                locked_until = NULL, rescued = {rescued}
             FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[])
                  AS v(id, token, finished_at, result)
-            WHERE j.id = v.id AND j.status = 'running' AND j.lease_token = v.token
+            WHERE j.id = v.id AND j.lease_token = v.token AND {held}
             RETURNING j.id
             """,
             [done.id for done in completions],
@@ -377,18 +396,27 @@ class PostgresStore:
             [done.finished_at for done in completions],
             [to_json(done.result) for done in completions],
         )
-        return _stale(completions, rows)
 
     async def fail_jobs(self, failures: Sequence[Failure]) -> list[int]:
         if not failures:
             return []
+        stale = _stale(failures, await self._fail(failures, _HELD))
+        if stale:  # rare: see _settle_late
+            late = [f for f in failures if f.id in stale]
+            stale = await self._settle_late(late, await self._fail(late, _RESCUED_FROM_THIS_RUN))
+        return stale
+
+    async def _fail(
+        self, failures: Sequence[Failure], whose: tuple[str, str]
+    ) -> list[asyncpg.Record]:
+        held, rescued = whose
         statuses = [
             ("scheduled" if f.retry_at > f.error.at else "queued")
             if f.retry_at is not None
             else ("cancelled" if f.cancel else "failed")
             for f in failures
         ]
-        rows = await self._fetch(
+        return await self._fetch(
             f"""
             UPDATE {self._jobs} AS j
             SET status = v.status,
@@ -397,11 +425,11 @@ class PostgresStore:
                 errors = {append_error("j.errors", "v.error")},
                 -- A finished job keeps the node that ran it; a retried one is nobody's.
                 locked_by = CASE WHEN v.retry_at IS NULL THEN j.locked_by END,
-                locked_until = NULL
+                locked_until = NULL, rescued = {rescued}
             FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[],
                         $5::timestamptz[], $6::text[])
                  AS v(id, token, status, retry_at, at, error)
-            WHERE j.id = v.id AND j.status = 'running' AND j.lease_token = v.token
+            WHERE j.id = v.id AND j.lease_token = v.token AND {held}
             RETURNING j.id
             """,
             [f.id for f in failures],
@@ -411,7 +439,27 @@ class PostgresStore:
             [f.error.at for f in failures],
             [to_json(f.error) for f in failures],
         )
-        return _stale(failures, rows)
+
+    async def _settle_late(
+        self, late: Sequence[Completion] | Sequence[Failure], taken: list[asyncpg.Record]
+    ) -> list[int]:
+        """Outcomes of runs that were rescued while they were in fact alive (their
+        node stalled, or lost the store for a while). Taken above if nothing ran
+        the job since (requeued, or failed by the rescue as a poison pill);
+        refused if it ran again, but then the rescue of a run that did end is
+        not counted toward the poison-pill cap. Returns the refused ids."""
+        refused = _stale(late, taken)
+        if refused:
+            await self._fetch(
+                f"""
+                UPDATE {self._jobs} AS j SET rescued = j.rescued - 1
+                FROM unnest($1::bigint[], $2::bigint[]) AS v(id, token)
+                WHERE j.id = v.id AND j.lease_token > v.token AND j.rescued > 0
+                """,
+                [outcome.id for outcome in late if outcome.id in refused],
+                [outcome.lease_token for outcome in late if outcome.id in refused],
+            )
+        return refused
 
     async def release_jobs(self, leases: Sequence[Lease]) -> list[int]:
         if not leases:

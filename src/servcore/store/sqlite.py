@@ -298,6 +298,33 @@ class SqliteStore:
         ).fetchall()
         return {job_id for job_id, token in rows if tokens[job_id] == token}
 
+    def _taken_late(
+        self, conn: sqlite3.Connection, outcomes: Sequence[Completion | Failure]
+    ) -> set[int]:
+        """Of outcomes not held any more, those of runs rescued while in fact
+        alive (their node stalled) that nothing has followed: taken, the rescue
+        uncounted. For one that ran again since, the rescue of a run that did
+        end is uncounted toward the poison-pill cap, and its outcome refused."""
+        if not outcomes:
+            return set()
+        tokens = {outcome.id: outcome.lease_token for outcome in outcomes}
+        marks = ",".join("?" * len(tokens))
+        rows = conn.execute(
+            f"SELECT id, status, lease_token FROM jobs WHERE rescued > 0 AND id IN ({marks})",
+            list(tokens),
+        ).fetchall()
+        taken = {
+            job_id
+            for job_id, status, token in rows
+            if token == tokens[job_id] and status in ("queued", "scheduled", "failed")
+        }
+        ran_since = {job_id for job_id, _, token in rows if token > tokens[job_id]}
+        conn.executemany(
+            "UPDATE jobs SET rescued = rescued - 1 WHERE id = ?",
+            [(job_id,) for job_id in taken | ran_since],
+        )
+        return taken
+
     async def complete_jobs(self, completions: Sequence[Completion]) -> list[int]:
         if not completions:
             return []
@@ -308,13 +335,13 @@ class SqliteStore:
 
         def complete(conn: sqlite3.Connection) -> list[int]:
             held = self._held(conn, completions)
+            late = self._taken_late(conn, [done for done in completions if done.id not in held])
             conn.executemany(
                 "UPDATE jobs SET status = 'done', finished_at = ?, result = ?, "
-                "locked_until = NULL "
-                "WHERE id = ? AND status = 'running' AND lease_token = ?",
-                [row for row in rows if row[2] in held],
+                "locked_until = NULL WHERE id = ? AND lease_token = ?",
+                [row for row in rows if row[2] in held or row[2] in late],
             )
-            return [done.id for done in completions if done.id not in held]
+            return [done.id for done in completions if done.id not in held and done.id not in late]
 
         return await self._write(complete)
 
@@ -325,6 +352,7 @@ class SqliteStore:
 
         def fail(conn: sqlite3.Connection) -> list[int]:
             held = self._held(conn, failures)
+            held |= self._taken_late(conn, [f for f in failures if f.id not in held])
             retries, finals = [], []
             for failure in failures:
                 if failure.id not in held:

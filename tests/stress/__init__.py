@@ -1,0 +1,1 @@
+"""Stress runs: many processes, mixed bursts, invariants checked after each round."""
