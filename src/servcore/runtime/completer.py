@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from servcore.store.base import Completion, Failure, JobWriter, Lease
+from servcore.store.base import Completion, Failure, JobWriter
 
 log = logging.getLogger("servcore.runtime")
 
@@ -25,7 +25,9 @@ class Completer:
         store: JobWriter,
         on_stale: Callable[[list[int]], None],
         on_written: Callable[[list[datetime]], None] = lambda retry_times: None,
-        on_settled: Callable[[list[Lease]], None] = lambda claims: None,
+        on_settled: Callable[[Sequence[Completion], Sequence[Failure]], None] = (
+            lambda completions, failures: None
+        ),
     ) -> None:
         self._store = store
         self._on_stale = on_stale
@@ -82,13 +84,13 @@ class Completer:
             if failures:
                 stale += await self._store.fail_jobs(failures)
         except BaseException:
-            self._on_settled(_claims(written))
+            self._on_settled(written, ())
             # Keep what was not written for the next try: no outcome is dropped.
             self._completions[:0] = completions
             self._failures[:0] = failures
             self._wake.set()
             raise
-        self._on_settled(_claims(written) + _claims(failures))
+        self._on_settled(written, failures)
         if stale:
             self._on_stale(stale)
         # The retry times tell the queue when to look again (a retry may be due
@@ -96,7 +98,3 @@ class Completer:
         self._on_written(
             [f.retry_at for f in failures if f.retry_at is not None and f.id not in stale]
         )
-
-
-def _claims(outcomes: Sequence[Completion] | Sequence[Failure]) -> list[Lease]:
-    return [Lease(outcome.id, outcome.lease_token) for outcome in outcomes]

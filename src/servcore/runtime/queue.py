@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from servcore.clock import Clock
@@ -38,7 +39,7 @@ from servcore.jobs import Job, JobStatus
 from servcore.runtime.completer import Completer
 from servcore.runtime.executor import Executor, Outcome
 from servcore.runtime.job_events import JobEvents
-from servcore.store.base import ClaimParams, Lease, Store, StoreError
+from servcore.store.base import ClaimParams, Completion, Failure, Lease, Store, StoreError
 from servcore.supervisor import Supervisor
 from servcore.tasks import CancelToken
 from servcore.telemetry import Telemetry
@@ -83,7 +84,7 @@ class QueueRuntime:
         # still held (leases renewed, never rescued by this node), and a bound
         # on them stops claiming while the store falls behind.
         self.recording: dict[Claim, Job] = {}
-        self.recording_limit = max(concurrency, _MIN_RECORDING_LIMIT)
+        self.recording_limit = max(2 * concurrency, _MIN_RECORDING_LIMIT)
         # claim → (the slot running it, the token its handler reads)
         self._runs: dict[Claim, tuple[asyncio.Task[None], CancelToken]] = {}
         # In flight, but no longer ours to finish: claim → why ("cancelled" or "lost").
@@ -457,9 +458,12 @@ class QueueRuntime:
         if retry_times:
             self.notify(min(retry_times))
 
-    def _on_settled(self, claims: list[Lease]) -> None:
-        for lease in claims:
-            self.recording.pop((lease.id, lease.lease_token), None)
+    def _on_settled(self, completions: Sequence[Completion], failures: Sequence[Failure]) -> None:
+        recording = self.recording
+        for done in completions:
+            recording.pop((done.id, done.lease_token), None)
+        for failure in failures:
+            recording.pop((failure.id, failure.lease_token), None)
         self._slot_freed.set()
 
     def _on_stale(self, ids: list[int]) -> None:

@@ -73,6 +73,23 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 _PROMOTE_BATCH = 1000  # scheduled jobs made ready by one claim, at most
 _DELETE_CHUNK = 10_000  # finished jobs pruned by one statement
+# For the rest of a claim's transaction: the statements a node runs most are
+# planned once and reused (a plan costs as much again as running them), and
+# they cannot go wrong whatever the statistics, because every plan but the
+# one that walks the ready (or scheduled) index in claim order and looks the
+# picked ids up by primary key is switched off. The connection's default
+# (force_custom_plan, see postgres_waits) stays for every other statement.
+_CLAIM_PLANNER = ", ".join(
+    f"set_config('{name}', '{value}', true)"
+    for name, value in (
+        ("plan_cache_mode", "auto"),
+        ("enable_seqscan", "off"),
+        ("enable_sort", "off"),
+        ("enable_hashjoin", "off"),
+        ("enable_mergejoin", "off"),
+        ("enable_bitmapscan", "off"),
+    )
+)
 # Whose outcome an update takes: the run that holds the job, or (see
 # _settle_late) a run that was rescued and not followed by another one.
 # (which rows, their rescue count after):
@@ -318,33 +335,33 @@ class PostgresStore:
             # jobs. A statement of its own: one that waited for the lock
             # must read `paused` in a snapshot taken after the wait.
             await conn.execute(
-                "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+                f"SELECT pg_advisory_xact_lock_shared($1, hashtext($2)), {_CLAIM_PLANNER}",
                 LOCK_QUEUE,
                 f"{self._jobs}:{params.queue}",
             )
-            # enable_sort off for this transaction: the ready index hands jobs
-            # over in claim order, while statistics taken when no job was
-            # queued would have the planner sort every queued job instead.
-            paused = await conn.fetchval(
-                "SELECT set_config('enable_sort', 'off', true), "
-                f'(SELECT paused FROM "{self.schema}".servcore_queues WHERE name = $1)',
-                params.queue,
-                column=1,
-            )
-            if paused:
-                return []  # a paused queue starts nothing
-            await conn.execute(
-                f"""
-                UPDATE {self._jobs} SET status = 'queued'
-                WHERE id IN (SELECT id FROM {self._jobs}
-                             WHERE status = 'scheduled' AND queue = $1 AND run_at <= $2
-                             ORDER BY run_at LIMIT $3
-                             FOR UPDATE SKIP LOCKED)
-                """,
+            state = await conn.fetchrow(
+                f'SELECT (SELECT paused FROM "{self.schema}".servcore_queues WHERE name = $1), '
+                f"EXISTS (SELECT 1 FROM {self._jobs} "
+                "WHERE status = 'scheduled' AND queue = $1 AND run_at <= $2) AS due",
                 params.queue,
                 params.now,
-                _PROMOTE_BATCH,
             )
+            assert state is not None
+            if state["paused"]:
+                return []  # a paused queue starts nothing
+            if state["due"]:
+                await conn.execute(
+                    f"""
+                    UPDATE {self._jobs} SET status = 'queued'
+                    WHERE id IN (SELECT id FROM {self._jobs}
+                                 WHERE status = 'scheduled' AND queue = $1 AND run_at <= $2
+                                 ORDER BY run_at LIMIT $3
+                                 FOR UPDATE SKIP LOCKED)
+                    """,
+                    params.queue,
+                    params.now,
+                    _PROMOTE_BATCH,
+                )
             rows = await conn.fetch(
                 f"""
                 UPDATE {self._jobs} SET status = 'running', attempt = attempt + 1,
