@@ -43,7 +43,8 @@ async def _ordinary_calls(url: str, port: int, singles: int) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         for path in READS:
             for _ in range(20):
-                (await client.get(path)).raise_for_status()
+                answer = await client.get(path)
+                assert answer.status_code < 500, (path, answer.status_code, answer.text)
     body = msgspec.json.encode({"payload": {"task": "record"}})
     answers = await post_many(port, "/jobs", [body] * singles, connections=1)
     assert all(status == 202 for status, _ in answers), answers[:3]
@@ -55,9 +56,13 @@ async def _burst(port: int, batches: int) -> None:
     assert all(status == 202 for status, _ in answers), answers[:3]
 
 
-def run(store: str, batches: int, singles: int, limit: float, workdir: Path) -> dict[str, object]:
+def run(
+    store: str, batches: int, singles: int, limit: float, workdir: Path, src: str | None
+) -> dict[str, object]:
     record = workdir / "executions.txt"
     env = {"RECORD_FILE": str(record), "SERVCORE_CONCURRENCY": "256"}
+    if src is not None:  # another checkout's servcore (for before/after)
+        env["PYTHONPATH"] = f"{src}:{ROOT}"
     args = ["tests.process_tasks:service", "--store", store, "--log-level", "warning"]
     jobs = batches * 1000 + singles
     with servcore_serve(workdir, *args, env=env) as server:
@@ -96,6 +101,7 @@ def main() -> int:
     parser.add_argument("--singles", type=int, default=50)
     parser.add_argument("--limit", type=float, default=120.0, help="s to wait for the drain")
     parser.add_argument("--json", help="write the outcome to this file")
+    parser.add_argument("--src", help="run the servcore package in this src/ directory instead")
     args = parser.parse_args()
     print_machine()
     with tempfile.TemporaryDirectory(prefix="servcore-burst-") as tmp:
@@ -106,7 +112,7 @@ def main() -> int:
         else:
             url = f"sqlite:///{Path(tmp) / 'jobs.db'}"
         try:
-            outcome = run(url, args.batches, args.singles, args.limit, Path(tmp))
+            outcome = run(url, args.batches, args.singles, args.limit, Path(tmp), args.src)
         finally:
             if schema is not None:
                 asyncio.run(pg_drop_schema(schema))
