@@ -22,11 +22,12 @@ import uvloop
 from servcore.config import ConfigError, env_overrides
 from servcore.config_file import find_config_file, load_config_file
 from servcore.http.serialization import job_to_json, queue_to_json
+from servcore.job_reads import JobQuery, StatusFilter
 from servcore.logs import FORMATS, LEVELS, configure_logging
 from servcore.requests import JobRequestError
 from servcore.service import Service
 from servcore.serving import ServeError, run_workers, serve
-from servcore.store.base import JobQuery, StatusFilter, StoreError
+from servcore.store.base import StoreError
 from servcore.timestamps import TimestampError, parse_timestamp
 
 T = TypeVar("T")

@@ -27,7 +27,8 @@ import msgspec
 
 from servcore.clock import SYSTEM_CLOCK, Clock
 from servcore.config import DEFAULT_QUEUES, ConfigError, ServiceConfig
-from servcore.cron import CronEntry, CronError, CronScheduler
+from servcore.cron import CronEntry, CronError
+from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
 from servcore.jobs import (
     DEFAULT_QUEUE,
     Job,
@@ -36,6 +37,7 @@ from servcore.jobs import (
     valid_queue_name,
 )
 from servcore.leadership.base import Leadership, SoleLeadership
+from servcore.maintenance.cron import CronScheduler
 from servcore.maintenance.periodic import Periodic
 from servcore.maintenance.pruner import Expirer, Pruner
 from servcore.maintenance.rescuer import Rescuer
@@ -53,17 +55,7 @@ from servcore.runtime.job_events import JobEvents
 from servcore.runtime.processes import ProcessPool
 from servcore.runtime.queue import QueueRuntime
 from servcore.store import store_from_url
-from servcore.store.base import (
-    Insertion,
-    JobCounts,
-    JobPage,
-    JobQuery,
-    NodeInfo,
-    QueueInfo,
-    RescueReport,
-    Store,
-    StoreError,
-)
+from servcore.store.base import RescueReport, Store, StoreError
 from servcore.store.instrumented import instrumented
 from servcore.supervisor import Health, Supervisor
 from servcore.tasks import ExecutorKind, Handler, HandlerT, TaskRegistry

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from servcore.store.base import NodeInfo, Store
+from servcore.job_reads import NodeInfo
+from servcore.store.base import Store
 from tests.conformance.support import T0, at
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from servcore.job_reads import JobQuery
 from servcore.jobs import JobStatus
-from servcore.store.base import JobQuery, Store
+from servcore.store.base import Store
 from tests.conformance.support import (
     T0,
     at,

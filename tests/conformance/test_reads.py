@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from servcore.job_reads import JobQuery, StatusFilter
 from servcore.jobs import JobStatus
-from servcore.store.base import JobQuery, StatusFilter, Store
+from servcore.store.base import Store
 from tests.conformance.support import (
     T0,
     at,

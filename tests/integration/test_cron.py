@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from servcore import Job, JobRequestError, Service
-from servcore.cron import CronScheduler
-from servcore.store.base import JobQuery, Store
+from servcore.job_reads import JobQuery
+from servcore.maintenance.cron import CronScheduler
+from servcore.store.base import Store
 from servcore.supervisor import Health
 from servcore.testing import FakeClock
 from tests.conftest import fast_config, make_store, wait_for

@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 
 from servcore import Job, JobStatus, Service
+from servcore.job_reads import JobQuery
 from servcore.store import store_from_url
-from servcore.store.base import JobQuery
 from servcore.testing import FakeClock
 from tests.conftest import fast_config, finished, hanging, wait_for
 from tests.postgres import DSN, postgres_url, require_postgres

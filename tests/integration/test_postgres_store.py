@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from servcore.cli import main
 from servcore.jobs import NewJob
-from servcore.store import PostgresStore, StoreError, postgres_schema, store_from_url
+from servcore.store import PostgresStore, StoreError, store_from_url
 from servcore.store.base import ClaimParams
-from servcore.store.postgres_schema import SCHEMA_VERSION
+from servcore.store.postgres import schema as postgres_schema
+from servcore.store.postgres.schema import SCHEMA_VERSION
 from tests.postgres import DSN, postgres_url, require_postgres
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from servcore import Job, JobStatus, Service
-from servcore.store.postgres_waits import WaitLimits
+from servcore.store.postgres.waits import WaitLimits
 from tests.conftest import fast_config, finished, wait_for
 from tests.postgres import DSN, postgres_url, require_postgres
 

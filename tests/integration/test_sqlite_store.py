@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from servcore.job_reads import JobQuery
 from servcore.jobs import JobStatus
-from servcore.store import SqliteStore, StoreError, sqlite_schema, store_from_url
-from servcore.store.base import ClaimParams, JobQuery
-from servcore.store.sqlite import _CLAIM
-from servcore.store.sqlite_rows import to_micros
-from servcore.store.sqlite_schema import SCHEMA_VERSION
+from servcore.store import SqliteStore, StoreError, store_from_url
+from servcore.store.base import ClaimParams
+from servcore.store.sqlite import schema as sqlite_schema
+from servcore.store.sqlite.rows import to_micros
+from servcore.store.sqlite.schema import SCHEMA_VERSION
+from servcore.store.sqlite.store import _CLAIM
 from tests.conformance.support import (
     LEASE,
     T0,

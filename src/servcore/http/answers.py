@@ -14,10 +14,10 @@ from typing import Any
 from servcore.http import validation
 from servcore.http.serialization import encode, job_to_json
 from servcore.http.validation import MISSING_PAYLOAD, SCHEDULE_FIELDS, BadRequest
+from servcore.job_reads import Insertion
 from servcore.jobs import Job, NewJob
 from servcore.requests import JobRequestError, JobStateError, UniqueConflict
 from servcore.service import Service
-from servcore.store.base import Insertion
 from servcore.timestamps import format_timestamp
 
 Answer = tuple[int, bytes]

@@ -26,10 +26,10 @@ from servcore.http.serialization import (
     queue_to_json,
 )
 from servcore.http.validation import BadRequest, read_body
+from servcore.job_reads import JobQuery
 from servcore.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from servcore.requests import JobRequestError
 from servcore.service import Service
-from servcore.store.base import JobQuery
 from servcore.timestamps import format_timestamp
 
 JSON = "application/json"

@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 
 from servcore.cron import CronEntry
+from servcore.job_reads import JobCounts, NodeInfo, QueueInfo
 from servcore.jobs import Job
-from servcore.store.base import JobCounts, NodeInfo, QueueInfo
 from servcore.timestamps import format_timestamp
 
 encode = msgspec.json.Encoder().encode

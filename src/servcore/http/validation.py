@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 
-from servcore.store.base import StatusFilter
+from servcore.job_reads import StatusFilter
 from servcore.timestamps import TimestampError, parse_timestamp
 
 MISSING_PAYLOAD = "Missing 'payload' field"

@@ -17,7 +17,7 @@ import asyncpg
 
 log = logging.getLogger("servcore.leadership")
 
-# Its own advisory-lock namespace (see store.postgres_schema for the others).
+# Its own advisory-lock namespace (see store.postgres.schema for the others).
 LOCK_LEADER = 7302
 
 _ERRORS = (

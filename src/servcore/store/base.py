@@ -22,21 +22,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from servcore.jobs import Job, JobError, JobStatus, NewJob
+from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
+from servcore.jobs import Job, JobError, NewJob
 from servcore.leadership.base import Leadership
 from servcore.notifier.base import Notifier
 
 
 class StoreError(Exception):
     """The store could not do what was asked (unreachable, corrupt, closed)."""
-
-
-class StatusFilter:
-    """The values ``list_jobs`` accepts for ``status``."""
-
-    SCHEDULED = "scheduled"  # queued, run_at in the future
-    AVAILABLE = "available"  # queued, due now
-    ALL = frozenset({*(s.value for s in JobStatus), SCHEDULED, AVAILABLE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,113 +73,6 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
-class JobQuery:
-    status: str | None = None
-    queue: str | None = None
-    offset: int = 0
-    limit: int = 50
-    task: str | None = None
-    # The job with this id, or jobs whose payload (its JSON text, keys too)
-    # contains it, ignoring the case of ASCII letters (the same on every
-    # store). A scan: fine for a dashboard, not for a hot path.
-    search: str | None = None
-
-    @property
-    def search_id(self) -> int:
-        """The id the search names, or -1 (no job has it)."""
-        text = self.search or ""
-        return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else -1
-
-    @property
-    def search_text(self) -> str:
-        return ascii_lower(self.search or "")
-
-
-_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_ASCII_LOWER = str.maketrans(_UPPER, _UPPER.lower())
-
-
-def ascii_lower(text: str) -> str:
-    """Lower ASCII letters only, as SQLite's lower() does; the stores agree on it."""
-    return text.translate(_ASCII_LOWER)
-
-
-@dataclass(frozen=True, slots=True)
-class JobPage:
-    jobs: list[Job]
-    total: int
-
-
-@dataclass(frozen=True, slots=True)
-class JobCounts:
-    queued: int = 0
-    running: int = 0
-    done: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    scheduled: int = 0
-
-    @classmethod
-    def from_statuses(cls, by_status: dict[str, int], scheduled: int) -> JobCounts:
-        """From counts by stored status (where ``scheduled`` is a kind of queued)."""
-        return cls(
-            queued=by_status.get("queued", 0) + by_status.get("scheduled", 0),
-            running=by_status.get("running", 0),
-            done=by_status.get("done", 0),
-            failed=by_status.get("failed", 0),
-            cancelled=by_status.get("cancelled", 0),
-            scheduled=scheduled,
-        )
-
-    @property
-    def total(self) -> int:
-        return self.queued + self.running + self.done + self.failed + self.cancelled
-
-    @property
-    def available(self) -> int:
-        return self.queued - self.scheduled
-
-
-@dataclass(frozen=True, slots=True)
-class Insertion:
-    """What became of a job with a ``unique_key`` (see ``insert_unique``).
-
-    ``outcome`` is ``created`` (a new job), ``existing`` (a job with the same
-    key and payload was already there: that one) or ``conflict`` (the key is
-    taken by a job with another payload: that one, nothing stored).
-    """
-
-    job: Job
-    outcome: str
-
-
-@dataclass(frozen=True, slots=True)
-class QueueInfo:
-    """One queue as the store sees it (``GET /queues``)."""
-
-    name: str
-    paused: bool
-    available: int
-    scheduled: int
-    running: int
-    done: int
-    failed: int
-    cancelled: int
-    oldest_available_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class NodeInfo:
-    """A worker process as it last reported itself."""
-
-    node: str
-    started_at: datetime
-    heartbeat_at: datetime
-    queues: tuple[str, ...]
-    leader: bool
-
-
-@dataclass(frozen=True, slots=True)
 class RescueReport:
     requeued: list[int]
     failed: list[int]
@@ -210,6 +96,16 @@ class JobReader(Protocol):
 
     async def next_run_at(self, queue: str) -> datetime | None:
         """The earliest ``run_at`` among the queue's queued jobs."""
+        ...
+
+    async def list_queues(self, now: datetime, *, active_only: bool = False) -> list[QueueInfo]:
+        """Every queue that has jobs or a pause record, by name. ``active_only``
+        counts waiting and running jobs only (done/failed/cancelled read 0): an
+        index read, cheap enough to sample every few seconds."""
+        ...
+
+    async def cron_ticks(self) -> dict[str, datetime]:
+        """The last recorded tick of every cron entry, by name."""
         ...
 
 
@@ -269,22 +165,12 @@ class JobWriter(Protocol):
         callers, on any node, one wins. The inserted job, else None."""
         ...
 
-    async def cron_ticks(self) -> dict[str, datetime]:
-        """The last recorded tick of every cron entry, by name."""
-        ...
-
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
         """Cancel those of ``ids`` that are waiting (queued or scheduled); their ids."""
         ...
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         """Pause (claims take nothing) or resume a queue; kept across restarts."""
-        ...
-
-    async def list_queues(self, now: datetime, *, active_only: bool = False) -> list[QueueInfo]:
-        """Every queue that has jobs or a pause record, by name. ``active_only``
-        counts waiting and running jobs only (done/failed/cancelled read 0): an
-        index read, cheap enough to sample every few seconds."""
         ...
 
     async def retry_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:

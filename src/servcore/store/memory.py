@@ -10,22 +10,24 @@ from typing import Any
 
 import msgspec
 
+from servcore.job_reads import (
+    Insertion,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    NodeInfo,
+    QueueInfo,
+    StatusFilter,
+    ascii_lower,
+)
 from servcore.jobs import Job, JobStatus, NewJob
 from servcore.leadership.base import SoleLeadership
 from servcore.store.base import (
     ClaimParams,
     Completion,
     Failure,
-    Insertion,
-    JobCounts,
-    JobPage,
-    JobQuery,
     Lease,
-    NodeInfo,
-    QueueInfo,
     RescueReport,
-    StatusFilter,
-    ascii_lower,
     rescue_verdict,
 )
 

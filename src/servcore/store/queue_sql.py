@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from servcore.store.base import QueueInfo
+from servcore.job_reads import QueueInfo
 
 
 def queue_tally_sql(now: str, jobs: str, *, active_only: bool = False) -> str:

@@ -17,28 +17,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
 from servcore.jobs import Job, NewJob
 from servcore.leadership.base import SoleLeadership
-from servcore.store import sqlite_reads
 from servcore.store.base import (
     ClaimParams,
     Completion,
     Failure,
-    Insertion,
-    JobCounts,
-    JobPage,
-    JobQuery,
     Lease,
-    NodeInfo,
-    QueueInfo,
     RescueReport,
     StoreError,
     rescue_verdict,
 )
-from servcore.store.group_commit import GroupCommitWriter
-from servcore.store.node_locks import NodeLocks
-from servcore.store.sqlite_inserts import InsertCoalescer, insert_rows
-from servcore.store.sqlite_rows import (
+from servcore.store.sqlite import reads as sqlite_reads
+from servcore.store.sqlite.group_commit import GroupCommitWriter
+from servcore.store.sqlite.inserts import InsertCoalescer, insert_rows
+from servcore.store.sqlite.node_locks import NodeLocks
+from servcore.store.sqlite.rows import (
     COLUMNS,
     encode_json,
     from_micros,
@@ -46,7 +41,7 @@ from servcore.store.sqlite_rows import (
     time_from_micros,
     to_micros,
 )
-from servcore.store.sqlite_schema import EXPIRES_AT, migrate
+from servcore.store.sqlite.schema import EXPIRES_AT, migrate
 
 T = TypeVar("T")
 _SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")

@@ -7,8 +7,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from servcore.job_reads import StatusFilter
 from servcore.jobs import Job, JobError, JobStatus
-from servcore.store.base import StatusFilter
 
 COLUMNS = (
     "id, queue, task, payload, status, priority, attempt, max_attempts, run_at, "

@@ -4,7 +4,7 @@ Tables live in a schema of the user's choice (``?schema=`` in the store URL,
 default ``public``) under ``servcore_``-prefixed names, so two services can
 share one database. Stored ``status`` has the value ``scheduled`` for a
 queued job whose ``run_at`` was ahead when it was written, as on SQLite (see
-``sqlite_schema``): claims read the ready index without stepping over them.
+``store.sqlite.schema``): claims read the ready index without stepping over them.
 JSON columns are ``json``, not ``jsonb``: jsonb refuses ``\u0000``, which a
 payload (or an exception message) may well contain.
 """

@@ -8,17 +8,10 @@ from typing import Any
 
 import msgspec
 
+from servcore.job_reads import JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo, StatusFilter
 from servcore.jobs import Job
-from servcore.store.base import (
-    JobCounts,
-    JobPage,
-    JobQuery,
-    NodeInfo,
-    QueueInfo,
-    StatusFilter,
-)
 from servcore.store.queue_sql import queue_infos, queue_tally_sql
-from servcore.store.sqlite_rows import COLUMNS, from_micros, row_to_job, to_micros
+from servcore.store.sqlite.rows import COLUMNS, from_micros, row_to_job, to_micros
 
 _decode_queues = msgspec.json.Decoder(list[str]).decode
 

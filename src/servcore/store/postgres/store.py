@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
 from servcore.jobs import DEFAULT_LEASE, Job, NewJob
 from servcore.leadership.postgres import PostgresLeadership
 from servcore.notifier.postgres import CANCEL_PREFIX, PostgresNotifier
@@ -24,18 +25,12 @@ from servcore.store.base import (
     ClaimParams,
     Completion,
     Failure,
-    Insertion,
-    JobCounts,
-    JobPage,
-    JobQuery,
     Lease,
-    NodeInfo,
-    QueueInfo,
     RescueReport,
     StoreError,
     rescue_verdict,
 )
-from servcore.store.postgres_rows import (
+from servcore.store.postgres.rows import (
     COLUMNS,
     DATABASE_ERRORS,
     STATUS_WHERE,
@@ -43,14 +38,14 @@ from servcore.store.postgres_rows import (
     row_to_job,
     to_json,
 )
-from servcore.store.postgres_schema import (
+from servcore.store.postgres.schema import (
     EXPIRES_AT,
     LOCK_QUEUE,
     LOCK_UNIQUE,
     migrate,
     valid_schema_name,
 )
-from servcore.store.postgres_waits import (
+from servcore.store.postgres.waits import (
     TABLE_STATE,
     TIMEOUT_ERRORS,
     WaitLimits,
@@ -78,7 +73,7 @@ _DELETE_CHUNK = 10_000  # finished jobs pruned by one statement
 # they cannot go wrong whatever the statistics, because every plan but the
 # one that walks the ready (or scheduled) index in claim order and looks the
 # picked ids up by primary key is switched off. The connection's default
-# (force_custom_plan, see postgres_waits) stays for every other statement.
+# (force_custom_plan, see store.postgres.waits) stays for every other statement.
 _CLAIM_PLANNER = ", ".join(
     f"set_config('{name}', '{value}', true)"
     for name, value in (
@@ -150,7 +145,7 @@ class PostgresStore:
 
     def bound_waits(self, lease: float) -> None:
         """Give every statement of connections opened from now on timeouts that
-        fit ``lease`` (see :mod:`servcore.store.postgres_waits`)."""
+        fit ``lease`` (see :mod:`servcore.store.postgres.waits`)."""
         self._limits = WaitLimits.for_lease(lease)
 
     async def tend_tables(self) -> list[str]:
