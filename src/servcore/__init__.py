@@ -11,7 +11,8 @@ async def send_email(job):
 """
 
 from servcore.clock import Clock, SystemClock
-from servcore.config import ConfigError, ServiceConfig
+from servcore.config import ServiceConfig
+from servcore.errors import ConfigError, ServcoreError
 from servcore.http.app import create_app, job_routes
 from servcore.jobs import Job, JobError, JobStatus, NewJob
 from servcore.pipelines import Pipeline
@@ -43,6 +44,7 @@ __all__ = [
     "NewJob",
     "Pipeline",
     "Retry",
+    "ServcoreError",
     "Service",
     "ServiceConfig",
     "SqliteStore",

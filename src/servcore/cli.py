@@ -19,8 +19,9 @@ import click
 import msgspec
 import uvloop
 
-from servcore.config import ConfigError, env_overrides
+from servcore.config import env_overrides
 from servcore.config_file import find_config_file, load_config_file
+from servcore.errors import ConfigError
 from servcore.http.serialization import job_to_json, queue_to_json
 from servcore.job_reads import JobQuery, StatusFilter
 from servcore.logs import FORMATS, LEVELS, configure_logging

@@ -17,13 +17,12 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from servcore.auth import ApiToken, tokens_from_env
+from servcore.errors import ConfigError
 from servcore.jobs import DEFAULT_LEASE
 from servcore.retry import DEFAULT_BACKOFF, Backoff
-
-if TYPE_CHECKING:
-    from servcore.auth import ApiToken
 
 DEFAULT_STORE = "sqlite:///servcore.db"
 DEFAULT_PORT = 4000
@@ -43,10 +42,6 @@ _TIMES = (
     "sample_interval",
     "unique_period",
 )
-
-
-class ConfigError(ValueError):
-    """A setting with a value that cannot be used; the message names it."""
 
 
 def default_node() -> str:
@@ -174,8 +169,6 @@ def _text(name: str, text: str) -> str:
 
 
 def _tokens(name: str, text: str) -> Any:
-    from servcore.auth import tokens_from_env  # auth needs ConfigError from here
-
     return tokens_from_env(text)
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from servcore.auth import ApiToken
-from servcore.config import ConfigError
+from servcore.errors import ConfigError
 from servcore.pipelines import Pipeline, import_reference
 from servcore.requests import JobRequestError
 from servcore.retry import Backoff

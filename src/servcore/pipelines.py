@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from servcore.config import ConfigError
+from servcore.errors import ConfigError
 from servcore.jobs import valid_queue_name
 from servcore.tasks import Handler, TaskRegistry
 

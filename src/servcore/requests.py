@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from servcore.errors import ServcoreError
 from servcore.jobs import MAX_PRIORITY, Job, task_name, valid_queue_name
 
 MAX_ATTEMPTS_LIMIT = 1000
@@ -17,7 +18,7 @@ MAX_DELAY = 365 * 24 * 3600.0
 MAX_BACKOFF = 86400.0
 
 
-class JobRequestError(ValueError):
+class JobRequestError(ServcoreError, ValueError):
     """A job request that cannot be accepted; the message says what to fix."""
 
 

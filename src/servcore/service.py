@@ -26,8 +26,9 @@ from typing import Any
 import msgspec
 
 from servcore.clock import SYSTEM_CLOCK, Clock
-from servcore.config import DEFAULT_QUEUES, ConfigError, ServiceConfig
+from servcore.config import DEFAULT_QUEUES, ServiceConfig
 from servcore.cron import CronEntry, CronError
+from servcore.errors import ConfigError
 from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
 from servcore.jobs import (
     DEFAULT_QUEUE,

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from servcore.config import ServiceConfig
+from servcore.errors import ServcoreError
 from servcore.http import handlers
 from servcore.http.app import create_app
 from servcore.http.gate import gated, is_loopback
@@ -30,7 +31,7 @@ from servcore.service import Service
 log = logging.getLogger("servcore")
 
 
-class ServeError(Exception):
+class ServeError(ServcoreError):
     """The process cannot run (port taken, store unreachable); one line says why."""
 
 

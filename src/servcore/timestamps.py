@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from servcore.errors import ServcoreError
 
-class TimestampError(ValueError):
+
+class TimestampError(ServcoreError, ValueError):
     """A timestamp that cannot be read, or that has no time zone."""
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextvars
 from typing import Any
 
-from servcore.config import ConfigError
+from servcore.errors import ConfigError
 from servcore.telemetry import Measurements, Metadata, Telemetry
 
 try:

@@ -190,7 +190,7 @@ async def test_guessing_bearer_tokens_is_rate_limited(guarded: httpx.AsyncClient
 
 
 def test_pipelines_cannot_take_the_service_s_own_paths() -> None:
-    from servcore.config import ConfigError
+    from servcore.errors import ConfigError
 
     for taken in ("/dashboard_jobs", "/dashboard", "/metrics", "/jobs2"):
         with pytest.raises(ConfigError, match="would shadow"):

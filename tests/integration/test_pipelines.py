@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from servcore import JobRequestError, JobStatus, Pipeline, Service, create_app
-from servcore.config import ConfigError
+from servcore.errors import ConfigError
 from tests import pipeline_tasks
 from tests.acceptance.conftest import assert_json_error, client_for
 from tests.conftest import fast_config, finished, make_store, wait_for

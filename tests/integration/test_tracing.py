@@ -117,7 +117,7 @@ def test_tracing_without_opentelemetry_installed_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from servcore import tracing
-    from servcore.config import ConfigError
+    from servcore.errors import ConfigError
 
     monkeypatch.setattr(tracing, "trace", None)
     with pytest.raises(ConfigError, match=r"pip install 'servcore\[otel\]'"):

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from servcore.config import ConfigError, ServiceConfig, env_overrides
+from servcore.config import ServiceConfig, env_overrides
+from servcore.errors import ConfigError
 
 
 def test_defaults_follow_the_design() -> None:

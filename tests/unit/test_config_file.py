@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from servcore import Service
-from servcore.config import ConfigError
 from servcore.config_file import find_config_file, load_config_file
+from servcore.errors import ConfigError
 from servcore.retry import Backoff
 
 FULL = """

@@ -18,6 +18,7 @@ EXPECTED = {
     "NewJob",
     "Pipeline",
     "Retry",
+    "ServcoreError",
     "Service",
     "ServiceConfig",
     "SqliteStore",
@@ -39,3 +40,31 @@ def test_exported_members_are_exactly_the_public_api() -> None:
     assert set(servcore.__all__) == EXPECTED
     for name in servcore.__all__:
         assert getattr(servcore, name) is not None
+
+
+def test_every_public_error_derives_from_servcore_error() -> None:
+    from servcore.cron import CronError
+    from servcore.requests import JobStateError
+    from servcore.runtime.processes import ProcessTaskError
+    from servcore.serving import ServeError
+    from servcore.timestamps import TimestampError
+
+    errors = [
+        servcore.ConfigError,
+        servcore.JobRequestError,
+        servcore.StoreError,
+        servcore.UniqueConflict,
+        CronError,
+        JobStateError,
+        ProcessTaskError,
+        ServeError,
+        TimestampError,
+    ]
+    for error in errors:
+        assert issubclass(error, servcore.ServcoreError), error
+    # Bad input stays a ValueError for code that caught that before.
+    for error in (servcore.ConfigError, servcore.JobRequestError, CronError, TimestampError):
+        assert issubclass(error, ValueError), error
+    # A handler's signals are not errors.
+    for signal in (servcore.Retry, servcore.Discard, servcore.Cancel):
+        assert not issubclass(signal, servcore.ServcoreError), signal

@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from datetime import MAXYEAR, MINYEAR, UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from servcore.errors import ServcoreError
+
 __all__ = ["CronError", "CronExpression", "parse_timezone"]
 
 # The Gregorian calendar repeats every 400 years, so a date pattern that ever
@@ -82,7 +84,7 @@ _ALIASES = {
 _LONGEST_MONTH = {month: calendar.monthrange(2000, month)[1] for month in range(1, 13)}
 
 
-class CronError(ValueError):
+class CronError(ServcoreError, ValueError):
     """A cron expression or time zone that cannot be used; the message is one line."""
 
 

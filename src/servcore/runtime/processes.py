@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import msgspec
 
+from servcore.errors import ServcoreError
 from servcore.jobs import Job, describe_error
 from servcore.tasks import Cancel, Discard, Retry
 
@@ -60,7 +61,7 @@ ResultKind = Literal[
 _Reply = tuple[str, bytes | None, str, str | None, float | None]
 
 
-class ProcessTaskError(Exception):
+class ProcessTaskError(ServcoreError):
     """The handler or the job cannot be sent to a worker process."""
 
 

@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from servcore.errors import ServcoreError
 from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
 from servcore.jobs import Job, JobError, NewJob
 from servcore.leadership.base import Leadership
 from servcore.notifier.base import Notifier
 
 
-class StoreError(Exception):
+class StoreError(ServcoreError):
     """The store could not do what was asked (unreachable, corrupt, closed)."""
 
 
