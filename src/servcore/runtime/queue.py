@@ -68,6 +68,7 @@ class QueueRuntime:
         lease: float,
         poll_interval: float,
         events: JobEvents | None = None,
+        early_cancels: dict[Claim, float] | None = None,
     ) -> None:
         self.name = name
         self.concurrency = concurrency
@@ -91,9 +92,9 @@ class QueueRuntime:
         self._stopped: dict[Claim, str] = {}
         self._cancel_sent: set[Claim] = set()  # runs whose slot we cancelled
         # Claims cancelled before they reached this runtime (a notification can
-        # overtake a claim's reply); shared by the service's queues,
-        # claim → when to forget it (loop time).
-        self.early_cancels: dict[Claim, float] = {}
+        # overtake a claim's reply), claim → when to forget it (loop time):
+        # read here, written by the node that runs every queue.
+        self.early_cancels = early_cancels if early_cancels is not None else {}
         self._ready: asyncio.Queue[Job] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()

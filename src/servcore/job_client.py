@@ -1,0 +1,269 @@
+"""What an app process needs without running workers: submit jobs, control
+them, read them.
+
+Jobs stored here wake this process's own queues, if it runs any (the
+worker node's ``wake_for``); a cancel stops this process's run of the job at
+once, other nodes hear of it from the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from servcore.clock import Clock
+from servcore.config import ServiceConfig
+from servcore.cron import CronEntry
+from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
+from servcore.jobs import Job, NewJob, task_name, valid_queue_name
+from servcore.queue_router import QueueRouter
+from servcore.requests import JobRequestError, JobStateError, UniqueConflict, check_job_request
+from servcore.store.base import Store
+from servcore.worker_node import NODE_HEARTBEAT, WorkerNode
+
+NODE_MISSED_BEATS = 3
+
+
+class JobClient:
+    def __init__(
+        self,
+        store: Store,
+        config: ServiceConfig,
+        *,
+        clock: Clock,
+        router: QueueRouter,
+        node: WorkerNode,
+        cron_entries: Mapping[str, CronEntry],
+        trace_context: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self._router = router
+        self._node = node
+        self._cron_entries = cron_entries
+        self._trace_context = trace_context
+
+    # -- submitting -------------------------------------------------------
+
+    def build_job(
+        self,
+        payload: dict[str, Any],
+        *,
+        queue: str | None = None,
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        backoff: float | None = None,
+        unique_key: str | None = None,
+        result_ttl: float | None = None,
+    ) -> NewJob:
+        """Validate a request and fill in its task's defaults."""
+        check_job_request(
+            payload,
+            queue=queue,
+            run_at=run_at,
+            delay=delay,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            backoff=backoff,
+            unique_key=unique_key,
+            result_ttl=result_ttl,
+        )
+        if queue is None:
+            queue = self._router.task_queue(task_name(payload))
+        if self._router.held_apart(queue) is not None:
+            routes = self._router.pipelines[queue].routes
+            raise JobRequestError(
+                f"queue {queue!r} keeps its jobs in a store of its own: submit them through "
+                + (f"its routes ({routes}) or " if routes else "")
+                + f"service.pipeline({queue!r})"
+            )
+        name = task_name(payload)
+        spec = self._router.registry.get(name)
+        now = self.clock.now()
+        return NewJob(
+            payload=payload,
+            run_at=run_at if run_at is not None else now + timedelta(seconds=delay or 0),
+            queue=queue,
+            task=name,
+            priority=priority,
+            max_attempts=max_attempts or (spec.max_attempts if spec and spec.max_attempts else 3),
+            unique_key=unique_key,
+            timeout=timeout,
+            backoff=backoff,
+            result_ttl=result_ttl,
+            trace_context=self._trace_context(),
+        )
+
+    async def submit(self, new_jobs: Sequence[NewJob]) -> list[Job]:
+        """Store jobs (durably, for durable stores) and wake the queues that run them.
+
+        A job with a ``unique_key`` goes alone (see :meth:`submit_unique`): an
+        earlier job with its key and payload is returned instead of a new one,
+        and another payload under the key raises :class:`UniqueConflict`.
+        """
+        if any(new.unique_key is not None for new in new_jobs):
+            if len(new_jobs) != 1:
+                raise JobRequestError("jobs with a 'unique_key' are submitted one at a time")
+            insertion = await self.submit_unique(new_jobs[0])
+            if insertion.outcome == "conflict":
+                raise UniqueConflict(insertion.job)
+            return [insertion.job]
+        jobs = await self.store.insert_jobs(new_jobs, self.clock.now())
+        self._node.wake_for(jobs)
+        return jobs
+
+    async def submit_unique(self, new_job: NewJob) -> Insertion:
+        """Store a job with a ``unique_key`` unless one with that key was stored
+        within ``unique_period`` seconds; say which happened."""
+        now = self.clock.now()
+        since = now - timedelta(seconds=self.config.unique_period)
+        insertion = await self.store.insert_unique(new_job, now, since)
+        if insertion.outcome == "created":
+            self._node.wake_for([insertion.job])
+        return insertion
+
+    async def enqueue(
+        self, task: str, payload: dict[str, Any] | None = None, **options: Any
+    ) -> Job:
+        """Submit one job for ``task`` from Python; options as in :meth:`build_job`."""
+        body = {"task": task, **(payload or {})}
+        (job,) = await self.submit([self.build_job(body, **options)])
+        return job
+
+    # -- control ----------------------------------------------------------
+
+    async def cancel_job(self, job_id: int) -> Job | None:
+        """Cancel a queued, scheduled or running job; the job as it now is.
+
+        A running job ends ``cancelled`` at once; its handler is stopped on
+        whichever node runs it (see :mod:`servcore.tasks`). Raises
+        :class:`JobStateError` for a job that has already finished.
+        """
+        done = await self.store.cancel_jobs([job_id], self.clock.now())
+        job = await self.store.get_job(job_id)
+        if done and job is not None:
+            self._node.stop_run(job_id, job.lease_token)
+        if job is not None and not done:
+            raise JobStateError(
+                f"Job {job_id} is {job.status.value}: only queued, scheduled or running jobs "
+                "can be cancelled"
+            )
+        return job
+
+    async def cancel_jobs(self, ids: Sequence[int]) -> list[int]:
+        """Cancel every one of ``ids`` that is queued, scheduled or running (their
+        runs stopped as :meth:`cancel_job` does); the ids cancelled."""
+        done = await self.store.cancel_jobs(ids, self.clock.now())
+        for job_id in done:
+            self._node.stop_run(job_id)
+        return done
+
+    async def retry_jobs(self, ids: Sequence[int]) -> list[int]:
+        """Queue again, due now, every one of ``ids`` that failed or was cancelled."""
+        done = await self.store.retry_jobs(ids, self.clock.now())
+        self._node.wake_all()
+        return done
+
+    async def retry_job(self, job_id: int) -> Job | None:
+        """Queue a failed or cancelled job again, due now; the job as it now is
+        (None if there is none, or it is past its ``result_ttl``)."""
+        done = await self.store.retry_jobs([job_id], self.clock.now())
+        job = await self.get_job(job_id)  # None too for one past its result_ttl
+        if job is not None and not done:
+            raise JobStateError(
+                f"Job {job_id} is {job.status.value}: only failed or cancelled jobs can be retried"
+            )
+        if job is not None:
+            self._node.wake_for([job])
+        return job
+
+    async def pause_queue(self, name: str) -> None:
+        """Keep the queue's jobs waiting (they are still accepted); survives restarts."""
+        _check_queue_name(name)
+        if (apart := self._router.held_apart(name)) is not None:
+            return await apart.pause_queue(name)
+        await self.store.set_paused(name, True)
+
+    async def resume_queue(self, name: str) -> None:
+        _check_queue_name(name)
+        if (apart := self._router.held_apart(name)) is not None:
+            return await apart.resume_queue(name)
+        await self.store.set_paused(name, False)
+        self._node.notify(name)
+
+    # -- reading ----------------------------------------------------------
+
+    async def queues(self, *, active_only: bool = False) -> list[tuple[QueueInfo, int | None]]:
+        """Every known queue, with this node's concurrency for those it runs
+        (``active_only``: see ``Store.list_queues``)."""
+        now = self.clock.now()
+        listing = await self.store.list_queues(now, active_only=active_only)
+        known = {info.name: info for info in listing}
+        runtimes = self._node.runtimes
+        for name in runtimes:
+            known.setdefault(name, QueueInfo(name, False, 0, 0, 0, 0, 0, 0, None))
+        listed = {
+            name: (info, runtime.concurrency if (runtime := runtimes.get(name)) else None)
+            for name, info in known.items()
+            if self._router.held_apart(name) is None
+        }
+        for name, service in self._router.own_stores.items():
+            for info, concurrency in await service.queues(active_only=active_only):
+                if info.name == name:
+                    listed[name] = (info, concurrency)
+        return [listed[name] for name in sorted(listed)]
+
+    async def cron_schedule(self) -> list[tuple[CronEntry, datetime | None, datetime]]:
+        """Every cron entry with its last recorded tick and its next one."""
+        now = self.clock.now()
+        recorded = await self.store.cron_ticks() if self._cron_entries else {}
+        schedule = [
+            (entry, recorded.get(entry.name), entry.next_tick(now))
+            for entry in self._cron_entries.values()
+        ]
+        for service in self._router.own_stores.values():
+            schedule += await service.cron_schedule()
+        return schedule
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """The job, or None if unknown, pruned or past its ``result_ttl``
+        (exactly then, whenever the expirer next deletes it)."""
+        job = await self.store.get_job(job_id)
+        if job is not None and job.result_ttl is not None and job.expired(self.clock.now()):
+            return None
+        return job
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        return await self.store.list_jobs(query, self.clock.now())
+
+    async def history(self, minutes: int = 60) -> list[tuple[datetime, int, int]]:
+        """(minute, done, failed) for each of the last ``minutes`` minutes, oldest first."""
+        now = self.clock.now().replace(second=0, microsecond=0)
+        first = now - timedelta(minutes=minutes - 1)
+        tally: dict[datetime, list[int]] = {
+            first + timedelta(minutes=i): [0, 0] for i in range(minutes)
+        }
+        for minute, status, count in await self.store.finished_per_minute(first):
+            bucket = tally.get(minute)
+            if bucket is not None and status in ("done", "failed"):
+                bucket[0 if status == "done" else 1] += count
+        return [(minute, done, failed) for minute, (done, failed) in tally.items()]
+
+    async def count_jobs(self) -> JobCounts:
+        return await self.store.count_jobs(self.clock.now())
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Worker nodes that reported in within the last few heartbeats."""
+        since = self.clock.now() - timedelta(seconds=NODE_HEARTBEAT * NODE_MISSED_BEATS)
+        return await self.store.list_nodes(since)
+
+
+def _check_queue_name(name: str) -> None:
+    if not valid_queue_name(name):
+        raise JobRequestError("a queue name is 1-100 letters, digits, '_', '-' or '.'")
