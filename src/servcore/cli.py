@@ -25,9 +25,9 @@ from servcore.errors import ConfigError
 from servcore.http.serialization import job_to_json, queue_to_json
 from servcore.job_reads import JobQuery, StatusFilter
 from servcore.logs import FORMATS, LEVELS, configure_logging
+from servcore.process_main import ServeError, run_workers, serve
 from servcore.requests import JobRequestError
 from servcore.service import Service
-from servcore.serving import ServeError, run_workers, serve
 from servcore.store.base import StoreError
 from servcore.timestamps import TimestampError, parse_timestamp
 

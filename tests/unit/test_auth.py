@@ -11,7 +11,7 @@ from servcore.auth import ApiToken, find_token, grants, tokens_from_env
 from servcore.config import ServiceConfig, env_overrides
 from servcore.config_file import load_config_file
 from servcore.errors import ConfigError
-from servcore.serving import ServeError, _check_exposure
+from servcore.process_main import ServeError, _check_exposure
 
 SECRET = "a-long-enough-secret-token"
 

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from servcore.auth import find_token
-from servcore.http.gate import Door, client_of, is_loopback, session_of
+from servcore.http.gate import AccessGuard, client_of, is_loopback, session_of
 from servcore.http.sessions import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Session
 from servcore.http.validation import BadRequest, read_body
 from servcore.service import Service
@@ -57,10 +57,10 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def dashboard_routes(service: Service, door: Door) -> list[BaseRoute]:
-    sessions = door.sessions
+def dashboard_routes(service: Service, guard: AccessGuard) -> list[BaseRoute]:
+    sessions = guard.sessions
     assert sessions is not None
-    limiter = door.limiter  # one count of failures for sign-ins and bearer tokens
+    limiter = guard.limiter  # one count of failures for sign-ins and bearer tokens
 
     def guarded() -> bool:
         return bool(service.config.tokens)
@@ -125,7 +125,7 @@ def dashboard_routes(service: Service, door: Door) -> list[BaseRoute]:
         return response
 
     async def logout(request: Request) -> Response:
-        # A changing request: the door has checked the session and its CSRF header.
+        # A changing request: the guard has checked the session and its CSRF header.
         current = session(request)
         if current is not None:
             sessions.revoke(current)

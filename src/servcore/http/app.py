@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from servcore.dashboard import dashboard_routes
 from servcore.http import handlers
 from servcore.http.fast import ServcoreApp
-from servcore.http.gate import Door
+from servcore.http.gate import AccessGuard
 from servcore.http.openapi import openapi_document
 from servcore.http.sessions import Sessions
 from servcore.service import Service
@@ -135,7 +135,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> ServcoreApp:
     ``lifespan=service.lifespan`` (Starlette runs no lifespan of a mounted app).
     """
 
-    door = Door(Sessions(service.config.session_secret))
+    guard = AccessGuard(Sessions(service.config.session_secret))
     pipeline_routes = [
         route
         for name, pipeline in service.pipelines.items()
@@ -147,7 +147,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> ServcoreApp:
             *service_routes(service),
             *job_routes(service),
             *pipeline_routes,
-            *dashboard_routes(service, door),
+            *dashboard_routes(service, guard),
         ],
         exception_handlers={
             HTTPException: _http_error,
@@ -156,4 +156,4 @@ def create_app(service: Service, *, manage_service: bool = True) -> ServcoreApp:
         },
         lifespan=service.lifespan if manage_service else None,
     )
-    return ServcoreApp(starlette, service, door=door)
+    return ServcoreApp(starlette, service, guard=guard)

@@ -36,11 +36,11 @@ class ServcoreApp:
         app: Starlette,
         service: Service,
         prefix: str = "/jobs",
-        door: gate.Door | None = None,
+        guard: gate.AccessGuard | None = None,
     ) -> None:
         self.app = app
         self._service = service
-        self._door = door or gate.Door()
+        self._guard = guard or gate.AccessGuard()
         self._prefix = prefix
         self._item_prefix = prefix + "/"
 
@@ -61,7 +61,7 @@ class ServcoreApp:
         if scope["type"] == "http":
             path = _route_path(scope)
             method = scope["method"]
-            denial = self._door.deny(scope, path, self._service.config)
+            denial = self._guard.deny(scope, path, self._service.config)
             if denial is not None:
                 await gate.send_denial(send, denial)
                 return

@@ -1,4 +1,4 @@
-"""The door: every request shows a token of the scope its route needs.
+"""The guard: every request shows a token of the scope its route needs.
 
 Only when tokens are configured (see :mod:`servcore.auth`). What a route
 needs follows from its method and path, so routes added later (a pipeline's)
@@ -77,7 +77,7 @@ def bearer(scope: Scope) -> str | None:
     return None
 
 
-class Door:
+class AccessGuard:
     """What every request passes: the site and host checks, then the token's."""
 
     def __init__(self, sessions: Sessions | None = None) -> None:
@@ -230,13 +230,13 @@ async def send_denial(send: Send, denial: Denial) -> None:
 
 
 def gated(app: ASGIApp, service: Service) -> ASGIApp:
-    """``app`` behind the door (for apps other than the API, e.g. the metrics port)."""
+    """``app`` behind the guard (for apps other than the API, e.g. the metrics port)."""
 
-    door = Door()
+    guard = AccessGuard()
 
     async def gate(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            denial = door.deny(scope, scope["path"], service.config)
+            denial = guard.deny(scope, scope["path"], service.config)
             if denial is not None:
                 await send_denial(send, denial)
                 return
