@@ -297,7 +297,11 @@ async def test_crashed_fails_the_attempt_with_the_error(
 async def test_a_process_task_needs_a_process_pool(
     registry: TaskRegistry, executor: Executor
 ) -> None:
-    registry.register("work", time.time, executor="process")  # importable by name
+    registry.register("work", in_a_process, executor="process")
 
     with pytest.raises(RuntimeError, match="no process pool"):
         await executor.execute(running())
+
+
+def in_a_process(job: Job) -> None:
+    """A process handler: module-level, so a worker process could import it."""

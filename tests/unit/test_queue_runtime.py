@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -69,8 +69,10 @@ class Rig:
         )
         self.store.watch = lambda: len(self.runtime.recording)
 
-    async def insert(self, task: str, count: int = 1, **options: object) -> list[Job]:
-        jobs = [new_job(task=task, **options) for _ in range(count)]  # type: ignore[arg-type]
+    async def insert(
+        self, task: str, count: int = 1, *, run_at: datetime = T0, max_attempts: int = 3
+    ) -> list[Job]:
+        jobs = [new_job(task=task, run_at=run_at, max_attempts=max_attempts) for _ in range(count)]
         return await self.store.insert_jobs(jobs, self.clock.now())
 
     async def statuses(self, jobs: list[Job]) -> list[JobStatus]:
@@ -268,7 +270,7 @@ async def test_the_heartbeat_renews_leases_of_running_and_recording_jobs(
 
     async with rig.started():
         await wait_for(
-            lambda: held.started and len(runtime.recording) == 1,
+            lambda: bool(held.started) and len(runtime.recording) == 1,
             message="one job running, one outcome unwritten",
         )
         rig.clock.advance(1000)
