@@ -38,8 +38,17 @@ class Health:
 
 
 class Supervisor:
-    def __init__(self, health: Health, expected: tuple[type[Exception], ...] = ()) -> None:
+    def __init__(
+        self,
+        health: Health,
+        expected: tuple[type[Exception], ...] = (),
+        *,
+        min_delay: float = _MIN_DELAY,
+        max_delay: float = _MAX_DELAY,
+    ) -> None:
         self.health = health
+        self._min_delay = min_delay
+        self._max_delay = max_delay
         # Failures of the outside world (a lost database): logged in one
         # line, without the traceback that a fault in our own code gets.
         self._expected = expected
@@ -53,7 +62,7 @@ class Supervisor:
         self._tasks[part] = asyncio.create_task(self._keep(part, run), name=part)
 
     async def _keep(self, part: str, run: Callable[[], Awaitable[None]]) -> None:
-        delay = _MIN_DELAY
+        delay = self._min_delay
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
@@ -65,14 +74,14 @@ class Supervisor:
             except Exception as error:
                 self.restarts[part] = self.restarts.get(part, 0) + 1
                 self.health.down(part, f"{type(error).__name__}: {error}")
-                if loop.time() - started > _MAX_DELAY * 2:
-                    delay = _MIN_DELAY  # it had been running well: a fresh failure
+                if loop.time() - started > self._max_delay * 2:
+                    delay = self._min_delay  # it had been running well: a fresh failure
                 if isinstance(error, self._expected):
                     log.warning("%s failed (%s); restarting in %.2f s", part, error, delay)
                 else:
                     log.exception("%s crashed; restarting in %.2f s", part, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_DELAY)
+            delay = min(delay * 2, self._max_delay)
 
     async def finish(self, part: str, within: float) -> None:
         """Wait for a part that was asked to end on its own; cancel it after ``within`` s."""

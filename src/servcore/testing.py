@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
+from servcore.clock import FakeClock
 from servcore.service import Service
 
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2030, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, seconds: float) -> datetime:
-        self._now += timedelta(seconds=seconds)
-        return self._now
-
-    def set(self, moment: datetime) -> None:
-        self._now = moment
+__all__ = ["FakeClock", "drain"]
 
 
 async def drain(service: Service, *, max_rounds: int = 10_000) -> int:

@@ -8,7 +8,6 @@ import logging
 
 import pytest
 
-from servcore import supervisor as supervisor_module
 from servcore.store.base import StoreError
 from servcore.supervisor import Health, Supervisor
 from tests.conftest import wait_for
@@ -42,11 +41,8 @@ class Steered:
             raise
 
 
-@pytest.fixture
-def fast_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff of 1, 2, 4, 4, … ms instead of 50 ms doubling up to 5 s."""
-    monkeypatch.setattr(supervisor_module, "_MIN_DELAY", 0.001)
-    monkeypatch.setattr(supervisor_module, "_MAX_DELAY", 0.004)
+# Backoff of 1, 2, 4, 4, … ms instead of 50 ms doubling up to 5 s.
+FAST = {"min_delay": 0.001, "max_delay": 0.004}
 
 
 def restart_delays(caplog: pytest.LogCaptureFixture) -> list[float]:
@@ -61,11 +57,9 @@ def restart_delays(caplog: pytest.LogCaptureFixture) -> list[float]:
     return delays
 
 
-async def test_a_crashed_part_is_marked_down_restarted_and_up_once_it_works(
-    fast_restarts: None,
-) -> None:
+async def test_a_crashed_part_is_marked_down_restarted_and_up_once_it_works() -> None:
     health = Health()
-    supervisor = Supervisor(health)
+    supervisor = Supervisor(health, **FAST)
     part = Steered(health)
     supervisor.start(PART, part.run)
     try:
@@ -84,10 +78,10 @@ async def test_a_crashed_part_is_marked_down_restarted_and_up_once_it_works(
 
 
 async def test_restarts_back_off_exponentially_up_to_a_cap(
-    fast_restarts: None, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     health = Health()
-    supervisor = Supervisor(health)
+    supervisor = Supervisor(health, **FAST)
     part = Steered(health)
     for _ in range(5):
         part.orders.put_nowait("crash")
@@ -102,11 +96,9 @@ async def test_restarts_back_off_exponentially_up_to_a_cap(
     assert health.problems() == {PART: "RuntimeError: crash 5"}
 
 
-async def test_the_backoff_starts_over_after_a_long_run(
-    fast_restarts: None, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_the_backoff_starts_over_after_a_long_run(caplog: pytest.LogCaptureFixture) -> None:
     health = Health()
-    supervisor = Supervisor(health)
+    supervisor = Supervisor(health, **FAST)
     runs = 0
 
     async def crashes_after_a_while() -> None:
@@ -129,10 +121,10 @@ async def test_the_backoff_starts_over_after_a_long_run(
 
 
 async def test_expected_failures_are_logged_in_one_line_others_with_a_traceback(
-    fast_restarts: None, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     health = Health()
-    supervisor = Supervisor(health, expected=(StoreError,))
+    supervisor = Supervisor(health, expected=(StoreError,), **FAST)
     part = Steered(health)
     part.orders.put_nowait("store")
     part.orders.put_nowait("crash")
