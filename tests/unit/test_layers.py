@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"runtime", "maintenance"},
     {"worker_node", "queue_router", "job_client"},
     {"service"},
-    {"http", "dashboard", "process_main", "cli", "config_file", "testing", "__init__"},
+    {"http", "process_main", "cli", "config_file", "testing", "__init__"},
 ]
 
 

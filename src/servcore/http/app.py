@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from servcore.dashboard import dashboard_routes
 from servcore.http import handlers
+from servcore.http.dashboard import dashboard_routes
 from servcore.http.fast import ServcoreApp
 from servcore.http.gate import AccessGuard
 from servcore.http.openapi import openapi_document

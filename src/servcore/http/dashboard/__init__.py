@@ -1,5 +1,5 @@
 """The web dashboard at ``/dashboard``: static pages that talk to the JSON API."""
 
-from servcore.dashboard.routes import dashboard_routes
+from servcore.http.dashboard.routes import dashboard_routes
 
 __all__ = ["dashboard_routes"]

@@ -42,7 +42,7 @@ _MAX_LOGIN_BODY = 4096
 
 
 def _static(name: str) -> bytes:
-    return resources.files("servcore.dashboard").joinpath("static", name).read_bytes()
+    return resources.files("servcore.http.dashboard").joinpath("static", name).read_bytes()
 
 
 def _page(name: str, status: int = 200, message: str = "") -> Response:
