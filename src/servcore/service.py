@@ -29,8 +29,10 @@ from servcore.clock import SYSTEM_CLOCK, Clock
 from servcore.config import DEFAULT_QUEUES, ConfigError, ServiceConfig
 from servcore.cron import CronEntry, CronError, CronScheduler
 from servcore.jobs import (
+    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_QUEUE,
     Job,
+    JobRequest,
     NewJob,
     task_name,
     valid_queue_name,
@@ -45,7 +47,8 @@ from servcore.requests import (
     JobRequestError,
     JobStateError,
     UniqueConflict,
-    check_job_request,
+    job_request,
+    to_new_job,
 )
 from servcore.retry import Backoff
 from servcore.runtime.executor import Executor
@@ -591,35 +594,19 @@ class Service:
 
     # -- submitting -------------------------------------------------------
 
-    def build_job(
-        self,
-        payload: dict[str, Any],
-        *,
-        queue: str | None = None,
-        run_at: datetime | None = None,
-        delay: float | None = None,
-        priority: int = 0,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
-        backoff: float | None = None,
-        unique_key: str | None = None,
-        result_ttl: float | None = None,
-    ) -> NewJob:
-        """Validate a request and fill in its task's defaults."""
-        check_job_request(
-            payload,
-            queue=queue,
-            run_at=run_at,
-            delay=delay,
-            priority=priority,
-            max_attempts=max_attempts,
-            timeout=timeout,
-            backoff=backoff,
-            unique_key=unique_key,
-            result_ttl=result_ttl,
-        )
-        if queue is None:
-            queue = self._task_queue(task_name(payload))
+    def build_job(self, request: JobRequest | dict[str, Any], /, **options: Any) -> NewJob:
+        """The job ``request`` asks for, with its task's defaults.
+
+        ``request`` is a :class:`JobRequest`, or a payload and ``options`` —
+        :class:`JobRequest`'s fields (queue, priority, max_attempts, …),
+        checked here. Raises :class:`JobRequestError` naming the first problem.
+        """
+        if not isinstance(request, JobRequest):
+            request = job_request({"payload": request, **options})
+        elif options:
+            raise TypeError("give a JobRequest or a payload with options, not both")
+        name = task_name(request.payload)
+        queue = request.queue if request.queue is not None else self._task_queue(name)
         if queue in self._pipeline_services:
             routes = self.pipelines[queue].routes
             raise JobRequestError(
@@ -627,20 +614,17 @@ class Service:
                 + (f"its routes ({routes}) or " if routes else "")
                 + f"service.pipeline({queue!r})"
             )
-        name = task_name(payload)
         spec = self.registry.get(name)
         now = self.clock.now()
-        return NewJob(
-            payload=payload,
-            run_at=run_at if run_at is not None else now + timedelta(seconds=delay or 0),
+        return to_new_job(
+            request,
+            run_at=request.run_at
+            if request.run_at is not None
+            else now + timedelta(seconds=request.delay or 0),
             queue=queue,
             task=name,
-            priority=priority,
-            max_attempts=max_attempts or (spec.max_attempts if spec and spec.max_attempts else 3),
-            unique_key=unique_key,
-            timeout=timeout,
-            backoff=backoff,
-            result_ttl=result_ttl,
+            max_attempts=request.max_attempts
+            or (spec.max_attempts if spec and spec.max_attempts else DEFAULT_MAX_ATTEMPTS),
             trace_context=self.tracing.trace_context() if self.tracing is not None else None,
         )
 
