@@ -15,7 +15,7 @@ import msgspec
 
 from servcore.http import validation
 from servcore.http.serialization import encode, job_to_json
-from servcore.http.validation import SCHEDULE_FIELDS, BadRequest
+from servcore.http.validation import MAX_JOB_ID, SCHEDULE_FIELDS, BadRequest
 from servcore.jobs import Job, JobRequest, NewJob
 from servcore.requests import (
     MISSING_PAYLOAD,
@@ -80,7 +80,7 @@ async def create_job(
         if request is None:
             request = validation.decode_object(body)
             if idempotency_key is not None:
-                if request.get("unique_key", idempotency_key) != idempotency_key:
+                if request.get("unique_key") not in (None, idempotency_key):
                     raise BadRequest("the Idempotency-Key header and 'unique_key' differ")
                 request["unique_key"] = idempotency_key
         new_job = _build(service, request, queue, MISSING_PAYLOAD)
@@ -203,9 +203,11 @@ async def _bulk(
         if (
             set(document) != {"ids"}
             or not isinstance(ids, list)
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)
+            or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_JOB_ID for i in ids
+            )
         ):
-            raise BadRequest('Send {"ids": [...]}: a list of positive job ids')
+            raise BadRequest(f'Send {{"ids": [...]}}: a list of job ids from 1 to {MAX_JOB_ID}')
         if not 1 <= len(ids) <= MAX_BATCH:
             raise BadRequest(f"'ids' must hold 1 to {MAX_BATCH} ids, not {len(ids)}")
     except BadRequest as problem:

@@ -20,6 +20,7 @@ MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50
 MAX_PAGE = 1_000_000
 MAX_JOB_ID = 2**63 - 1
+MAX_SEARCH = 200
 
 _decode = msgspec.json.Decoder().decode
 
@@ -102,8 +103,8 @@ def list_params(query: dict[str, str]) -> ListParams:
     for name, value in (("queue", queue), ("task", task), ("q", search)):
         if value is not None and "\x00" in value:
             raise BadRequest(f"'{name}' must not contain NUL characters")
-    if search is not None and len(search) > 200:
-        raise BadRequest("'q' must be at most 200 characters")
+    if search is not None and len(search) > MAX_SEARCH:
+        raise BadRequest(f"'q' must be at most {MAX_SEARCH} characters")
     return ListParams(status, queue, page, per_page, task, search)
 
 
