@@ -19,6 +19,7 @@ import click
 import msgspec
 import uvloop
 
+from servcore import requests
 from servcore.config import env_overrides
 from servcore.config_file import find_config_file, load_config_file
 from servcore.errors import ConfigError
@@ -263,17 +264,39 @@ def _parse_payload(ctx: click.Context, param: click.Parameter, value: str) -> An
     return payload
 
 
+def _job_request_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--payload``, ``--queue``, ``--max-attempts``, …: one option per
+    :class:`~servcore.jobs.JobRequest` field, with its type, range and help."""
+    for request_field in reversed(requests.FIELDS):
+        command = click.option(
+            "--" + request_field.name.replace("_", "-"), **_option_settings(request_field)
+        )(command)
+    return command
+
+
+def _option_settings(request_field: requests.RequestField) -> dict[str, Any]:
+    settings: dict[str, Any] = {"help": request_field.description}
+    low, high, low_open = request_field.bounds
+    if request_field.kind == "object":
+        settings.update(default="{}", callback=_parse_payload, help="JSON object")
+    elif request_field.kind == "date-time":
+        settings.update(
+            callback=_parse_run_at, help="ISO 8601 with zone, e.g. 2030-01-01T00:00:00Z"
+        )
+    elif request_field.kind == "integer":
+        settings["type"] = click.IntRange(
+            None if low is None else int(low), None if high is None else int(high)
+        )
+    elif request_field.kind == "number":
+        settings["type"] = click.FloatRange(low, high, min_open=low_open)
+    if request_field.default not in (None, msgspec.NODEFAULT) and request_field.kind != "object":
+        settings.update(default=request_field.default, show_default=True)
+    return settings
+
+
 @main.command(name="enqueue")
 @click.argument("task")
-@click.option("--payload", default="{}", callback=_parse_payload, help="JSON object")
-@click.option(
-    "--run-at", callback=_parse_run_at, help="ISO 8601 with zone, e.g. 2030-01-01T00:00:00Z"
-)
-@click.option("--delay", type=click.FloatRange(0), help="Seconds from now")
-@click.option("--queue")
-@click.option("--priority", type=click.IntRange(0, 9), default=0, show_default=True)
-@click.option("--max-attempts", type=click.IntRange(1, 1000))
-@click.option("--timeout", type=click.FloatRange(0, min_open=True))
+@_job_request_options
 @click.argument("target", required=False, metavar="[MODULE:SERVICE]")
 @_STORE
 def enqueue_command(

@@ -16,9 +16,22 @@ from servcore.clock import Clock
 from servcore.config import ServiceConfig
 from servcore.cron import CronEntry
 from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
-from servcore.jobs import Job, NewJob, task_name, valid_queue_name
+from servcore.jobs import (
+    DEFAULT_MAX_ATTEMPTS,
+    Job,
+    JobRequest,
+    NewJob,
+    task_name,
+    valid_queue_name,
+)
 from servcore.queue_router import QueueRouter
-from servcore.requests import JobRequestError, JobStateError, UniqueConflict, check_job_request
+from servcore.requests import (
+    JobRequestError,
+    JobStateError,
+    UniqueConflict,
+    job_request,
+    to_new_job,
+)
 from servcore.store.base import Store
 from servcore.worker_node import NODE_HEARTBEAT, WorkerNode
 
@@ -47,35 +60,19 @@ class JobClient:
 
     # -- submitting -------------------------------------------------------
 
-    def build_job(
-        self,
-        payload: dict[str, Any],
-        *,
-        queue: str | None = None,
-        run_at: datetime | None = None,
-        delay: float | None = None,
-        priority: int = 0,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
-        backoff: float | None = None,
-        unique_key: str | None = None,
-        result_ttl: float | None = None,
-    ) -> NewJob:
-        """Validate a request and fill in its task's defaults."""
-        check_job_request(
-            payload,
-            queue=queue,
-            run_at=run_at,
-            delay=delay,
-            priority=priority,
-            max_attempts=max_attempts,
-            timeout=timeout,
-            backoff=backoff,
-            unique_key=unique_key,
-            result_ttl=result_ttl,
-        )
-        if queue is None:
-            queue = self._router.task_queue(task_name(payload))
+    def build_job(self, request: JobRequest | dict[str, Any], /, **options: Any) -> NewJob:
+        """The job ``request`` asks for, with its task's defaults.
+
+        ``request`` is a :class:`JobRequest`, or a payload and ``options`` —
+        :class:`JobRequest`'s fields (queue, priority, max_attempts, …),
+        checked here. Raises :class:`JobRequestError` naming the first problem.
+        """
+        if not isinstance(request, JobRequest):
+            request = job_request({"payload": request, **options})
+        elif options:
+            raise TypeError("give a JobRequest or a payload with options, not both")
+        name = task_name(request.payload)
+        queue = request.queue if request.queue is not None else self._router.task_queue(name)
         if self._router.held_apart(queue) is not None:
             routes = self._router.pipelines[queue].routes
             raise JobRequestError(
@@ -83,20 +80,17 @@ class JobClient:
                 + (f"its routes ({routes}) or " if routes else "")
                 + f"service.pipeline({queue!r})"
             )
-        name = task_name(payload)
         spec = self._router.registry.get(name)
         now = self.clock.now()
-        return NewJob(
-            payload=payload,
-            run_at=run_at if run_at is not None else now + timedelta(seconds=delay or 0),
+        return to_new_job(
+            request,
+            run_at=request.run_at
+            if request.run_at is not None
+            else now + timedelta(seconds=request.delay or 0),
             queue=queue,
             task=name,
-            priority=priority,
-            max_attempts=max_attempts or (spec.max_attempts if spec and spec.max_attempts else 3),
-            unique_key=unique_key,
-            timeout=timeout,
-            backoff=backoff,
-            result_ttl=result_ttl,
+            max_attempts=request.max_attempts
+            or (spec.max_attempts if spec and spec.max_attempts else DEFAULT_MAX_ATTEMPTS),
             trace_context=self._trace_context(),
         )
 

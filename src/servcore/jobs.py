@@ -1,5 +1,12 @@
 """The job record, its states, and the request to create one.
 
+:class:`JobRequest` is the one definition of what a client may ask for: each
+field's type, range and default. HTTP validation, ``Service.build_job``, the
+CLI's ``enqueue`` options and the OpenAPI schema are all derived from it (see
+:mod:`servcore.requests`). A new optional job field is a field here (and on
+:class:`NewJob` and :class:`Job` when it is stored), a store column, and the
+code where it takes effect.
+
 Jobs are pure data: stores build them, the runtime reads them, nothing here
 does I/O. A job's life::
 
@@ -23,14 +30,26 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_LEASE = 30.0  # seconds a claim holds a job between renewals
 MAX_PRIORITY = 9
+MAX_ATTEMPTS_LIMIT = 1000
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_DELAY = 365 * 24 * 3600.0
+MAX_BACKOFF = 86400.0
+MAX_UNIQUE_KEY = 255
+MAX_QUEUE_NAME = 100
+# Letters and digits of any script (Python's ``str.isalnum``), '_', '-', '.'.
+QUEUE_NAME_PATTERN = r"^[\w.-]+$"
+QUEUE_NAME_RULE = f"1-{MAX_QUEUE_NAME} letters, digits, '_', '-' or '.'"
+# Text columns cannot hold NUL (PostgreSQL refuses it).
+NO_NUL_PATTERN = "^[^\u0000]*$"
 
 
 class JobStatus(enum.StrEnum):
@@ -57,6 +76,109 @@ class JobError(msgspec.Struct, frozen=True):
     at: datetime
     error: str
     traceback: str | None = None
+
+
+SECONDS = {"unit": "seconds"}  # said after a range in messages
+
+
+Payload = Annotated[
+    dict[str, Any],
+    Meta(
+        description="Any JSON object; its 'task' (a string without NUL) names the handler.",
+        extra_json_schema={
+            "properties": {"task": {"not": {"type": "string", "pattern": "\u0000"}}}
+        },
+    ),
+]
+QueueName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_QUEUE_NAME,
+        pattern=QUEUE_NAME_PATTERN,
+        description="Letters and digits of any script, '_', '-' or '.'. "
+        "Default: the task's queue, else 'default'.",
+        extra={"rule": QUEUE_NAME_RULE},
+    ),
+]
+# A time with a zone whose UTC value lies in years 1000-9998 (far enough from
+# datetime's limits that any offset stays representable).
+RunAt = Annotated[
+    datetime,
+    Meta(
+        tz=True,
+        description="Do not start before this time: RFC 3339 with a zone, years 1000-9998.",
+        extra_json_schema={
+            "pattern": "^(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-",
+            "example": "2025-12-28T17:24:48.957749Z",
+        },
+    ),
+]
+UniqueKey = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_UNIQUE_KEY,
+        pattern=NO_NUL_PATTERN,
+        description="A repeated key within the service's unique period returns the "
+        "earlier job instead of a new one.",
+        extra={"rule": f"1 to {MAX_UNIQUE_KEY} characters, none of them NUL"},
+    ),
+]
+
+
+class JobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a client may ask for when it submits a job (``null`` = not given)."""
+
+    payload: Payload
+    queue: QueueName | None = None
+    run_at: RunAt | None = None
+    delay: (
+        Annotated[float, Meta(ge=0, le=MAX_DELAY, description="Seconds from now.", extra=SECONDS)]
+        | None
+    ) = None
+    priority: Annotated[
+        int, Meta(ge=0, le=MAX_PRIORITY, description="Lower runs first within a queue.")
+    ] = 0
+    max_attempts: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=MAX_ATTEMPTS_LIMIT,
+                description=f"Default: the task's, else {DEFAULT_MAX_ATTEMPTS}.",
+            ),
+        ]
+        | None
+    ) = None
+    timeout: (
+        Annotated[
+            float,
+            Meta(gt=0, le=MAX_TIMEOUT, description="Seconds one attempt may run.", extra=SECONDS),
+        ]
+        | None
+    ) = None
+    backoff: (
+        Annotated[
+            float,
+            Meta(ge=0, le=MAX_BACKOFF, description="Base retry delay in seconds.", extra=SECONDS),
+        ]
+        | None
+    ) = None
+    unique_key: UniqueKey | None = None
+    result_ttl: (
+        Annotated[
+            float,
+            Meta(
+                gt=0,
+                le=MAX_DELAY,
+                description="Seconds a finished job is kept before it is deleted (sooner "
+                "than the service's retention); after that, GET answers 404.",
+                extra=SECONDS,
+            ),
+        ]
+        | None
+    ) = None
 
 
 class Job(msgspec.Struct, frozen=True):

@@ -35,7 +35,7 @@ from servcore.config import ServiceConfig
 from servcore.cron import CronEntry, CronError
 from servcore.job_client import JobClient
 from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
-from servcore.jobs import Job, NewJob
+from servcore.jobs import Job, JobRequest, NewJob
 from servcore.leadership.base import Leadership
 from servcore.maintenance.rescuer import Rescuer
 from servcore.metrics import Metrics
@@ -408,33 +408,9 @@ class Service:
 
     # -- the job client's verbs (see servcore.job_client) ------------------
 
-    def build_job(
-        self,
-        payload: dict[str, Any],
-        *,
-        queue: str | None = None,
-        run_at: datetime | None = None,
-        delay: float | None = None,
-        priority: int = 0,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
-        backoff: float | None = None,
-        unique_key: str | None = None,
-        result_ttl: float | None = None,
-    ) -> NewJob:
-        """Validate a request and fill in its task's defaults."""
-        return self.client.build_job(
-            payload,
-            queue=queue,
-            run_at=run_at,
-            delay=delay,
-            priority=priority,
-            max_attempts=max_attempts,
-            timeout=timeout,
-            backoff=backoff,
-            unique_key=unique_key,
-            result_ttl=result_ttl,
-        )
+    def build_job(self, request: JobRequest | dict[str, Any], /, **options: Any) -> NewJob:
+        """The job ``request`` asks for, with its task's defaults (see ``JobClient.build_job``)."""
+        return self.client.build_job(request, **options)
 
     async def submit(self, new_jobs: Sequence[NewJob]) -> list[Job]:
         return await self.client.submit(new_jobs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
+
 from servcore.errors import ServcoreError
 
 
@@ -18,13 +20,20 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
-    """Read an ISO 8601 timestamp with a zone (``Z`` or ``±HH:MM``) into UTC."""
+    """Read an ISO 8601 timestamp with a zone (``Z`` or ``±HH:MM``) into UTC.
+
+    RFC 3339 text is read as ``msgspec`` reads it in request bodies (``t``
+    and ``z`` may be lower case), other ISO 8601 forms as ``fromisoformat`` does.
+    """
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise TimestampError(
-            f"{text!r} is not an ISO 8601 timestamp (e.g. 2025-12-31T23:59:59Z)"
-        ) from None
+        moment = msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise TimestampError(
+                f"{text!r} is not an ISO 8601 timestamp (e.g. 2025-12-31T23:59:59Z)"
+            ) from None
     if moment.tzinfo is None:
         raise TimestampError(
             f"{text!r} has no time zone; add Z or an offset (e.g. 2025-12-31T23:59:59Z)"

@@ -11,12 +11,21 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from servcore.http import validation
 from servcore.http.serialization import encode, job_to_json
-from servcore.http.validation import MISSING_PAYLOAD, SCHEDULE_FIELDS, BadRequest
+from servcore.http.validation import MAX_JOB_ID, SCHEDULE_FIELDS, BadRequest
 from servcore.job_reads import Insertion
-from servcore.jobs import Job, NewJob
-from servcore.requests import JobRequestError, JobStateError, UniqueConflict
+from servcore.jobs import Job, JobRequest, NewJob
+from servcore.requests import (
+    MISSING_PAYLOAD,
+    JobRequestError,
+    JobStateError,
+    UniqueConflict,
+    decode_job_request,
+    job_request,
+)
 from servcore.service import Service
 from servcore.timestamps import format_timestamp
 
@@ -29,15 +38,28 @@ def error(message: str, status: int = 400) -> Answer:
     return status, encode({"error": message})
 
 
-def _build(service: Service, body: dict[str, Any], queue: str | None, missing: str) -> NewJob:
+def _decoded(body: bytes) -> JobRequest | None:
+    """The request in ``body`` read in one pass, or None: then :func:`_build`
+    reads the decoded document and says what is wrong."""
     try:
-        options = validation.job_options(body, missing_message=missing)
+        return decode_job_request(body)
+    except JobRequestError as problem:
+        raise BadRequest(str(problem)) from None
+
+
+def _build(
+    service: Service, document: dict[str, Any] | JobRequest, queue: str | None, missing: str
+) -> NewJob:
+    """The job a request asks for (a document is checked first)."""
+    try:
+        request = (
+            document if isinstance(document, JobRequest) else job_request(document, missing=missing)
+        )
         if queue is not None:
-            if options.get("queue", queue) != queue:
+            if request.queue not in (None, queue):
                 raise BadRequest(f"this route submits to queue {queue!r}; drop 'queue'")
-            options["queue"] = queue
-        payload = options.pop("payload")
-        return service.build_job(payload, **options)
+            request = msgspec.structs.replace(request, queue=queue)
+        return service.build_job(request)
     except JobRequestError as problem:
         raise BadRequest(str(problem)) from None
 
@@ -52,12 +74,16 @@ async def create_job(
     repeated ``unique_key`` (or ``Idempotency-Key``); 409 if that key came
     with another payload."""
     try:
-        document = validation.decode_object(body)
-        if idempotency_key is not None:
-            if document.get("unique_key", idempotency_key) != idempotency_key:
-                raise BadRequest("the Idempotency-Key header and 'unique_key' differ")
-            document["unique_key"] = idempotency_key
-        new_job = _build(service, document, queue, MISSING_PAYLOAD)
+        request: JobRequest | dict[str, Any] | None = None
+        if idempotency_key is None:
+            request = _decoded(body)
+        if request is None:
+            request = validation.decode_object(body)
+            if idempotency_key is not None:
+                if request.get("unique_key") not in (None, idempotency_key):
+                    raise BadRequest("the Idempotency-Key header and 'unique_key' differ")
+                request["unique_key"] = idempotency_key
+        new_job = _build(service, request, queue, MISSING_PAYLOAD)
     except BadRequest as problem:
         return error(problem.message, problem.status)
     if new_job.unique_key is None:
@@ -177,9 +203,11 @@ async def _bulk(
         if (
             set(document) != {"ids"}
             or not isinstance(ids, list)
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)
+            or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_JOB_ID for i in ids
+            )
         ):
-            raise BadRequest('Send {"ids": [...]}: a list of positive job ids')
+            raise BadRequest(f'Send {{"ids": [...]}}: a list of job ids from 1 to {MAX_JOB_ID}')
         if not 1 <= len(ids) <= MAX_BATCH:
             raise BadRequest(f"'ids' must hold 1 to {MAX_BATCH} ids, not {len(ids)}")
     except BadRequest as problem:

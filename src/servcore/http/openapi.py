@@ -5,8 +5,16 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from servcore.http.validation import MAX_PER_PAGE
-from servcore.jobs import MAX_PRIORITY
+import msgspec
+
+from servcore.http.answers import MAX_BATCH
+from servcore.http.validation import MAX_JOB_ID, MAX_PAGE, MAX_PER_PAGE, MAX_SEARCH
+from servcore.jobs import (
+    MAX_QUEUE_NAME,
+    NO_NUL_PATTERN,
+    QUEUE_NAME_PATTERN,
+    JobRequest,
+)
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -23,31 +31,30 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 _TIME = {"type": "string", "format": "date-time", "example": "2025-12-28T17:24:48.957749Z"}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
-_JOB_REQUEST = {
-    "type": "object",
-    "required": ["payload"],
-    "additionalProperties": False,
-    "properties": {
-        "payload": {
-            "type": "object",
-            "description": "Any JSON object; its 'task' names the handler.",
-        },
-        "queue": {"type": "string", "default": "default"},
-        "run_at": {**_TIME, "description": "Do not start before this time (needs a zone)."},
-        "delay": {"type": "number", "minimum": 0, "description": "Seconds from now."},
-        "priority": {"type": "integer", "minimum": 0, "maximum": MAX_PRIORITY, "default": 0},
-        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 3},
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds."},
-        "backoff": {"type": "number", "minimum": 0, "description": "Base retry delay, s."},
-        "unique_key": {"type": "string", "maxLength": 255},
-        "result_ttl": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "description": "Seconds a finished job is kept before it is deleted "
-            "(sooner than the service's retention); after that, GET answers 404.",
-        },
-    },
+_JOB_REQUEST_REF = {"$ref": "#/components/schemas/JobRequest"}
+_ID = {"type": "integer", "minimum": 1, "maximum": MAX_JOB_ID}
+_NO_NUL = {"type": "string", "pattern": NO_NUL_PATTERN}
+_QUEUE_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_QUEUE_NAME,
+    "pattern": QUEUE_NAME_PATTERN,
 }
+
+
+def _job_request_schema() -> dict[str, Any]:
+    """``JobRequest`` as JSON Schema, with the rule that no one field says
+    (``requests.check_together``: not both ``run_at`` and ``delay``)."""
+    (_,), components = msgspec.json.schema_components(
+        [JobRequest], ref_template="#/components/schemas/{name}"
+    )
+    schema: dict[str, Any] = components["JobRequest"]
+    schema["not"] = {
+        "required": ["run_at", "delay"],
+        "properties": {"run_at": {"type": "string"}, "delay": {"type": "number"}},
+    }
+    return schema
+
 
 _JOB = {
     "type": "object",
@@ -105,12 +112,13 @@ def _bulk(summary: str) -> dict[str, Any]:
                         "schema": {
                             "type": "object",
                             "required": ["ids"],
+                            "additionalProperties": False,
                             "properties": {
                                 "ids": {
                                     "type": "array",
-                                    "items": {"type": "integer", "minimum": 1},
+                                    "items": _ID,
                                     "minItems": 1,
-                                    "maxItems": 1000,
+                                    "maxItems": MAX_BATCH,
                                 }
                             },
                         }
@@ -129,9 +137,7 @@ def _pausing(summary: str) -> dict[str, Any]:
     return {
         "post": {
             "summary": summary,
-            "parameters": [
-                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": _QUEUE_NAME}],
             "responses": {"200": _json("Done", {"type": "object"}), "400": _error("Bad name")},
         }
     }
@@ -141,9 +147,7 @@ def _control(summary: str) -> dict[str, Any]:
     return {
         "post": {
             "summary": summary,
-            "parameters": [
-                {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
-            ],
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": _ID}],
             "responses": {
                 "200": _json("Done; the job as it now is", {"type": "object"}),
                 "400": _error("Bad id"),
@@ -209,7 +213,23 @@ def openapi_document() -> dict[str, Any]:
             },
             "/jobs": {
                 "post": {
-                    "requestBody": {"content": {"application/json": {"schema": _JOB_REQUEST}}},
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "description": "Taken as the job's unique_key",
+                            "schema": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 255,
+                                "pattern": "^[!-~]+$",
+                            },
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _JOB_REQUEST_REF}},
+                    },
                     "responses": {
                         "202": _json("Stored", {"type": "object"}),
                         "400": bad,
@@ -219,18 +239,18 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "parameters": [
                         {"name": "status", "in": "query", "schema": {"enum": _STATUS_FILTER}},
-                        {"name": "queue", "in": "query", "schema": {"type": "string"}},
-                        {"name": "task", "in": "query", "schema": {"type": "string"}},
+                        {"name": "queue", "in": "query", "schema": _NO_NUL},
+                        {"name": "task", "in": "query", "schema": _NO_NUL},
                         {
                             "name": "q",
                             "in": "query",
                             "description": "A job id, or text found in the payload",
-                            "schema": {"type": "string", "maxLength": 200},
+                            "schema": {**_NO_NUL, "maxLength": MAX_SEARCH},
                         },
                         {
                             "name": "page",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 1},
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
                         },
                         {
                             "name": "per_page",
@@ -250,11 +270,23 @@ def openapi_document() -> dict[str, Any]:
             "/jobs/schedule": {
                 "post": {
                     "requestBody": {
+                        "required": True,
                         "content": {
                             "application/json": {
-                                "schema": {**_JOB_REQUEST, "required": ["payload", "run_at"]}
+                                "schema": {
+                                    "allOf": [
+                                        _JOB_REQUEST_REF,
+                                        {
+                                            "required": ["payload", "run_at"],
+                                            "properties": {
+                                                "run_at": {"type": "string"},
+                                                "delay": False,
+                                            },
+                                        },
+                                    ]
+                                }
                             }
-                        }
+                        },
                     },
                     "responses": {
                         "202": _json("Stored", {"type": "object"}),
@@ -266,22 +298,33 @@ def openapi_document() -> dict[str, Any]:
             "/jobs/batch": {
                 "post": {
                     "requestBody": {
+                        "required": True,
                         "content": {
                             "application/json": {
                                 "schema": {
                                     "type": "object",
                                     "required": ["jobs"],
+                                    "additionalProperties": False,
                                     "properties": {
                                         "jobs": {
                                             "type": "array",
-                                            "items": _JOB_REQUEST,
+                                            "items": {
+                                                "allOf": [
+                                                    _JOB_REQUEST_REF,
+                                                    {
+                                                        "properties": {
+                                                            "unique_key": {"type": "null"}
+                                                        }
+                                                    },
+                                                ]
+                                            },
                                             "minItems": 1,
-                                            "maxItems": 1000,
+                                            "maxItems": MAX_BATCH,
                                         }
                                     },
                                 }
                             }
-                        }
+                        },
                     },
                     "responses": {
                         "202": _json("All stored, in one transaction", {"type": "object"}),
@@ -328,7 +371,7 @@ def openapi_document() -> dict[str, Any]:
                             "name": "id",
                             "in": "path",
                             "required": True,
-                            "schema": {"type": "integer"},
+                            "schema": _ID,
                         }
                     ],
                     "responses": {
@@ -341,6 +384,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "schemas": {
+                "JobRequest": _job_request_schema(),
                 "Job": _JOB,
                 "Node": {
                     "type": "object",

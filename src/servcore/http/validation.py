@@ -13,27 +13,15 @@ import msgspec
 from starlette.requests import Request
 
 from servcore.job_reads import StatusFilter
-from servcore.timestamps import TimestampError, parse_timestamp
+from servcore.requests import json_type
 
-MISSING_PAYLOAD = "Missing 'payload' field"
 SCHEDULE_FIELDS = "Required fields: payload (object), run_at (ISO8601)"
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50
 MAX_PAGE = 1_000_000
 MAX_JOB_ID = 2**63 - 1
+MAX_SEARCH = 200
 
-_JOB_FIELDS = {
-    "payload": "object",
-    "queue": "string",
-    "run_at": "string",
-    "delay": "number",
-    "priority": "integer",
-    "max_attempts": "integer",
-    "timeout": "number",
-    "backoff": "number",
-    "unique_key": "string",
-    "result_ttl": "number",
-}
 _decode = msgspec.json.Decoder().decode
 
 
@@ -75,64 +63,12 @@ def decode_object(body: bytes) -> dict[str, Any]:
     except RecursionError:
         raise BadRequest("Request body nests JSON too deeply") from None
     if not isinstance(document, dict):
-        raise BadRequest(f"Request body must be a JSON object, not {_json_type(document)}")
+        raise BadRequest(f"Request body must be a JSON object, not {json_type(document)}")
     return document
 
 
 def too_large(limit: int) -> str:
     return f"Request body is larger than the limit of {limit} bytes"
-
-
-def job_options(body: dict[str, Any], *, missing_message: str) -> dict[str, Any]:
-    """Check a job request's fields; the keyword arguments for ``Service.build_job``."""
-    unknown = sorted(set(body) - set(_JOB_FIELDS))
-    if unknown:
-        raise BadRequest(
-            f"Unknown field(s): {', '.join(unknown)}. Allowed: {', '.join(_JOB_FIELDS)}"
-        )
-    if "payload" not in body:
-        raise BadRequest(missing_message)
-    options: dict[str, Any] = {}
-    for name, kind in _JOB_FIELDS.items():
-        if name not in body or (body[name] is None and name != "payload"):
-            continue
-        value = body[name]
-        if not _is_kind(value, kind):
-            article = "an" if kind[0] in "aeiou" else "a"
-            raise BadRequest(f"'{name}' must be {article} {kind}, not {_json_type(value)}")
-        options[name] = value
-    if "run_at" in options:
-        try:
-            options["run_at"] = parse_timestamp(options["run_at"])
-        except TimestampError as error:
-            raise BadRequest(f"Invalid 'run_at': {error}") from None
-    if "unique_key" in options and not 0 < len(options["unique_key"]) <= 255:
-        raise BadRequest("'unique_key' must be 1 to 255 characters")
-    return options
-
-
-def _is_kind(value: Any, kind: str) -> bool:
-    if kind == "object":
-        return isinstance(value, dict)
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def job_id(text: str) -> int:
@@ -167,8 +103,8 @@ def list_params(query: dict[str, str]) -> ListParams:
     for name, value in (("queue", queue), ("task", task), ("q", search)):
         if value is not None and "\x00" in value:
             raise BadRequest(f"'{name}' must not contain NUL characters")
-    if search is not None and len(search) > 200:
-        raise BadRequest("'q' must be at most 200 characters")
+    if search is not None and len(search) > MAX_SEARCH:
+        raise BadRequest(f"'q' must be at most {MAX_SEARCH} characters")
     return ListParams(status, queue, page, per_page, task, search)
 
 
