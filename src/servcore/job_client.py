@@ -53,10 +53,12 @@ class JobClient:
         self.store = store
         self.config = config
         self.clock = clock
-        self._router = router
-        self._node = node
-        self._cron_entries = cron_entries
-        self._trace_context = trace_context
+        self.router = router
+        # The node whose queues this process runs, if any: woken by what is
+        # stored here, told of what is cancelled here.
+        self.node = node
+        self.cron_entries = cron_entries
+        self._current_trace = trace_context
 
     # -- submitting -------------------------------------------------------
 
@@ -72,15 +74,15 @@ class JobClient:
         elif options:
             raise TypeError("give a JobRequest or a payload with options, not both")
         name = task_name(request.payload)
-        queue = request.queue if request.queue is not None else self._router.task_queue(name)
-        if self._router.held_apart(queue) is not None:
-            routes = self._router.pipelines[queue].routes
+        queue = request.queue if request.queue is not None else self.router.task_queue(name)
+        if self.router.held_apart(queue) is not None:
+            routes = self.router.pipelines[queue].routes
             raise JobRequestError(
                 f"queue {queue!r} keeps its jobs in a store of its own: submit them through "
                 + (f"its routes ({routes}) or " if routes else "")
                 + f"service.pipeline({queue!r})"
             )
-        spec = self._router.registry.get(name)
+        spec = self.router.registry.get(name)
         now = self.clock.now()
         return to_new_job(
             request,
@@ -91,7 +93,7 @@ class JobClient:
             task=name,
             max_attempts=request.max_attempts
             or (spec.max_attempts if spec and spec.max_attempts else DEFAULT_MAX_ATTEMPTS),
-            trace_context=self._trace_context(),
+            trace_context=self._current_trace(),
         )
 
     async def submit(self, new_jobs: Sequence[NewJob]) -> list[Job]:
@@ -109,7 +111,7 @@ class JobClient:
                 raise UniqueConflict(insertion.job)
             return [insertion.job]
         jobs = await self.store.insert_jobs(new_jobs, self.clock.now())
-        self._node.wake_for(jobs)
+        self.node.wake_for(jobs)
         return jobs
 
     async def submit_unique(self, new_job: NewJob) -> Insertion:
@@ -119,7 +121,7 @@ class JobClient:
         since = now - timedelta(seconds=self.config.unique_period)
         insertion = await self.store.insert_unique(new_job, now, since)
         if insertion.outcome == "created":
-            self._node.wake_for([insertion.job])
+            self.node.wake_for([insertion.job])
         return insertion
 
     async def enqueue(
@@ -129,6 +131,10 @@ class JobClient:
         body = {"task": task, **(payload or {})}
         (job,) = await self.submit([self.build_job(body, **options)])
         return job
+
+    async def enqueue_many(self, new_jobs: Sequence[NewJob]) -> list[Job]:
+        """Submit many jobs in one store transaction."""
+        return await self.submit(new_jobs)
 
     # -- control ----------------------------------------------------------
 
@@ -142,7 +148,7 @@ class JobClient:
         done = await self.store.cancel_jobs([job_id], self.clock.now())
         job = await self.store.get_job(job_id)
         if done and job is not None:
-            self._node.stop_run(job_id, job.lease_token)
+            self.node.stop_run(job_id, job.lease_token)
         if job is not None and not done:
             raise JobStateError(
                 f"Job {job_id} is {job.status.value}: only queued, scheduled or running jobs "
@@ -155,13 +161,13 @@ class JobClient:
         runs stopped as :meth:`cancel_job` does); the ids cancelled."""
         done = await self.store.cancel_jobs(ids, self.clock.now())
         for job_id in done:
-            self._node.stop_run(job_id)
+            self.node.stop_run(job_id)
         return done
 
     async def retry_jobs(self, ids: Sequence[int]) -> list[int]:
         """Queue again, due now, every one of ``ids`` that failed or was cancelled."""
         done = await self.store.retry_jobs(ids, self.clock.now())
-        self._node.wake_all()
+        self.node.wake_all()
         return done
 
     async def retry_job(self, job_id: int) -> Job | None:
@@ -174,22 +180,22 @@ class JobClient:
                 f"Job {job_id} is {job.status.value}: only failed or cancelled jobs can be retried"
             )
         if job is not None:
-            self._node.wake_for([job])
+            self.node.wake_for([job])
         return job
 
     async def pause_queue(self, name: str) -> None:
         """Keep the queue's jobs waiting (they are still accepted); survives restarts."""
         _check_queue_name(name)
-        if (apart := self._router.held_apart(name)) is not None:
+        if (apart := self.router.held_apart(name)) is not None:
             return await apart.pause_queue(name)
         await self.store.set_paused(name, True)
 
     async def resume_queue(self, name: str) -> None:
         _check_queue_name(name)
-        if (apart := self._router.held_apart(name)) is not None:
+        if (apart := self.router.held_apart(name)) is not None:
             return await apart.resume_queue(name)
         await self.store.set_paused(name, False)
-        self._node.notify(name)
+        self.node.notify(name)
 
     # -- reading ----------------------------------------------------------
 
@@ -199,15 +205,15 @@ class JobClient:
         now = self.clock.now()
         listing = await self.store.list_queues(now, active_only=active_only)
         known = {info.name: info for info in listing}
-        runtimes = self._node.runtimes
+        runtimes = self.node.runtimes
         for name in runtimes:
             known.setdefault(name, QueueInfo(name, False, 0, 0, 0, 0, 0, 0, None))
         listed = {
             name: (info, runtime.concurrency if (runtime := runtimes.get(name)) else None)
             for name, info in known.items()
-            if self._router.held_apart(name) is None
+            if self.router.held_apart(name) is None
         }
-        for name, service in self._router.own_stores.items():
+        for name, service in self.router.own_stores.items():
             for info, concurrency in await service.queues(active_only=active_only):
                 if info.name == name:
                     listed[name] = (info, concurrency)
@@ -216,12 +222,12 @@ class JobClient:
     async def cron_schedule(self) -> list[tuple[CronEntry, datetime | None, datetime]]:
         """Every cron entry with its last recorded tick and its next one."""
         now = self.clock.now()
-        recorded = await self.store.cron_ticks() if self._cron_entries else {}
+        recorded = await self.store.cron_ticks() if self.cron_entries else {}
         schedule = [
             (entry, recorded.get(entry.name), entry.next_tick(now))
-            for entry in self._cron_entries.values()
+            for entry in self.cron_entries.values()
         ]
-        for service in self._router.own_stores.values():
+        for service in self.router.own_stores.values():
             schedule += await service.cron_schedule()
         return schedule
 

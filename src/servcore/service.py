@@ -11,11 +11,11 @@ and the parts, and starts and stops them in the right order.
     ...
     await service.stop()      # graceful: see QueueRuntime.drain
 
-The work is done by three parts, and this facade keeps the public API:
-:class:`~servcore.job_client.JobClient` (submit, control, read — all an app
-process needs), :class:`~servcore.worker_node.WorkerNode` (queue runtimes,
-supervision, maintenance) and :class:`~servcore.queue_router.QueueRouter`
-(which pipeline or store owns a queue).
+A service is a :class:`~servcore.job_client.JobClient` (submit, control,
+read — all an app process needs) with a
+:class:`~servcore.worker_node.WorkerNode` (queue runtimes, supervision,
+maintenance) and a :class:`~servcore.queue_router.QueueRouter` (which
+pipeline or store owns a queue); this module starts and stops them in order.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -34,8 +33,7 @@ from servcore.clock import SYSTEM_CLOCK, Clock
 from servcore.config import ServiceConfig
 from servcore.cron import CronEntry, CronError
 from servcore.job_client import JobClient
-from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
-from servcore.jobs import Job, JobRequest, NewJob
+from servcore.job_reads import QueueInfo
 from servcore.leadership.base import Leadership
 from servcore.maintenance.rescuer import Rescuer
 from servcore.metrics import Metrics
@@ -56,8 +54,9 @@ from servcore.worker_node import WorkerNode
 log = logging.getLogger("servcore")
 
 
-class Service:
-    """See the module docstring."""
+class Service(JobClient):
+    """See the module docstring: the job client of its store (its verbs are
+    :class:`~servcore.job_client.JobClient`'s), with a worker node and pipelines."""
 
     def __init__(
         self,
@@ -91,6 +90,15 @@ class Service:
         self._started = False
         self._stopping = False
         self._build_parts()
+        super().__init__(
+            self.store,
+            self.config,
+            clock=clock,
+            router=self.router,
+            node=self.node,
+            cron_entries=self.cron_entries,
+            trace_context=self._trace_context,
+        )
         for pipeline in pipelines:
             self.add_pipeline(pipeline)
         self._count_metrics()
@@ -98,7 +106,7 @@ class Service:
             self.enable_tracing()
 
     def _build_parts(self) -> None:
-        """The node and the client for the current store and settings."""
+        """The worker node for the current store and settings."""
         self.node = WorkerNode(
             self.store,
             self.config,
@@ -108,15 +116,6 @@ class Service:
             health=self.health_state,
         )
         self.node.samples_queues = self._samples_queues
-        self.client = JobClient(
-            self.store,
-            self.config,
-            clock=self.clock,
-            router=self.router,
-            node=self.node,
-            cron_entries=self.cron_entries,
-            trace_context=self._trace_context,
-        )
 
     def configure(self, **overrides: Any) -> None:
         """Change settings before :meth:`start` (the CLI applies env and flags here)."""
@@ -405,67 +404,6 @@ class Service:
     @property
     def stale_outcomes(self) -> int:
         return self.node.stale_outcomes
-
-    # -- the job client's verbs (see servcore.job_client) ------------------
-
-    def build_job(self, request: JobRequest | dict[str, Any], /, **options: Any) -> NewJob:
-        """The job ``request`` asks for, with its task's defaults (see ``JobClient.build_job``)."""
-        return self.client.build_job(request, **options)
-
-    async def submit(self, new_jobs: Sequence[NewJob]) -> list[Job]:
-        return await self.client.submit(new_jobs)
-
-    async def submit_unique(self, new_job: NewJob) -> Insertion:
-        return await self.client.submit_unique(new_job)
-
-    async def enqueue(
-        self, task: str, payload: dict[str, Any] | None = None, **options: Any
-    ) -> Job:
-        """Submit one job for ``task`` from Python; options as in :meth:`build_job`."""
-        return await self.client.enqueue(task, payload, **options)
-
-    async def enqueue_many(self, new_jobs: Sequence[NewJob]) -> list[Job]:
-        """Submit many jobs in one store transaction."""
-        return await self.client.submit(new_jobs)
-
-    async def cancel_job(self, job_id: int) -> Job | None:
-        return await self.client.cancel_job(job_id)
-
-    async def cancel_jobs(self, ids: Sequence[int]) -> list[int]:
-        return await self.client.cancel_jobs(ids)
-
-    async def retry_job(self, job_id: int) -> Job | None:
-        return await self.client.retry_job(job_id)
-
-    async def retry_jobs(self, ids: Sequence[int]) -> list[int]:
-        return await self.client.retry_jobs(ids)
-
-    async def pause_queue(self, name: str) -> None:
-        await self.client.pause_queue(name)
-
-    async def resume_queue(self, name: str) -> None:
-        await self.client.resume_queue(name)
-
-    async def queues(self, *, active_only: bool = False) -> list[tuple[QueueInfo, int | None]]:
-        return await self.client.queues(active_only=active_only)
-
-    async def cron_schedule(self) -> list[tuple[CronEntry, datetime | None, datetime]]:
-        return await self.client.cron_schedule()
-
-    async def get_job(self, job_id: int) -> Job | None:
-        return await self.client.get_job(job_id)
-
-    async def list_jobs(self, query: JobQuery) -> JobPage:
-        return await self.client.list_jobs(query)
-
-    async def history(self, minutes: int = 60) -> list[tuple[datetime, int, int]]:
-        return await self.client.history(minutes)
-
-    async def count_jobs(self) -> JobCounts:
-        return await self.client.count_jobs()
-
-    async def nodes(self) -> list[NodeInfo]:
-        return await self.client.nodes()
 
 
 def _settings(config: ServiceConfig) -> dict[str, Any]:
