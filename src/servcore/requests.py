@@ -132,6 +132,7 @@ def _field(field: inspect.Field) -> RequestField:
 
 FIELDS = _fields()
 FIELD_NAMES = tuple(field.name for field in FIELDS)
+_FIELD_SET = frozenset(FIELD_NAMES)
 _BY_NAME = {field.name: field for field in FIELDS}
 # The request fields a stored job keeps as they are (the rest are decided by
 # ``Service.build_job``: the queue, the time to run, the attempts).
@@ -164,13 +165,18 @@ def job_request(document: Mapping[str, Any], *, missing: str = MISSING_PAYLOAD) 
 
     ``null`` (``None``) for a field other than ``payload`` means "not given".
     """
-    unknown = sorted(set(document) - set(FIELD_NAMES))
+    unknown = document.keys() - _FIELD_SET
     if unknown:
         raise JobRequestError(
-            f"Unknown field(s): {', '.join(unknown)}. Allowed: {', '.join(FIELD_NAMES)}"
+            f"Unknown field(s): {', '.join(sorted(unknown))}. Allowed: {', '.join(FIELD_NAMES)}"
         )
     if "payload" not in document:
         raise JobRequestError(missing)
+    if len(document) == 1 and type(document["payload"]) is dict:
+        # The common call, enqueue(task, payload): nothing else to read.
+        request = JobRequest(payload=document["payload"])
+        check_together(request)
+        return request
     values = {
         name: field.check(document[name])
         for name, field in _BY_NAME.items()
@@ -193,7 +199,9 @@ def check_together(request: JobRequest) -> None:
 
 def to_new_job(request: JobRequest, **decided: Any) -> NewJob:
     """The job to store: the request's carried fields, and what the service ``decided``."""
-    return NewJob(**{**{name: getattr(request, name) for name in CARRIED}, **decided})
+    values = {name: getattr(request, name) for name in CARRIED}
+    values.update(decided)
+    return NewJob(**values)
 
 
 def _check_time(name: str, value: Any) -> datetime:
