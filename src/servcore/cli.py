@@ -21,7 +21,7 @@ import uvloop
 
 from servcore import requests
 from servcore.config import env_overrides
-from servcore.config_file import find_config_file, load_config_file
+from servcore.config_file import load_configuration
 from servcore.errors import ConfigError
 from servcore.http.serialization import job_to_json, queue_to_json
 from servcore.job_reads import JobQuery, StatusFilter
@@ -35,6 +35,7 @@ from servcore.timestamps import TimestampError, parse_timestamp
 T = TypeVar("T")
 log = logging.getLogger("servcore")
 _CONFIG_KEY = "servcore.config_path"
+_APP_DIR_KEY = "servcore.app_dir"
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -54,6 +55,12 @@ def _load_service(target: str | None) -> Service:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise click.BadParameter("write it as module:attribute, e.g. myapp.jobs:service")
+    # As uvicorn and gunicorn do: the app is imported from the current
+    # directory (or --app-dir), whatever PYTHONPATH says.
+    context = click.get_current_context(silent=True)
+    app_dir = (context.meta.get(_APP_DIR_KEY) if context is not None else None) or Path.cwd()
+    if str(app_dir) not in sys.path:
+        sys.path.insert(0, str(app_dir))
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -67,18 +74,19 @@ def _load_service(target: str | None) -> Service:
 
 
 def _prepare(target: str | None, **flags: Any) -> Service:
-    """The service with the configuration file, then the environment, then
-    flags laid over its own settings."""
+    """The service, with the configuration file and the environment (read by
+    the one loader ``Service()`` uses too) and then the flags laid over its
+    own settings."""
     try:
         context = click.get_current_context(silent=True)
         explicit = context.meta.get(_CONFIG_KEY) if context is not None else None
-        path = explicit or find_config_file(Path.cwd())
-        config_file = load_config_file(path) if path is not None else None
+        loaded = load_configuration(explicit)
+        config_file = loaded.file
         if config_file is not None:
             log.info("Configuration from %s", config_file.path)
             target = target or config_file.service
         service = _load_service(target)
-        if config_file is not None:
+        if config_file is not None and service.config_file != config_file.path:
             config_file.apply(service)
         given = {name: value for name, value in flags.items() if value is not None}
         service.configure(**{**env_overrides(), **given})
@@ -154,10 +162,18 @@ _LOG_FORMAT = click.option(
     help="Configuration file (env SERVCORE_CONFIG). Default: ./servcore.toml, "
     "else [tool.servcore] in ./pyproject.toml",
 )
+@click.option(
+    "--app-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    envvar="SERVCORE_APP_DIR",
+    help="Import MODULE:SERVICE from this directory (env SERVCORE_APP_DIR). Default: the "
+    "current one",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None) -> None:
+def main(ctx: click.Context, config_path: Path | None, app_dir: Path | None) -> None:
     """Durable background jobs with an HTTP JSON API."""
     ctx.meta[_CONFIG_KEY] = config_path
+    ctx.meta[_APP_DIR_KEY] = app_dir.resolve() if app_dir is not None else None
 
 
 @main.command(name="serve")

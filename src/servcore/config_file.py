@@ -24,28 +24,33 @@
     queue = "email"
     payload = { format = "pdf" }
 
-The file is laid over the service's own settings; the environment
-(``SERVCORE_*``, see :mod:`servcore.config`) overrides the file, and CLI
-flags override both. Every mistake — an unknown key, a wrong type, a module
+``Service()`` and the CLI read it the same way (:func:`load_configuration`):
+the file over the defaults, the environment (``SERVCORE_*``, see
+:mod:`servcore.config`) over the file, and explicit arguments (a store URL
+given to ``Service``, CLI flags) over both. Every mistake — an unknown key, a wrong type, a module
 that won't import — is a :class:`ConfigError` naming the file and the key.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from servcore.auth import ApiToken
+from servcore.config import env_overrides
 from servcore.errors import ConfigError
 from servcore.pipelines import Pipeline, import_reference
 from servcore.requests import JobRequestError
 from servcore.retry import Backoff
-from servcore.service import Service
 from servcore.store.base import StoreError
 from servcore.tasks import TaskRegistry
+
+if TYPE_CHECKING:
+    from servcore.service import Service
 
 FILE_NAME = "servcore.toml"
 
@@ -116,6 +121,13 @@ class ConfigFile:
         """Configure ``service`` (before it starts) as the file says."""
         try:
             service.configure(**self.settings)
+        except (ValueError, StoreError) as error:
+            raise ConfigError(f"{self.path}: {error}") from None
+        self.declare(service)
+
+    def declare(self, service: Service) -> None:
+        """Register the file's tasks, pipelines and cron entries with ``service``."""
+        try:
             for reference in self.tasks:
                 registry = import_reference(reference, f"{self.path}: tasks")
                 if not isinstance(registry, TaskRegistry):
@@ -133,6 +145,35 @@ class ConfigFile:
             if isinstance(error, ConfigError) and str(error).startswith(str(self.path)):
                 raise
             raise ConfigError(f"{self.path}: {error}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    """What a process is configured with before its code says more: the
+    configuration file's settings with the environment's laid over them."""
+
+    file: ConfigFile | None
+    settings: dict[str, Any]
+
+
+def load_configuration(
+    explicit: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    directory: Path | None = None,
+) -> Configuration:
+    """The one loader ``Service()`` and the CLI share: the file named by
+    ``explicit`` (``--config``), else ``SERVCORE_CONFIG``, else found in
+    ``directory`` (default: the current one) by :func:`find_config_file`;
+    then ``SERVCORE_*`` (see :mod:`servcore.config`) over its settings."""
+    env = os.environ if env is None else env
+    path = explicit or (Path(env["SERVCORE_CONFIG"]) if env.get("SERVCORE_CONFIG") else None)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist")
+    path = path or find_config_file(directory or Path.cwd())
+    file = load_config_file(path) if path is not None else None
+    settings = {**(file.settings if file is not None else {}), **env_overrides(env)}
+    return Configuration(file, settings)
 
 
 def find_config_file(directory: Path) -> Path | None:

@@ -25,12 +25,14 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from servcore.clock import SYSTEM_CLOCK, Clock
 from servcore.config import ServiceConfig
+from servcore.config_file import load_configuration
 from servcore.cron import CronEntry, CronError
 from servcore.job_client import JobClient
 from servcore.job_reads import QueueInfo
@@ -68,7 +70,12 @@ class Service(JobClient):
         pipelines: Sequence[Pipeline] = (),
         telemetry: Telemetry | None = None,
     ) -> None:
-        config = config or ServiceConfig()
+        # Without a config of its own, a service reads what the CLI reads:
+        # the configuration file, then the environment (explicit arguments win).
+        loaded = load_configuration() if config is None else None
+        if config is None:
+            assert loaded is not None
+            config = ServiceConfig().with_overrides(**loaded.settings)
         if isinstance(store, str):
             config = config.with_overrides(store=store)
         elif store is not None:
@@ -101,6 +108,12 @@ class Service(JobClient):
         )
         for pipeline in pipelines:
             self.add_pipeline(pipeline)
+        # The configuration file this service has read, if any (the CLI does
+        # not lay it over again).
+        self.config_file: Path | None = None
+        if loaded is not None and loaded.file is not None:
+            loaded.file.declare(self)
+            self.config_file = loaded.file.path
         self._count_metrics()
         if self.config.tracing:
             self.enable_tracing()

@@ -116,6 +116,10 @@ def test_queue_concurrency_from_the_environment_wins(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("SERVCORE_QUEUE_CONCURRENCY", "email")
     with pytest.raises(ConfigError, match="queue=number pairs"):
         env_overrides()
+    # Service() reads the environment too: a bad variable stops it at once.
+    with pytest.raises(ConfigError, match="queue=number pairs"):
+        Service("memory://")
+    monkeypatch.delenv("SERVCORE_QUEUE_CONCURRENCY")
     with pytest.raises(ConfigError, match="declared twice"):
         Service("memory://", pipelines=[Pipeline("a"), Pipeline("a")])
 

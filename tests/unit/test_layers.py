@@ -22,11 +22,11 @@ LAYERS: list[set[str]] = [
         "notifier",
         "leadership",
     },
-    {"store", "metrics", "tracing", "logs"},
+    {"store", "metrics", "tracing", "logs", "config_file"},
     {"runtime", "maintenance"},
     {"worker_node", "queue_router", "job_client"},
     {"service"},
-    {"http", "process_main", "cli", "config_file", "testing", "__init__"},
+    {"http", "process_main", "cli", "testing", "__init__"},
 ]
 
 
