@@ -2,7 +2,7 @@
 
 Each function takes the service and the request's raw parts and returns
 ``(status, JSON bytes)``. The Starlette handlers in ``handlers`` and the
-fast ASGI path in ``fast`` are thin adapters over these, so both speak the
+ASGI path in ``asgi`` are thin adapters over these, so both speak the
 same contract by construction.
 """
 

@@ -13,8 +13,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from servcore.http import handlers
+from servcore.http.asgi import ServcoreApp
 from servcore.http.dashboard import dashboard_routes
-from servcore.http.fast import ServcoreApp
 from servcore.http.gate import AccessGuard
 from servcore.http.openapi import openapi_document
 from servcore.http.sessions import Sessions
