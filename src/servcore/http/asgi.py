@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from servcore.http import answers, gate
-from servcore.http.endpoints import EndpointRoute, FastAnswer
+from servcore.http.endpoints import Endpoint, EndpointRoute, FastAnswer
 from servcore.http.validation import BadRequest, check_declared_length, too_large
 from servcore.service import Service
 from servcore.store.base import StoreError
@@ -68,10 +68,11 @@ class ServcoreApp:
                 return
             if found is not None:
                 route, access, params = found
-                fast = getattr(access, "fast", None)
-                if fast is not None and isinstance(route, EndpointRoute):
+                if isinstance(access, Endpoint) and access.fast is not None:
+                    assert isinstance(route, EndpointRoute)  # only they serve endpoints
                     scope["route_template"] = route.path
-                    await self._answer(send, self._fast(fast, route, params, scope, receive))
+                    fast = self._fast(access.fast, route, params, scope, receive)
+                    await self._answer(send, fast)
                     return
         await self.app(scope, receive, send)
 
