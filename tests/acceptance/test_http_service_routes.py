@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 from starlette.routing import Route
 
-from servcore import Cancel, Discard, Job, Service, create_app
+from servcore import Cancel, Discard, Job, Pipeline, Service, create_app
+from servcore.http.endpoints import EndpointRoute
+from servcore.http.gate import RouteIndex
+from servcore.http.routes import ENDPOINTS, openapi_document
 from servcore.testing import FakeClock
 from tests.acceptance.conftest import Api, OpenApi, client_for
 from tests.conftest import fast_config, make_store, wait_for
@@ -164,8 +167,8 @@ async def test_openapi_lists_every_route_and_method_of_the_app(api: Api) -> None
     served: dict[str, set[str]] = {}
     for route in app.routes:
         assert isinstance(route, Route)
-        if route.path == "/openapi.json" or route.path.startswith("/dashboard"):
-            continue  # the document itself, and the dashboard's pages (not the JSON API)
+        if route.path.startswith("/dashboard"):
+            continue  # the dashboard's pages (not the JSON API)
         methods = {method.lower() for method in route.methods or ()} - {"head"}
         served.setdefault(route.path, set()).update(methods)
     assert set(document["paths"]) == set(served)
@@ -173,6 +176,45 @@ async def test_openapi_lists_every_route_and_method_of_the_app(api: Api) -> None
         assert set(document["paths"][path]) == methods, path
         for method in methods:
             assert document["paths"][path][method]["responses"], (path, method)
+
+
+async def test_every_endpoint_is_routed_once_with_its_own_scope(api: Api) -> None:
+    app = create_app(api.service, manage_service=False)
+    routed = [
+        (method, route.path, endpoint)
+        for route in app.routes
+        if isinstance(route, EndpointRoute)
+        for method, endpoint in route.endpoints.items()
+    ]
+    assert sorted((method, path) for method, path, _ in routed) == sorted(
+        (endpoint.method, endpoint.path) for endpoint in ENDPOINTS
+    )
+    index = RouteIndex(app.routes)
+    for endpoint in ENDPOINTS:
+        concrete = endpoint.path.replace("{id}", "1").replace("{name}", "default")
+        found = index.find(endpoint.method, concrete)
+        assert found is not None, endpoint.path
+        assert found[1] is endpoint, endpoint.path  # the guard reads this entry's scope
+        document = openapi_document()["paths"][endpoint.path][endpoint.method.lower()]
+        assert document["responses"] == endpoint.responses
+
+
+async def test_a_pipeline_serves_the_per_queue_endpoints_under_its_prefix(
+    open_api: OpenApi,
+) -> None:
+    api = await open_api(declare=lambda s: s.add_pipeline(Pipeline("email", routes="/email_jobs")))
+    app = create_app(api.service, manage_service=False)
+    email = {
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, EndpointRoute) and route.queue == "email"
+        for method in route.endpoints
+    }
+    assert email == {
+        (endpoint.method, endpoint.path.replace("/jobs", "/email_jobs", 1))
+        for endpoint in ENDPOINTS
+        if endpoint.per_queue
+    }
 
 
 async def test_openapi_references_resolve(api: Api) -> None:

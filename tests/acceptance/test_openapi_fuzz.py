@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from servcore import Service, create_app
-from servcore.http.openapi import openapi_document
+from servcore.http.routes import openapi_document
 from tests.acceptance.conftest import client_for
 from tests.conftest import fast_config, make_store
 

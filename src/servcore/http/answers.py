@@ -2,13 +2,14 @@
 
 Each function takes the service and the request's raw parts and returns
 ``(status, JSON bytes)``. The Starlette handlers in ``handlers`` and the
-fast ASGI path in ``fast`` are thin adapters over these, so both speak the
+ASGI path in ``asgi`` are thin adapters over these, so both speak the
 same contract by construction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -240,3 +241,30 @@ async def _control(
     return 200, encode(
         {"message": message, "job_id": job.id, "job": job_to_json(job, service.clock.now())}
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RawRequest:
+    """A request as the ASGI path has it: path parameters, raw headers, the body."""
+
+    params: Mapping[str, str]
+    headers: Sequence[tuple[bytes, bytes]]
+    body: bytes = b""
+
+    def header(self, name: bytes) -> str | None:
+        """The first header called ``name`` (lower case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+
+async def raw_create_job(service: Service, queue: str | None, request: RawRequest) -> Answer:
+    """:func:`create_job` from a :class:`RawRequest` (the ASGI path's ``POST /jobs``)."""
+    key = request.header(b"idempotency-key")
+    return await create_job(service, request.body, queue, key)
+
+
+async def raw_get_job(service: Service, queue: str | None, request: RawRequest) -> Answer:
+    """:func:`get_job` from a :class:`RawRequest` (the ASGI path's ``GET /jobs/{id}``)."""
+    return await get_job(service, request.params["id"], queue)

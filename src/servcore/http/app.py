@@ -1,114 +1,42 @@
-"""The ASGI app: every route of the seed's API, mountable whole or in parts."""
+"""The ASGI app: every route of the API, mountable whole or in parts.
+
+The routes are built from the endpoints in :mod:`servcore.http.routes`.
+"""
 
 from __future__ import annotations
-
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from servcore.http import handlers
+from servcore.http.asgi import ServcoreApp
 from servcore.http.dashboard import dashboard_routes
-from servcore.http.fast import ServcoreApp
+from servcore.http.endpoints import JOBS, endpoint_routes
 from servcore.http.gate import AccessGuard
-from servcore.http.openapi import openapi_document
+from servcore.http.routes import ENDPOINTS
 from servcore.http.sessions import Sessions
 from servcore.service import Service
 from servcore.store.base import StoreError
 
-Endpoint = Callable[..., Awaitable[Response]]
 
-
-def _bind(
-    endpoint: Endpoint, service: Service, **extra: Any
-) -> Callable[[Request], Awaitable[Response]]:
-    bound = functools.partial(endpoint, service=service, **extra)
-    functools.update_wrapper(bound, endpoint)
-    return bound
-
-
-def _by_method(
-    **endpoints: Callable[[Request], Awaitable[Response]],
-) -> Callable[[Request], Awaitable[Response]]:
-    """One endpoint for a path served by several methods, so a 405 lists them all."""
-
-    async def dispatch(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await endpoints[method](request)
-
-    return dispatch
-
-
-def job_routes(
-    service: Service, prefix: str = "/jobs", queue: str | None = None
-) -> list[BaseRoute]:
-    """The four job routes under ``prefix``, for one queue or (``None``) all.
+def job_routes(service: Service, prefix: str = JOBS, queue: str | None = None) -> list[BaseRoute]:
+    """The job routes (the endpoints marked ``per_queue``) under ``prefix``, for
+    one queue or (``None``) all.
 
     ``job_routes(service, "/email_jobs", queue="email")`` gives the seed's
     per-pipeline routes: ``POST /email_jobs``, ``POST /email_jobs/schedule``,
-    ``GET /email_jobs``, ``GET /email_jobs/{id}``, and ``POST /email_jobs/batch``.
-    For a pipeline with a store of its own they reach that store.
+    ``GET /email_jobs``, ``GET /email_jobs/{id}``, ``POST /email_jobs/batch``,
+    and ``POST /email_jobs/{id}/cancel`` and ``/retry``. For a pipeline with a
+    store of its own they reach that store. Each route says the scope it needs:
+    put the app behind :func:`servcore.http.gate.gated` to check it.
     """
     if queue is not None:
         service = service.pipeline(queue)
-    return [
-        Route(
-            prefix,
-            _by_method(
-                GET=_bind(handlers.list_jobs, service, queue=queue),
-                POST=_bind(handlers.create_job, service, queue=queue),
-            ),
-            methods=["GET", "POST"],
-        ),
-        Route(
-            f"{prefix}/schedule",
-            _bind(handlers.schedule_job, service, queue=queue),
-            methods=["POST"],
-        ),
-        Route(
-            f"{prefix}/batch", _bind(handlers.create_jobs, service, queue=queue), methods=["POST"]
-        ),
-        Route(f"{prefix}/{{id}}", _bind(handlers.get_job, service, queue=queue), methods=["GET"]),
-        Route(
-            f"{prefix}/{{id}}/cancel",
-            _bind(handlers.cancel_job, service, queue=queue),
-            methods=["POST"],
-        ),
-        Route(
-            f"{prefix}/{{id}}/retry",
-            _bind(handlers.retry_job, service, queue=queue),
-            methods=["POST"],
-        ),
-    ]
-
-
-def service_routes(service: Service) -> list[BaseRoute]:
-    """``/``, ``/health``, ``/stats``, ``/nodes``, ``/queues``, ``/cron``, ``/metrics``
-    and ``/openapi.json``."""
-
-    async def openapi(request: Request) -> Response:
-        return handlers.json_response(openapi_document())
-
-    return [
-        Route("/", _bind(handlers.root, service), methods=["GET"]),
-        Route("/health", _bind(handlers.health, service), methods=["GET"]),
-        Route("/stats", _bind(handlers.stats, service), methods=["GET"]),
-        Route("/stats/history", _bind(handlers.history, service), methods=["GET"]),
-        Route("/nodes", _bind(handlers.nodes, service), methods=["GET"]),
-        Route("/queues", _bind(handlers.list_queues, service), methods=["GET"]),
-        Route("/queues/{name}/pause", _bind(handlers.pause_queue, service), methods=["POST"]),
-        Route("/queues/{name}/resume", _bind(handlers.resume_queue, service), methods=["POST"]),
-        Route("/cron", _bind(handlers.list_cron, service), methods=["GET"]),
-        Route("/jobs/cancel", _bind(handlers.cancel_jobs, service), methods=["POST"]),
-        Route("/jobs/retry", _bind(handlers.retry_jobs, service), methods=["POST"]),
-        Route("/metrics", _bind(handlers.metrics, service), methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-    ]
+    per_queue = [endpoint for endpoint in ENDPOINTS if endpoint.per_queue]
+    return list(endpoint_routes(per_queue, service, prefix, queue))
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -144,8 +72,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> ServcoreApp:
     ]
     starlette = Starlette(
         routes=[
-            *service_routes(service),
-            *job_routes(service),
+            *endpoint_routes(ENDPOINTS, service),
             *pipeline_routes,
             *dashboard_routes(service, guard),
         ],

@@ -1,13 +1,12 @@
 """The guard: every request shows a token of the scope its route needs.
 
-Only when tokens are configured (see :mod:`servcore.auth`). What a route
-needs follows from its method and path, so routes added later (a pipeline's)
-are covered without a list to keep up to date:
-
-- ``/``, and ``/health`` and ``/metrics`` when configured public: nothing;
-- ``GET``/``HEAD``: ``read``;
-- ``POST /queues/{name}/pause|resume``: ``admin``;
-- any other ``POST`` (or other method): ``write``.
+Only when tokens are configured (see :mod:`servcore.auth`). Each route says
+what it needs: the API's routes are built from their endpoints
+(:mod:`servcore.http.routes`, where each has its scope), the dashboard's
+say it where they are made. A :class:`RouteIndex` finds a request's route
+before Starlette routes it; a path no route serves needs ``read`` for
+``GET``/``HEAD``/``OPTIONS`` and ``write`` for anything else, so a 404
+tells nothing to someone without a token.
 
 A token comes as ``Authorization: Bearer <token>``, or from the dashboard's
 session cookie (see :mod:`servcore.http.sessions`), which also needs the CSRF
@@ -18,10 +17,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import msgspec
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from servcore.auth import ApiToken, find_token, grants
@@ -36,13 +37,69 @@ from servcore.http.sessions import (
 )
 from servcore.service import Service
 
-_ADMIN_PATH = re.compile(r"^/queues/[^/]+/(pause|resume)$")
-# Exactly these: a pipeline's routes may not start with /dashboard (see pipelines).
-_DASHBOARD_PUBLIC = frozenset(
-    {"/dashboard", "/dashboard/", "/dashboard/login", "/dashboard/whoami"}
-)
 _READING = frozenset({"GET", "HEAD", "OPTIONS"})
 _encode = msgspec.json.encode
+
+
+class Access(Protocol):
+    """What calling a route with one method needs."""
+
+    @property
+    def scope(self) -> str | None:
+        """``read``, ``write`` or ``admin``; None: anyone may."""
+
+    @property
+    def public_if(self) -> Callable[[ServiceConfig], bool] | None:
+        """A setting that opens it to anyone (``public_health``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """An :class:`Access` for routes that are not API endpoints (the dashboard's)."""
+
+    scope: str | None
+    public_if: Callable[[ServiceConfig], bool] | None = None
+
+
+class GuardedRoute(Route):
+    """A Starlette route that says what each of its methods needs."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], access: Mapping[str, Access]):
+        super().__init__(path, endpoint, methods=list(access))
+        self.access = dict(access)
+        if "GET" in access:
+            self.access.setdefault("HEAD", access["GET"])
+
+
+Found = tuple[GuardedRoute, Access, dict[str, str]]
+
+
+class RouteIndex:
+    """The guarded route a request is for, found the way Starlette would (the
+    first route in order that serves its path and method), but before it."""
+
+    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+        self._by_segment: dict[str, list[GuardedRoute]] = {}
+        for route in routes:
+            if isinstance(route, GuardedRoute):
+                self._by_segment.setdefault(_first_segment(route.path), []).append(route)
+
+    def find(self, method: str, path: str) -> Found | None:
+        """The route, what it needs for ``method``, and its path parameters."""
+        for route in self._by_segment.get(_first_segment(path), ()):
+            access = route.access.get(method)
+            if access is None:
+                continue
+            if not route.param_convertors:
+                if route.path == path:
+                    return route, access, {}
+            elif (match := route.path_regex.match(path)) is not None:
+                return route, access, match.groupdict()
+        return None
+
+
+def _first_segment(path: str) -> str:
+    return path.split("/", 2)[1] if path.startswith("/") else path
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,21 +109,14 @@ class Denial:
     headers: list[tuple[bytes, bytes]]
 
 
-def required_scope(method: str, path: str, config: ServiceConfig) -> str | None:
-    """The scope a request needs; None for the public ones."""
-    if path == "/" or (path == "/health" and config.public_health):
+def required_scope(method: str, access: Access | None, config: ServiceConfig) -> str | None:
+    """The scope a request needs (``access``: its route's, None if no route serves
+    it); None for the public ones."""
+    if access is None:
+        return "read" if method in _READING else "write"
+    if access.public_if is not None and access.public_if(config):
         return None
-    if path == "/metrics" and config.public_metrics:
-        return None
-    if path in _DASHBOARD_PUBLIC or path.startswith("/dashboard/static/"):
-        return None  # the dashboard's pages sign in by themselves; its API calls come here
-    if path == "/dashboard/logout":
-        return "read"  # any session may end itself (with its CSRF header)
-    if method in _READING:
-        return "read"
-    if _ADMIN_PATH.match(path):
-        return "admin"
-    return "write"
+    return access.scope
 
 
 def bearer(scope: Scope) -> str | None:
@@ -84,23 +134,25 @@ class AccessGuard:
         self.sessions = sessions
         self.limiter = SignInLimiter()  # failed tokens, by client address
 
-    def deny(self, scope: Scope, path: str, config: ServiceConfig) -> Denial | None:
+    def deny(self, scope: Scope, access: Access | None, config: ServiceConfig) -> Denial | None:
+        """Why the request may not go on (``access``: what its route needs, None
+        if no route serves it), or None if it may."""
         denial = cross_site(scope) or foreign_host(scope, config)
         if denial is None and config.tokens:
-            denial = check(scope, path, config, self.sessions, self.limiter)
+            denial = check(scope, access, config, self.sessions, self.limiter)
         return denial
 
 
 def check(
     scope: Scope,
-    path: str,
+    access: Access | None,
     config: ServiceConfig,
     sessions: Sessions | None = None,
     limiter: SignInLimiter | None = None,
 ) -> Denial | None:
     """Why the request may not go on, or None if it may."""
     method = scope["method"]
-    needed = required_scope(method, path, config)
+    needed = required_scope(method, access, config)
     if needed is None:
         return None
     presented = bearer(scope)
@@ -230,13 +282,18 @@ async def send_denial(send: Send, denial: Denial) -> None:
 
 
 def gated(app: ASGIApp, service: Service) -> ASGIApp:
-    """``app`` behind the guard (for apps other than the API, e.g. the metrics port)."""
+    """``app`` behind the guard (for apps other than the API, e.g. the metrics port,
+    or your own Starlette app with :func:`~servcore.http.app.job_routes`: its
+    routes say what they need)."""
 
     guard = AccessGuard()
+    index = RouteIndex(getattr(app, "routes", ()))
 
     async def gate(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            denial = guard.deny(scope, scope["path"], service.config)
+            found = index.find(scope["method"], scope["path"])
+            access = found[1] if found is not None else None
+            denial = guard.deny(scope, access, service.config)
             if denial is not None:
                 await send_denial(send, denial)
                 return

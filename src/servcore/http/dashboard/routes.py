@@ -15,10 +15,17 @@ from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from servcore.auth import find_token
-from servcore.http.gate import AccessGuard, client_of, is_loopback, session_of
+from servcore.http.gate import (
+    AccessGuard,
+    GuardedRoute,
+    Needs,
+    client_of,
+    is_loopback,
+    session_of,
+)
 from servcore.http.sessions import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Session
 from servcore.http.validation import BadRequest, read_body
 from servcore.service import Service
@@ -39,6 +46,7 @@ SECURITY_HEADERS = {
     "cross-origin-opener-policy": "same-origin",
 }
 _MAX_LOGIN_BODY = 4096
+_ANYONE = Needs(None)
 
 
 def _static(name: str) -> bytes:
@@ -160,12 +168,14 @@ def dashboard_routes(service: Service, guard: AccessGuard) -> list[BaseRoute]:
         headers = {**SECURITY_HEADERS, "cache-control": "no-cache"}
         return Response(_static(name), headers=headers, media_type=kind)
 
+    # The pages sign in by themselves (their API calls are guarded as any
+    # client's); any session may end itself (with its CSRF header).
     return [
-        Route("/dashboard", index, methods=["GET"]),
-        Route("/dashboard/", index, methods=["GET"]),
-        Route("/dashboard/login", login_page, methods=["GET"]),
-        Route("/dashboard/login", login, methods=["POST"]),
-        Route("/dashboard/logout", logout, methods=["POST"]),
-        Route("/dashboard/whoami", whoami, methods=["GET"]),
-        Route("/dashboard/static/{name}", asset, methods=["GET"]),
+        GuardedRoute("/dashboard", index, {"GET": _ANYONE}),
+        GuardedRoute("/dashboard/", index, {"GET": _ANYONE}),
+        GuardedRoute("/dashboard/login", login_page, {"GET": _ANYONE}),
+        GuardedRoute("/dashboard/login", login, {"POST": _ANYONE}),
+        GuardedRoute("/dashboard/logout", logout, {"POST": Needs("read")}),
+        GuardedRoute("/dashboard/whoami", whoami, {"GET": _ANYONE}),
+        GuardedRoute("/dashboard/static/{name}", asset, {"GET": _ANYONE}),
     ]
