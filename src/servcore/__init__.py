@@ -14,9 +14,9 @@ from servcore.clock import Clock, SystemClock
 from servcore.config import ServiceConfig
 from servcore.errors import ConfigError, ServcoreError
 from servcore.http.app import create_app, job_routes
+from servcore.job_requests import JobRequestError, UniqueConflict
 from servcore.jobs import Job, JobError, JobStatus, NewJob
 from servcore.pipelines import Pipeline
-from servcore.requests import JobRequestError, UniqueConflict
 from servcore.retry import Backoff
 from servcore.service import Service
 from servcore.store import MemoryStore, SqliteStore, Store, StoreError, store_from_url

@@ -19,15 +19,15 @@ import click
 import msgspec
 import uvloop
 
-from servcore import requests
+from servcore import job_requests
 from servcore.config import env_overrides
 from servcore.config_file import load_configuration
 from servcore.errors import ConfigError
 from servcore.http.serialization import job_to_json, queue_to_json
 from servcore.job_reads import JobQuery, StatusFilter
+from servcore.job_requests import JobRequestError
 from servcore.logs import FORMATS, LEVELS, configure_logging
 from servcore.process_main import ServeError, run_workers, serve
-from servcore.requests import JobRequestError
 from servcore.service import Service
 from servcore.store.base import StoreError
 from servcore.timestamps import TimestampError, parse_timestamp
@@ -283,14 +283,14 @@ def _parse_payload(ctx: click.Context, param: click.Parameter, value: str) -> An
 def _job_request_options(command: Callable[..., None]) -> Callable[..., None]:
     """``--payload``, ``--queue``, ``--max-attempts``, …: one option per
     :class:`~servcore.jobs.JobRequest` field, with its type, range and help."""
-    for request_field in reversed(requests.FIELDS):
+    for request_field in reversed(job_requests.FIELDS):
         command = click.option(
             "--" + request_field.name.replace("_", "-"), **_option_settings(request_field)
         )(command)
     return command
 
 
-def _option_settings(request_field: requests.RequestField) -> dict[str, Any]:
+def _option_settings(request_field: job_requests.RequestField) -> dict[str, Any]:
     settings: dict[str, Any] = {"help": request_field.description}
     low, high, low_open = request_field.bounds
     if request_field.kind == "object":

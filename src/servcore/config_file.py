@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 from servcore.auth import ApiToken
 from servcore.config import env_overrides
 from servcore.errors import ConfigError
+from servcore.job_requests import JobRequestError
 from servcore.pipelines import Pipeline, import_reference
-from servcore.requests import JobRequestError
 from servcore.retry import Backoff
 from servcore.store.base import StoreError
 from servcore.tasks import TaskRegistry

@@ -16,6 +16,13 @@ from servcore.clock import Clock
 from servcore.config import ServiceConfig
 from servcore.cron import CronEntry
 from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
+from servcore.job_requests import (
+    JobRequestError,
+    JobStateError,
+    UniqueConflict,
+    job_request,
+    to_new_job,
+)
 from servcore.jobs import (
     DEFAULT_MAX_ATTEMPTS,
     Job,
@@ -25,13 +32,6 @@ from servcore.jobs import (
     valid_queue_name,
 )
 from servcore.queue_router import QueueRouter
-from servcore.requests import (
-    JobRequestError,
-    JobStateError,
-    UniqueConflict,
-    job_request,
-    to_new_job,
-)
 from servcore.store.base import Store
 from servcore.worker_node import NODE_HEARTBEAT, WorkerNode
 

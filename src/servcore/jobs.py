@@ -3,7 +3,7 @@
 :class:`JobRequest` is the one definition of what a client may ask for: each
 field's type, range and default. HTTP validation, ``Service.build_job``, the
 CLI's ``enqueue`` options and the OpenAPI schema are all derived from it (see
-:mod:`servcore.requests`). A new optional job field is a field here (and on
+:mod:`servcore.job_requests`). A new optional job field is a field here (and on
 :class:`NewJob` and :class:`Job` when it is stored), a store column, and the
 code where it takes effect.
 

@@ -36,12 +36,12 @@ from servcore.config_file import load_configuration
 from servcore.cron import CronEntry, CronError
 from servcore.job_client import JobClient
 from servcore.job_reads import QueueInfo
+from servcore.job_requests import JobRequestError
 from servcore.leadership.base import Leadership
 from servcore.maintenance.rescuer import Rescuer
 from servcore.metrics import Metrics
 from servcore.pipelines import Pipeline
 from servcore.queue_router import QueueRouter
-from servcore.requests import JobRequestError
 from servcore.retry import Backoff
 from servcore.runtime.queue import QueueRuntime
 from servcore.store import store_from_url

@@ -24,7 +24,7 @@ from servcore import (
     cancel_requested,
     raise_if_cancelled,
 )
-from servcore.requests import UniqueConflict
+from servcore.job_requests import UniqueConflict
 from servcore.store.base import ClaimParams
 from tests import process_pool_tasks
 from tests.conftest import finished, hanging, wait_for

@@ -14,7 +14,7 @@ LAYERS: list[set[str]] = [
     {
         "tasks",
         "cron",
-        "requests",
+        "job_requests",
         "auth",
         "config",
         "pipelines",

@@ -44,8 +44,8 @@ def test_exported_members_are_exactly_the_public_api() -> None:
 
 def test_every_public_error_derives_from_servcore_error() -> None:
     from servcore.cron import CronError
+    from servcore.job_requests import JobStateError
     from servcore.process_main import ServeError
-    from servcore.requests import JobStateError
     from servcore.runtime.processes import ProcessTaskError
     from servcore.timestamps import TimestampError
 

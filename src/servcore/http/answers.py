@@ -18,8 +18,7 @@ from servcore.http import validation
 from servcore.http.serialization import encode, job_to_json
 from servcore.http.validation import MAX_JOB_ID, SCHEDULE_FIELDS, BadRequest
 from servcore.job_reads import Insertion
-from servcore.jobs import Job, JobRequest, NewJob
-from servcore.requests import (
+from servcore.job_requests import (
     MISSING_PAYLOAD,
     JobRequestError,
     JobStateError,
@@ -27,6 +26,7 @@ from servcore.requests import (
     decode_job_request,
     job_request,
 )
+from servcore.jobs import Job, JobRequest, NewJob
 from servcore.service import Service
 from servcore.timestamps import format_timestamp
 

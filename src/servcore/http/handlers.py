@@ -27,8 +27,8 @@ from servcore.http.serialization import (
 )
 from servcore.http.validation import BadRequest, read_body
 from servcore.job_reads import JobQuery
+from servcore.job_requests import JobRequestError
 from servcore.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from servcore.requests import JobRequestError
 from servcore.service import Service
 from servcore.timestamps import format_timestamp
 

@@ -13,7 +13,7 @@ import msgspec
 from starlette.requests import Request
 
 from servcore.job_reads import StatusFilter
-from servcore.requests import json_type
+from servcore.job_requests import json_type
 
 SCHEDULE_FIELDS = "Required fields: payload (object), run_at (ISO8601)"
 MAX_PER_PAGE = 200
