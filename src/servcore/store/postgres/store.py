@@ -221,21 +221,29 @@ class PostgresStore:
         return self._pool
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        async with self._errors(statement_head(sql)):
+        # Plain try/except, not _errors(): this is every job verb's path, and
+        # the statement's head is worked out only when something failed.
+        try:
             return list(await self._ready_pool().fetch(sql, *args))
+        except DATABASE_ERRORS as error:
+            raise await self._store_error(error, statement_head(sql)) from error
 
     @contextlib.asynccontextmanager
     async def _errors(self, what: str) -> AsyncIterator[None]:
-        """Database errors as StoreError; a timeout logged with the likely blockers."""
+        """Database errors as StoreError (see :meth:`_store_error`)."""
         try:
             yield
-        except TIMEOUT_ERRORS as error:
-            pool = self._pool
-            blockers = await describe_blockers(pool, self.schema) if pool is not None else ""
-            log.warning("PostgreSQL gave up on %s: %s; holding locks: %s", what, error, blockers)
-            raise StoreError(f"PostgreSQL gave up on {what}: {error}") from error
         except DATABASE_ERRORS as error:
-            raise StoreError(f"PostgreSQL failed: {error}") from error
+            raise await self._store_error(error, what) from error
+
+    async def _store_error(self, error: BaseException, what: str) -> StoreError:
+        """``error`` as a StoreError; a timeout logged with the likely blockers."""
+        if not isinstance(error, TIMEOUT_ERRORS):
+            return StoreError(f"PostgreSQL failed: {error}")
+        pool = self._pool
+        blockers = await describe_blockers(pool, self.schema) if pool is not None else ""
+        log.warning("PostgreSQL gave up on %s: %s; holding locks: %s", what, error, blockers)
+        return StoreError(f"PostgreSQL gave up on {what}: {error}")
 
     # -- writes -----------------------------------------------------------
 
