@@ -128,7 +128,6 @@ class Service(JobClient):
             telemetry=self.telemetry,
             health=self.health_state,
         )
-        self.node.samples_queues = self._samples_queues
 
     def configure(self, **overrides: Any) -> None:
         """Change settings before :meth:`start` (the CLI applies env and flags here)."""
@@ -192,7 +191,7 @@ class Service(JobClient):
                 telemetry=self.telemetry,
             )
             apart.tracing = self.tracing
-            apart._samples_queues = apart.node.samples_queues = False
+            apart._samples_queues = False
             self.router.hold_apart(pipeline.name, apart)
 
     @property
@@ -326,7 +325,7 @@ class Service(JobClient):
                 await self.node.start(
                     concurrency,
                     cron_entries=list(self.cron_entries.values()),
-                    list_queues=self._active_queues,
+                    list_queues=self._active_queues if self._samples_queues else None,
                 )
         except BaseException:
             # Half started is worse than stopped: undo it all, then say why.

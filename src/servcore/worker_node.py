@@ -64,7 +64,6 @@ class WorkerNode:
         self.rescuer = Rescuer(store, config.max_rescues, self._on_rescued, self.held)
         self.pruner = Pruner(store, config.retention)
         self.leadership: Leadership = SoleLeadership()
-        self.samples_queues = True  # a pipeline's own node leaves it to its parent's
         self._sampled_queues: set[str] = set()
         self._threads: ThreadPoolExecutor | None = None
         self._processes: ProcessPool | None = None
@@ -78,9 +77,10 @@ class WorkerNode:
         concurrency: Mapping[str, int],
         *,
         cron_entries: Sequence[CronEntry],
-        list_queues: Callable[[], Awaitable[list[QueueInfo]]],
+        list_queues: Callable[[], Awaitable[list[QueueInfo]]] | None,
     ) -> None:
-        """Run the queues ``concurrency`` names, with that many slots each."""
+        """Run the queues ``concurrency`` names, with that many slots each;
+        sample the depths of the queues ``list_queues`` lists (None: not here)."""
         config = self.config
         self._hurry = asyncio.Event()
         self._threads = ThreadPoolExecutor(
@@ -122,7 +122,7 @@ class WorkerNode:
     def _start_maintenance(
         self,
         cron_entries: Sequence[CronEntry],
-        list_queues: Callable[[], Awaitable[list[QueueInfo]]],
+        list_queues: Callable[[], Awaitable[list[QueueInfo]]] | None,
     ) -> None:
         """The periodic parts; those that act for the whole cluster only on the leader."""
 
@@ -159,7 +159,7 @@ class WorkerNode:
                 look_every=config.poll_interval,
             )
             self.supervisor.start("cron", scheduler.run)
-        if self.samples_queues:
+        if list_queues is not None:
 
             async def sample(now: datetime) -> None:
                 await self._sample_queues(now, list_queues)
