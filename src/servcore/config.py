@@ -1,22 +1,27 @@
-"""Service settings: frozen, typed, validated once; read from the environment at the edge.
+"""Service settings: frozen, typed, validated once, nested by the part that reads them.
 
-One name per setting everywhere (see DESIGN.md): ``SERVCORE_STORE`` /
-``--store``, ``PORT`` or ``SERVCORE_PORT`` / ``--port``, ``SERVCORE_HOST`` /
-``--host``, ``SERVCORE_NODE`` / ``--node``, ``SERVCORE_CONCURRENCY`` /
-``--concurrency``, ``SERVCORE_QUEUE_CONCURRENCY`` (``email=8,media=2``),
-``SERVCORE_PROCESSES`` (worker processes for
-``executor="process"`` tasks), ``SERVCORE_SHUTDOWN_GRACE`` / ``--shutdown-grace``,
-``SERVCORE_LEASE`` / ``--lease``, ``SERVCORE_QUEUES`` / ``--queues``.
-Flags override the environment, which overrides defaults.
+Every setting is declared once, as a field of its part's settings class with
+a :func:`setting` spec: its default, the TOML type a configuration file gives
+it, the environment variable(s) that set it and the rule it must meet.
+:data:`SETTINGS` collects those specs into the one table that the
+environment reader, the configuration file (:mod:`servcore.config_file`),
+validation and ``configure()`` all use. A setting keeps one flat name
+everywhere (``SERVCORE_LEASE``, ``lease = 30`` in ``servcore.toml``,
+``ServiceConfig(lease=30)``, ``service.configure(lease=30)``); in code each
+part reads its own group: ``config.http.port``, ``config.runtime.lease``.
+
+Later sources win: defaults, then the file, then the environment, then
+flags or arguments.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from servcore.auth import ApiToken, tokens_from_env
@@ -30,20 +35,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_QUEUES = ("default",)
 
 
-# Settings in seconds; each must be a finite number.
-_TIMES = (
-    "lease",
-    "rescue_interval",
-    "poll_interval",
-    "shutdown_grace",
-    "retention",
-    "prune_interval",
-    "expire_interval",
-    "sample_interval",
-    "unique_period",
-)
-
-
 def default_node() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -52,116 +43,7 @@ def default_concurrency() -> int:
     return os.cpu_count() or 1
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceConfig:
-    """Everything a :class:`~servcore.service.Service` needs to know.
-
-    Times are seconds. ``lease`` is how long a claim holds without renewal;
-    running jobs renew theirs every ``lease / 3``. ``poll_interval`` caps how
-    long an idle queue waits before looking at the store on its own (it is
-    woken at once by local submissions and at each job's ``run_at``).
-    """
-
-    store: str = DEFAULT_STORE
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    node: str = field(default_factory=default_node)
-    queues: tuple[str, ...] = DEFAULT_QUEUES
-    concurrency: int = field(default_factory=default_concurrency)
-    # Per queue, overriding ``concurrency`` and a pipeline's own.
-    queue_concurrency: Mapping[str, int] = field(default_factory=dict)
-    processes: int = field(default_factory=default_concurrency)
-    lease: float = DEFAULT_LEASE
-    max_rescues: int = 3
-    rescue_interval: float = 0.5
-    poll_interval: float = 1.0
-    shutdown_grace: float = 15.0
-    retention: float = 7 * 24 * 3600.0
-    prune_interval: float = 3600.0
-    expire_interval: float = 1.0
-    # How often each worker node samples queue depths (queue.depth, metrics gauges).
-    sample_interval: float = 5.0
-    backoff: Backoff = DEFAULT_BACKOFF
-    max_body_bytes: int = 1024 * 1024
-    # Prometheus metrics at GET /metrics, and on a port of their own if set
-    # (the seed's 9568; the only HTTP a `servcore worker` serves).
-    metrics: bool = True
-    metrics_port: int | None = None
-    # OpenTelemetry spans (needs the `otel` extra); see servcore.tracing.
-    tracing: bool = False
-    # API tokens (servcore.auth). None configured: the API is open, and serve
-    # binds only to loopback unless allow_open says otherwise.
-    tokens: tuple[ApiToken, ...] = ()
-    allow_open: bool = False
-    public_health: bool = True
-    public_metrics: bool = False
-    # Signs dashboard session cookies; random per process unless set (set it
-    # when several processes serve the dashboard behind one address).
-    session_secret: str | None = None
-    unique_period: float = 3600.0
-
-    def __post_init__(self) -> None:
-        for name in _TIMES:
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value)):
-                raise ConfigError(f"{name} must be a finite number of seconds, not {value!r}")
-        checks = [
-            (1 <= self.port <= 65535, "port must be between 1 and 65535"),
-            (
-                self.metrics_port is None or 1 <= self.metrics_port <= 65535,
-                "metrics_port must be between 1 and 65535",
-            ),
-            (bool(self.node), "node name must not be empty"),
-            (bool(self.queues) and all(self.queues), "queues must be non-empty names"),
-            (1 <= self.concurrency <= 10_000, "concurrency must be between 1 and 10000"),
-            (1 <= self.processes <= 1_000, "processes must be between 1 and 1000"),
-            (
-                all(1 <= n <= 10_000 for n in self.queue_concurrency.values()),
-                "a queue's concurrency must be between 1 and 10000",
-            ),
-            (self.lease > 0, "lease must be > 0 seconds"),
-            (self.max_rescues >= 0, "max_rescues must be >= 0"),
-            (self.rescue_interval > 0, "rescue_interval must be > 0 seconds"),
-            (self.poll_interval > 0, "poll_interval must be > 0 seconds"),
-            (self.shutdown_grace >= 0, "shutdown_grace must be >= 0 seconds"),
-            (self.retention > 0, "retention must be > 0 seconds"),
-            (self.prune_interval > 0, "prune_interval must be > 0 seconds"),
-            (self.expire_interval > 0, "expire_interval must be > 0 seconds"),
-            (self.sample_interval > 0, "sample_interval must be > 0 seconds"),
-            (self.max_body_bytes >= 1024, "max_body_bytes must be >= 1024"),
-            (self.unique_period > 0, "unique_period must be > 0 seconds"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-
-    def with_overrides(self, **overrides: Any) -> ServiceConfig:
-        """A copy with the given settings changed; ``None`` values are ignored."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServiceConfig:
-        """Defaults, then the environment, then ``overrides`` (the CLI's flags)."""
-        given = {name: value for name, value in overrides.items() if value is not None}
-        return cls().with_overrides(**{**env_overrides(env), **given})
-
-
-def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The settings the environment gives, by setting name."""
-    env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    port = env.get("PORT") or env.get("SERVCORE_PORT")
-    if port:
-        values["port"] = _integer("PORT", port)
-    for variable, (setting, parse) in _ENVIRONMENT.items():
-        text = env.get(variable)
-        if text:
-            values[setting] = parse(variable, text)
-    return values
+# --- How a setting's text in the environment is read -------------------------
 
 
 def _text(name: str, text: str) -> str:
@@ -193,7 +75,7 @@ def _integer(name: str, text: str) -> int:
         raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
 
 
-def _queue_concurrency(name: str, text: str) -> dict[str, int]:
+def _queue_concurrency(variable: str, text: str) -> dict[str, int]:
     """``"email=8,media=2"`` → ``{"email": 8, "media": 2}``."""
     values = {}
     for item in text.split(","):
@@ -202,10 +84,9 @@ def _queue_concurrency(name: str, text: str) -> dict[str, int]:
             continue
         if not equals or not name.strip():
             raise ConfigError(
-                f"SERVCORE_QUEUE_CONCURRENCY takes queue=number pairs, e.g. email=8,media=2; "
-                f"got {item.strip()!r}"
+                f"{variable} takes queue=number pairs, e.g. email=8,media=2; got {item.strip()!r}"
             )
-        values[name.strip()] = _integer(f"SERVCORE_QUEUE_CONCURRENCY ({name.strip()})", number)
+        values[name.strip()] = _integer(f"{variable} ({name.strip()})", number)
     return values
 
 
@@ -218,23 +99,308 @@ def _switch(name: str, text: str) -> bool:
     raise ConfigError(f"{name} must be on or off (1/0, true/false), got {text!r}")
 
 
-# Environment variable → (setting, how its text is read).
-_ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
-    "SERVCORE_STORE": ("store", _text),
-    "SERVCORE_HOST": ("host", _text),
-    "SERVCORE_NODE": ("node", _text),
-    "SERVCORE_CONCURRENCY": ("concurrency", _integer),
-    "SERVCORE_QUEUE_CONCURRENCY": ("queue_concurrency", _queue_concurrency),
-    "SERVCORE_PROCESSES": ("processes", _integer),
-    "SERVCORE_QUEUES": ("queues", _queues),
-    "SERVCORE_LEASE": ("lease", _number),
-    "SERVCORE_SHUTDOWN_GRACE": ("shutdown_grace", _number),
-    "SERVCORE_METRICS": ("metrics", _switch),
-    "SERVCORE_METRICS_PORT": ("metrics_port", _integer),
-    "SERVCORE_TRACING": ("tracing", _switch),
-    "SERVCORE_TOKENS": ("tokens", _tokens),
-    "SERVCORE_ALLOW_OPEN": ("allow_open", _switch),
-    "SERVCORE_PUBLIC_HEALTH": ("public_health", _switch),
-    "SERVCORE_PUBLIC_METRICS": ("public_metrics", _switch),
-    "SERVCORE_SESSION_SECRET": ("session_secret", _text),
+# --- The spec of one setting --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """What the table knows of one setting besides its name, type and default."""
+
+    part: str
+    toml: str  # the TOML type a configuration file gives it ("number" takes integers)
+    env: tuple[str, ...] = ()  # variables that set it, the first one present wins
+    parse: Callable[[str, str], Any] = _text
+    valid: Callable[[Any], bool] | None = None
+    rule: str = ""  # the error when ``valid`` says no
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    toml: str,
+    env: str | tuple[str, ...] = (),
+    parse: Callable[[str, str], Any] = _text,
+    valid: Callable[[Any], bool] | None = None,
+    rule: str = "",
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A settings field with its spec (the part is filled in by :func:`_collect`)."""
+    spec = SettingSpec("", toml, (env,) if isinstance(env, str) else env, parse, valid, rule)
+    if factory is not None:
+        return field(default_factory=factory, metadata={"setting": spec})
+    return field(default=default, metadata={"setting": spec})
+
+
+def seconds(default: float, *, env: str = "", at_least_zero: bool = False) -> Any:
+    """A time in seconds: finite, and > 0 (or >= 0)."""
+    return setting(
+        default,
+        toml="number",
+        env=(env,) if env else (),
+        parse=_number,
+        valid=(lambda v: v >= 0) if at_least_zero else (lambda v: v > 0),
+        rule="must be >= 0 seconds" if at_least_zero else "must be > 0 seconds",
+    )
+
+
+def _check(settings: Any) -> None:
+    for item in dataclasses.fields(settings):
+        spec: SettingSpec = item.metadata["setting"]
+        value = getattr(settings, item.name)
+        if spec.toml == "number" and not (isinstance(value, int | float) and math.isfinite(value)):
+            raise ConfigError(f"{item.name} must be a finite number of seconds, not {value!r}")
+        if spec.valid is not None and not spec.valid(value):
+            rule = spec.rule
+            raise ConfigError(f"{item.name} {rule}" if rule.startswith("must") else rule)
+
+
+# --- The parts ----------------------------------------------------------------
+
+
+class _Part:
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings(_Part):
+    """Read by the HTTP server and ``process_main``."""
+
+    host: str = setting(DEFAULT_HOST, toml="string", env="SERVCORE_HOST")
+    port: int = setting(
+        DEFAULT_PORT,
+        toml="integer",
+        env=("PORT", "SERVCORE_PORT"),
+        parse=_integer,
+        valid=lambda v: 1 <= v <= 65535,
+        rule="must be between 1 and 65535",
+    )
+    max_body_bytes: int = setting(
+        1024 * 1024,
+        toml="integer",
+        parse=_integer,
+        valid=lambda v: v >= 1024,
+        rule="must be >= 1024",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings(_Part):
+    """Read by the access guard (``http/gate.py``) and the dashboard's sign-in.
+
+    No tokens: the API is open, and serve binds only to loopback unless
+    ``allow_open`` says otherwise. ``session_secret`` signs dashboard session
+    cookies; random per process unless set (set it when several processes
+    serve the dashboard behind one address)."""
+
+    tokens: tuple[ApiToken, ...] = setting((), toml="tokens", env="SERVCORE_TOKENS", parse=_tokens)
+    allow_open: bool = setting(False, toml="boolean", env="SERVCORE_ALLOW_OPEN", parse=_switch)
+    public_health: bool = setting(True, toml="boolean", env="SERVCORE_PUBLIC_HEALTH", parse=_switch)
+    public_metrics: bool = setting(
+        False, toml="boolean", env="SERVCORE_PUBLIC_METRICS", parse=_switch
+    )
+    session_secret: str | None = setting(None, toml="string", env="SERVCORE_SESSION_SECRET")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings(_Part):
+    """Read by the worker node and its queue runtimes.
+
+    ``lease`` is how long a claim holds without renewal; running jobs renew
+    theirs every ``lease / 3``. ``poll_interval`` caps how long an idle queue
+    waits before looking at the store on its own (it is woken at once by
+    local submissions and at each job's ``run_at``)."""
+
+    queues: tuple[str, ...] = setting(
+        DEFAULT_QUEUES,
+        toml="list of strings",
+        env="SERVCORE_QUEUES",
+        parse=_queues,
+        valid=lambda v: bool(v) and all(v),
+        rule="queues must be non-empty names",
+    )
+    concurrency: int = setting(
+        toml="integer",
+        env="SERVCORE_CONCURRENCY",
+        parse=_integer,
+        valid=lambda v: 1 <= v <= 10_000,
+        rule="must be between 1 and 10000",
+        factory=default_concurrency,
+    )
+    # Per queue, overriding ``concurrency`` and a pipeline's own.
+    queue_concurrency: Mapping[str, int] = setting(
+        toml="table of integers",
+        env="SERVCORE_QUEUE_CONCURRENCY",
+        parse=_queue_concurrency,
+        valid=lambda v: all(1 <= n <= 10_000 for n in v.values()),
+        rule="a queue's concurrency must be between 1 and 10000",
+        factory=dict,
+    )
+    # Worker processes for ``executor="process"`` tasks.
+    processes: int = setting(
+        toml="integer",
+        env="SERVCORE_PROCESSES",
+        parse=_integer,
+        valid=lambda v: 1 <= v <= 1_000,
+        rule="must be between 1 and 1000",
+        factory=default_concurrency,
+    )
+    lease: float = seconds(DEFAULT_LEASE, env="SERVCORE_LEASE")
+    poll_interval: float = seconds(1.0)
+    shutdown_grace: float = seconds(15.0, env="SERVCORE_SHUTDOWN_GRACE", at_least_zero=True)
+    backoff: Backoff = setting(DEFAULT_BACKOFF, toml="table")
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceSettings(_Part):
+    """Read by the leader-run maintenance (rescuer, pruner, expirer) and unique jobs."""
+
+    max_rescues: int = setting(
+        3, toml="integer", parse=_integer, valid=lambda v: v >= 0, rule="must be >= 0"
+    )
+    rescue_interval: float = seconds(0.5)
+    retention: float = seconds(7 * 24 * 3600.0)
+    prune_interval: float = seconds(3600.0)
+    expire_interval: float = seconds(1.0)
+    unique_period: float = seconds(3600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings(_Part):
+    """Prometheus metrics at GET /metrics, and on a port of their own if set
+    (the seed's 9568; the only HTTP a ``servcore worker`` serves);
+    OpenTelemetry spans (needs the ``otel`` extra, see servcore.tracing);
+    how often each worker node samples queue depths."""
+
+    metrics: bool = setting(True, toml="boolean", env="SERVCORE_METRICS", parse=_switch)
+    metrics_port: int | None = setting(
+        None,
+        toml="integer",
+        env="SERVCORE_METRICS_PORT",
+        parse=_integer,
+        valid=lambda v: v is None or 1 <= v <= 65535,
+        rule="must be between 1 and 65535",
+    )
+    tracing: bool = setting(False, toml="boolean", env="SERVCORE_TRACING", parse=_switch)
+    sample_interval: float = seconds(5.0)
+
+
+# Part name → its settings class, in the order ServiceConfig holds them.
+PARTS: dict[str, type[Any]] = {
+    "http": HttpSettings,
+    "auth": AuthSettings,
+    "runtime": RuntimeSettings,
+    "maintenance": MaintenanceSettings,
+    "telemetry": TelemetrySettings,
 }
+
+# The two settings every part may need: where the jobs are and who this node is.
+_TOP: dict[str, SettingSpec] = {
+    "store": SettingSpec("service", "string", ("SERVCORE_STORE",)),
+    "node": SettingSpec(
+        "service", "string", ("SERVCORE_NODE",), valid=bool, rule="node name must not be empty"
+    ),
+}
+
+
+def _collect() -> dict[str, SettingSpec]:
+    table = dict(_TOP)
+    for part, cls in PARTS.items():
+        for item in dataclasses.fields(cls):
+            table[item.name] = replace(item.metadata["setting"], part=part)
+    return table
+
+
+SETTINGS: dict[str, SettingSpec] = _collect()
+"""The one table: setting name → its spec (part, TOML type, environment, rule)."""
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class ServiceConfig:
+    """Everything a :class:`~servcore.service.Service` needs to know, by part.
+
+    Built from flat setting names (``ServiceConfig(concurrency=16, port=8080)``)
+    or whole parts (``ServiceConfig(http=HttpSettings(port=8080))``); flat
+    names are laid over the parts given. Times are seconds.
+    """
+
+    store: str
+    node: str
+    http: HttpSettings
+    auth: AuthSettings
+    runtime: RuntimeSettings
+    maintenance: MaintenanceSettings
+    telemetry: TelemetrySettings
+
+    def __init__(
+        self,
+        store: str = DEFAULT_STORE,
+        *,
+        node: str | None = None,
+        http: HttpSettings | None = None,
+        auth: AuthSettings | None = None,
+        runtime: RuntimeSettings | None = None,
+        maintenance: MaintenanceSettings | None = None,
+        telemetry: TelemetrySettings | None = None,
+        **settings: Any,
+    ) -> None:
+        unknown = sorted(name for name in settings if name not in SETTINGS or name in _TOP)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        node = default_node() if node is None else node
+        if not node:
+            raise ConfigError("node name must not be empty")
+        given: dict[str, Any] = {
+            "http": http,
+            "auth": auth,
+            "runtime": runtime,
+            "maintenance": maintenance,
+            "telemetry": telemetry,
+        }
+        object.__setattr__(self, "store", store)
+        object.__setattr__(self, "node", node)
+        for part, cls in PARTS.items():
+            current = given[part] if given[part] is not None else cls()
+            mine = {name: value for name, value in settings.items() if SETTINGS[name].part == part}
+            object.__setattr__(self, part, replace(current, **mine) if mine else current)
+
+    def with_overrides(self, **overrides: Any) -> ServiceConfig:
+        """A copy with the given settings (flat names or whole parts) changed;
+        ``None`` values are ignored."""
+        changes = {name: value for name, value in overrides.items() if value is not None}
+        parts = {part: changes.pop(part, getattr(self, part)) for part in PARTS}
+        return ServiceConfig(
+            changes.pop("store", self.store),
+            node=changes.pop("node", self.node),
+            **parts,
+            **changes,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting by its flat name (what ``with_overrides`` takes)."""
+        values: dict[str, Any] = {"store": self.store, "node": self.node}
+        for part in PARTS:
+            settings = getattr(self, part)
+            values.update({f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)})
+        return values
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServiceConfig:
+        """Defaults, then the environment, then ``overrides`` (the CLI's flags)."""
+        given = {name: value for name, value in overrides.items() if value is not None}
+        return cls().with_overrides(**{**env_overrides(env), **given})
+
+
+def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings the environment gives, by setting name."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for name, spec in SETTINGS.items():
+        for variable in spec.env:
+            text = env.get(variable)
+            if text:
+                values[name] = spec.parse(variable, text)
+                break
+    return values

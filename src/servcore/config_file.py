@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from servcore.auth import ApiToken
-from servcore.config import env_overrides
+from servcore.config import SETTINGS, env_overrides
 from servcore.errors import ConfigError
 from servcore.job_requests import JobRequestError
 from servcore.pipelines import Pipeline, import_reference
@@ -54,34 +54,6 @@ if TYPE_CHECKING:
 
 FILE_NAME = "servcore.toml"
 
-# Setting name → the TOML types it takes ("number" takes integers too).
-_SETTINGS = {
-    "store": "string",
-    "host": "string",
-    "port": "integer",
-    "node": "string",
-    "queues": "list of strings",
-    "concurrency": "integer",
-    "processes": "integer",
-    "lease": "number",
-    "max_rescues": "integer",
-    "rescue_interval": "number",
-    "poll_interval": "number",
-    "shutdown_grace": "number",
-    "retention": "number",
-    "prune_interval": "number",
-    "expire_interval": "number",
-    "max_body_bytes": "integer",
-    "unique_period": "number",
-    "backoff": "table",
-    "metrics": "boolean",
-    "metrics_port": "integer",
-    "tracing": "boolean",
-    "allow_open": "boolean",
-    "public_health": "boolean",
-    "public_metrics": "boolean",
-    "session_secret": "string",
-}
 _TOKEN_KEYS = {"name": "string", "scope": "string", "token": "string", "sha256": "string"}
 _PIPELINE_KEYS = {
     "concurrency": "integer",
@@ -103,7 +75,7 @@ _CRON_KEYS = {
     "backoff": "number",
     "result_ttl": "number",
 }
-_TOP_KEYS = {"service", "tasks", "pipelines", "cron", "tokens", *_SETTINGS}
+_TOP_KEYS = {"service", "tasks", "pipelines", "cron", *SETTINGS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +177,8 @@ def load_config_file(path: Path) -> ConfigFile:
     if service is not None:
         _check(where, "service", service, "string")
     settings = {
-        name: _setting(where, name, value) for name, value in document.items() if name in _SETTINGS
+        name: _setting(where, name, value) for name, value in document.items() if name in SETTINGS
     }
-    if "tokens" in document:
-        settings["tokens"] = _tokens(where, document["tokens"])
     tasks = document.get("tasks", [])
     if isinstance(tasks, str):
         tasks = [tasks]
@@ -234,7 +204,9 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _setting(where: str, name: str, value: Any) -> Any:
-    kind = _SETTINGS[name]
+    kind = SETTINGS[name].toml
+    if kind == "tokens":
+        return _tokens(where, value)
     _check(where, name, value, kind)
     if name == "queues":
         return tuple(value)
@@ -321,6 +293,8 @@ def _is(value: Any, kind: str) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "table":
         return isinstance(value, dict)
+    if kind == "table of integers":
+        return isinstance(value, dict) and all(_is(item, "integer") for item in value.values())
     if kind == "boolean":
         return isinstance(value, bool)
     return isinstance(value, list) and all(isinstance(item, str) for item in value)

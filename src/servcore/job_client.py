@@ -118,7 +118,7 @@ class JobClient:
         """Store a job with a ``unique_key`` unless one with that key was stored
         within ``unique_period`` seconds; say which happened."""
         now = self.clock.now()
-        since = now - timedelta(seconds=self.config.unique_period)
+        since = now - timedelta(seconds=self.config.maintenance.unique_period)
         insertion = await self.store.insert_unique(new_job, now, since)
         if insertion.outcome == "created":
             self.node.wake_for([insertion.job])

@@ -95,13 +95,15 @@ def _metrics_socket(service: Service) -> socket.socket | None:
     """The metrics port's socket, bound before anything starts (a taken port
     stops the process before its workers run)."""
     config = service.config
-    if config.metrics_port is None:
+    if config.telemetry.metrics_port is None:
         return None
     if service.metrics is None:
-        log.warning("Metrics are switched off: not serving them on port %d", config.metrics_port)
+        log.warning(
+            "Metrics are switched off: not serving them on port %d", config.telemetry.metrics_port
+        )
         return None
     try:
-        return _listen(config.host, config.metrics_port)
+        return _listen(config.http.host, config.telemetry.metrics_port)
     except ServeError as error:
         raise ServeError(f"metrics port: {error}") from None
 
@@ -118,7 +120,7 @@ async def _metrics_port(service: Service, sock: socket.socket | None) -> AsyncIt
     )
     server = _server(app)
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="metrics server")
-    log.info("Metrics on http://%s:%d/metrics", config.host, config.metrics_port)
+    log.info("Metrics on http://%s:%d/metrics", config.http.host, config.telemetry.metrics_port)
     try:
         yield
     finally:
@@ -132,26 +134,26 @@ async def _metrics_port(service: Service, sock: socket.socket | None) -> AsyncIt
 
 def _check_exposure(config: ServiceConfig) -> None:
     """Without tokens the API is open: only on loopback, unless the user says so."""
-    if not config.tokens and not is_loopback(config.host) and not config.allow_open:
+    if not config.auth.tokens and not is_loopback(config.http.host) and not config.auth.allow_open:
         raise ServeError(
-            f"refusing to serve on {config.host} with no API tokens: anyone who can reach it "
+            f"refusing to serve on {config.http.host} with no API tokens: anyone who can reach it "
             "could change jobs. Configure tokens (SERVCORE_TOKENS=admin:<secret>), or bind to "
             "127.0.0.1, or pass --allow-open (SERVCORE_ALLOW_OPEN=1) to serve it open anyway"
         )
 
 
 def _say_exposure(config: ServiceConfig) -> None:
-    if config.tokens:
-        count = len(config.tokens)
+    if config.auth.tokens:
+        count = len(config.auth.tokens)
         log.info("Access control: %d API token(s); every route checks its scope", count)
-    elif is_loopback(config.host):
+    elif is_loopback(config.http.host):
         log.warning("No API tokens configured: the API is open to anyone on this machine")
     else:
         log.warning(
             "No API tokens configured and --allow-open given: the API is OPEN to anyone "
             "who can reach %s:%d",
-            config.host,
-            config.port,
+            config.http.host,
+            config.http.port,
         )
 
 
@@ -159,7 +161,7 @@ async def serve(service: Service, *, workers: bool = True) -> None:
     """Serve the HTTP API (and, with ``workers``, run the queues) until SIGTERM/SIGINT."""
     config = service.config
     _check_exposure(config)
-    sock = _listen(config.host, config.port)
+    sock = _listen(config.http.host, config.http.port)
     try:
         metrics_sock = _metrics_socket(service)
     except ServeError:
@@ -179,8 +181,8 @@ async def serve(service: Service, *, workers: bool = True) -> None:
         async with _metrics_port(service, metrics_sock):
             with _on_signals(stop, hurry):
                 _say_exposure(config)
-                host = f"[{config.host}]" if ":" in config.host else config.host
-                log.info("Starting server on http://%s:%d", host, config.port)
+                host = f"[{config.http.host}]" if ":" in config.http.host else config.http.host
+                log.info("Starting server on http://%s:%d", host, config.http.port)
                 await server.serve(sockets=[sock])
                 log.info("HTTP server stopped")
                 await service.stop()

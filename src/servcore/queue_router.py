@@ -7,7 +7,7 @@ runs as a service of its own (see :mod:`servcore.pipelines`).
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from servcore.config import DEFAULT_QUEUES, ServiceConfig
@@ -65,23 +65,23 @@ class QueueRouter:
     def concurrency_of(self, queue: str, config: ServiceConfig) -> int:
         """Jobs of ``queue`` run at once on this node: the environment's
         ``SERVCORE_QUEUE_CONCURRENCY``, else the pipeline's, else the service's."""
-        configured = config.queue_concurrency.get(queue)
+        configured = config.runtime.queue_concurrency.get(queue)
         if configured is not None:
             return configured
         pipeline = self.pipelines.get(queue)
         if pipeline is not None and pipeline.concurrency is not None:
             return pipeline.concurrency
-        return config.concurrency
+        return config.runtime.concurrency
 
     def runs_queue(self, name: str, config: ServiceConfig) -> bool:
-        return config.queues == DEFAULT_QUEUES or name in config.queues
+        return config.runtime.queues == DEFAULT_QUEUES or name in config.runtime.queues
 
     def queue_names(self, config: ServiceConfig) -> tuple[str, ...]:
         """The configured queues; when left at the default, plus any queue a
         registered task sends its jobs to. Naming queues (``--queues``) pins
         the node to exactly those: node affinity. Queues held apart excluded."""
-        names = list(config.queues)
-        if config.queues != DEFAULT_QUEUES:
+        names = list(config.runtime.queues)
+        if config.runtime.queues != DEFAULT_QUEUES:
             return tuple(names)
         for name in self.pipelines:
             if name not in names:
@@ -96,13 +96,9 @@ class QueueRouter:
         """The settings of the service holding ``pipeline`` apart."""
         assert pipeline.store is not None
         # Its events reach the parent's telemetry: counted once, there.
-        return dataclasses.replace(
-            config.with_overrides(
-                store=pipeline.store,
-                queues=(pipeline.name,),
-                concurrency=self.concurrency_of(pipeline.name, config),
-            ),
-            metrics=False,
-            metrics_port=None,
-            tracing=False,
+        return config.with_overrides(
+            store=pipeline.store,
+            queues=(pipeline.name,),
+            concurrency=self.concurrency_of(pipeline.name, config),
+            telemetry=replace(config.telemetry, metrics=False, metrics_port=None, tracing=False),
         )

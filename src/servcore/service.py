@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -115,7 +114,7 @@ class Service(JobClient):
             loaded.file.declare(self)
             self.config_file = loaded.file.path
         self._count_metrics()
-        if self.config.tracing:
+        if self.config.telemetry.tracing:
             self.enable_tracing()
 
     def _build_parts(self) -> None:
@@ -139,14 +138,14 @@ class Service(JobClient):
         self.config = config
         self._build_parts()
         self._count_metrics()
-        if config.tracing and self.tracing is None:
+        if config.telemetry.tracing and self.tracing is None:
             self.enable_tracing()
-        elif not config.tracing and self.tracing is not None:
+        elif not config.telemetry.tracing and self.tracing is not None:
             self.tracing.detach()
             self._share_tracing(None)
         for name, service in self.router.own_stores.items():
             pipeline_config = self.router.pipeline_config(self.router.pipelines[name], config)
-            service.configure(**_settings(pipeline_config))
+            service.configure(**pipeline_config.settings())
 
     # -- tasks, pipelines, cron -------------------------------------------
 
@@ -255,8 +254,8 @@ class Service(JobClient):
     # -- telemetry --------------------------------------------------------
 
     def _count_metrics(self) -> None:
-        """Attach or detach the Prometheus metrics as ``config.metrics`` says."""
-        if self.config.metrics and self.metrics is None:
+        """Attach or detach the Prometheus metrics as ``config.telemetry.metrics`` says."""
+        if self.config.telemetry.metrics and self.metrics is None:
             self.metrics = Metrics(
                 self.telemetry,
                 self.config.node,
@@ -264,7 +263,7 @@ class Service(JobClient):
                 known_task=lambda task: self.registry.get(task) is not None,
             )
             self.metrics.attach()
-        elif not self.config.metrics and self.metrics is not None:
+        elif not self.config.telemetry.metrics and self.metrics is not None:
             self.metrics.detach()
             self.metrics = None
         if self.metrics is not None:
@@ -277,7 +276,7 @@ class Service(JobClient):
             self.tracing.detach()
         tracing = Tracing(self.telemetry, tracer_provider)
         tracing.attach()
-        self.config = dataclasses.replace(self.config, tracing=True)
+        self.config = self.config.with_overrides(tracing=True)
         self._share_tracing(tracing)
 
     def _share_tracing(self, tracing: Tracing | None) -> None:
@@ -304,7 +303,7 @@ class Service(JobClient):
         """Open the store and, with ``workers``, start running queues."""
         if self._started:
             return
-        self.store.bound_waits(self.config.lease)
+        self.store.bound_waits(self.config.runtime.lease)
         await self.store.open()
         self._started = True
         self._stopping = False
@@ -355,7 +354,7 @@ class Service(JobClient):
         if not self._started or self._stopping:
             return
         self._stopping = True
-        grace = self.config.shutdown_grace if grace is None else grace
+        grace = self.config.runtime.shutdown_grace if grace is None else grace
         apart = self.router.own_stores
         try:
             # Every part stops, whatever another part's stop raised.
@@ -416,7 +415,3 @@ class Service(JobClient):
     @property
     def stale_outcomes(self) -> int:
         return self.node.stale_outcomes
-
-
-def _settings(config: ServiceConfig) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}

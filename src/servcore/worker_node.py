@@ -61,8 +61,8 @@ class WorkerNode:
         # Claims cancelled before they reached a runtime (a notification can
         # overtake a claim's reply): written here, read by every runtime.
         self.early_cancels: dict[Claim, float] = {}
-        self.rescuer = Rescuer(store, config.max_rescues, self._on_rescued, self.held)
-        self.pruner = Pruner(store, config.retention)
+        self.rescuer = Rescuer(store, config.maintenance.max_rescues, self._on_rescued, self.held)
+        self.pruner = Pruner(store, config.maintenance.retention)
         self.leadership: Leadership = SoleLeadership()
         self._sampled_queues: set[str] = set()
         self._threads: ThreadPoolExecutor | None = None
@@ -87,12 +87,12 @@ class WorkerNode:
             sum(concurrency.values()) or 1, thread_name_prefix="servcore-handler"
         )
         # Started lazily: no process exists until a process task runs.
-        self._processes = ProcessPool(config.processes)
+        self._processes = ProcessPool(config.runtime.processes)
         await self.store.register_node(config.node)
         # Jobs of workers that died while we were down go back before we claim.
         await self.rescuer.run_once(self.clock.now())
         executor = Executor(
-            self.registry, self.clock, self._threads, config.backoff, self._processes
+            self.registry, self.clock, self._threads, config.runtime.backoff, self._processes
         )
         events = JobEvents(self.telemetry, config.node, self.clock)
         for name, slots in concurrency.items():
@@ -103,8 +103,8 @@ class WorkerNode:
                 clock=self.clock,
                 node=config.node,
                 concurrency=slots,
-                lease=config.lease,
-                poll_interval=config.poll_interval,
+                lease=config.runtime.lease,
+                poll_interval=config.runtime.poll_interval,
                 events=events,
                 early_cancels=self.early_cancels,
             )
@@ -144,9 +144,16 @@ class WorkerNode:
             self.supervisor.start(name, periodic.run)
 
         config = self.config
-        every("rescuer", self.rescuer.run_once, config.rescue_interval, leader_only=True)
-        every("pruner", self.pruner.run_once, config.prune_interval, leader_only=True)
-        every("expirer", Expirer(self.store).run_once, config.expire_interval, leader_only=True)
+        every(
+            "rescuer", self.rescuer.run_once, config.maintenance.rescue_interval, leader_only=True
+        )
+        every("pruner", self.pruner.run_once, config.maintenance.prune_interval, leader_only=True)
+        every(
+            "expirer",
+            Expirer(self.store).run_once,
+            config.maintenance.expire_interval,
+            leader_only=True,
+        )
         every("table care", self._tend_tables, TEND_INTERVAL, leader_only=True)
         if cron_entries:
             scheduler = CronScheduler(
@@ -156,7 +163,7 @@ class WorkerNode:
                 health=self.health,
                 gate=self.leadership.is_leader,
                 on_inserted=lambda job: self.wake_for([job]),
-                look_every=config.poll_interval,
+                look_every=config.runtime.poll_interval,
             )
             self.supervisor.start("cron", scheduler.run)
         if list_queues is not None:
@@ -164,7 +171,7 @@ class WorkerNode:
             async def sample(now: datetime) -> None:
                 await self._sample_queues(now, list_queues)
 
-            every("queue sampler", sample, config.sample_interval, leader_only=False)
+            every("queue sampler", sample, config.telemetry.sample_interval, leader_only=False)
         every("node heartbeat", self._heartbeat, NODE_HEARTBEAT, leader_only=False)
 
     # -- stopping ---------------------------------------------------------
@@ -232,7 +239,7 @@ class WorkerNode:
             now = asyncio.get_running_loop().time()
             for stale in [c for c, until in self.early_cancels.items() if until < now]:
                 del self.early_cancels[stale]
-            self.early_cancels[claim] = now + self.config.lease
+            self.early_cancels[claim] = now + self.config.runtime.lease
 
     def held(self) -> set[int]:
         """The jobs this node holds: running, or their outcome being written."""

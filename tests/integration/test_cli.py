@@ -103,9 +103,9 @@ def test_environment_supplies_the_store(monkeypatch: pytest.MonkeyPatch, store_u
 
 
 def test_queues_come_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _prepare(None, queues=("video", "pdf")).config.queues == ("video", "pdf")
+    assert _prepare(None, queues=("video", "pdf")).config.runtime.queues == ("video", "pdf")
     monkeypatch.setenv("SERVCORE_QUEUES", "gpu, ,cpu")
-    assert _prepare(None).config.queues == ("gpu", "cpu")
+    assert _prepare(None).config.runtime.queues == ("gpu", "cpu")
     code, output = run("worker", "--queues", " , ")
     assert code == 2
     assert "one or more queue names" in output

@@ -43,18 +43,29 @@ def test_service_reads_the_file_then_the_environment_and_explicit_arguments_win(
         'store = "sqlite:///from-file.db"\nconcurrency = 7\nlease = 12\n'
     )
     from_file = Service()
-    assert (from_file.config.store, from_file.config.concurrency) == ("sqlite:///from-file.db", 7)
+    assert (from_file.config.store, from_file.config.runtime.concurrency) == (
+        "sqlite:///from-file.db",
+        7,
+    )
     assert from_file.config_file == tmp_path / "servcore.toml"
 
     monkeypatch.setenv("SERVCORE_CONCURRENCY", "5")
     monkeypatch.setenv("SERVCORE_STORE", "sqlite:///from-env.db")
     from_env = Service()
-    assert (from_env.config.store, from_env.config.concurrency) == ("sqlite:///from-env.db", 5)
-    assert from_env.config.lease == 12, "what the environment leaves alone comes from the file"
+    assert (from_env.config.store, from_env.config.runtime.concurrency) == (
+        "sqlite:///from-env.db",
+        5,
+    )
+    assert from_env.config.runtime.lease == 12, (
+        "what the environment leaves alone comes from the file"
+    )
 
     assert Service("memory://").config.store == "memory://", "an explicit store wins"
     explicit = Service(config=ServiceConfig(concurrency=3))
-    assert (explicit.config.store, explicit.config.concurrency) == ("sqlite:///servcore.db", 3)
+    assert (explicit.config.store, explicit.config.runtime.concurrency) == (
+        "sqlite:///servcore.db",
+        3,
+    )
     assert explicit.config_file is None, "an explicit config is the whole configuration"
 
 

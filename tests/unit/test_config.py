@@ -8,9 +8,13 @@ from servcore.errors import ConfigError
 
 def test_defaults_follow_the_design() -> None:
     config = ServiceConfig()
-    assert (config.store, config.host, config.port) == ("sqlite:///servcore.db", "127.0.0.1", 4000)
-    assert config.concurrency >= 1
-    assert config.queues == ("default",)
+    assert (config.store, config.http.host, config.http.port) == (
+        "sqlite:///servcore.db",
+        "127.0.0.1",
+        4000,
+    )
+    assert config.runtime.concurrency >= 1
+    assert config.runtime.queues == ("default",)
 
 
 def test_environment_then_flags_override_defaults() -> None:
@@ -23,9 +27,9 @@ def test_environment_then_flags_override_defaults() -> None:
     }
     config = ServiceConfig.from_env(env, port=9000, node=None)
     assert config.store == "memory://"
-    assert config.port == 9000  # the flag wins
+    assert config.http.port == 9000  # the flag wins
     assert config.node == "n1"  # None means "flag not given"
-    assert (config.host, config.concurrency) == ("0.0.0.0", 7)
+    assert (config.http.host, config.runtime.concurrency) == ("0.0.0.0", 7)
 
 
 def test_servcore_port_is_read_when_port_is_absent() -> None:
@@ -48,3 +52,38 @@ def test_bad_environment_values_name_the_setting(env: dict[str, str], message: s
 def test_unknown_override_is_refused() -> None:
     with pytest.raises(ConfigError, match="unknown setting"):
         ServiceConfig().with_overrides(colour="blue")
+
+
+def test_flat_names_land_in_their_parts() -> None:
+    config = ServiceConfig("memory://", concurrency=16, port=8080, retention=60, tracing=True)
+    assert (config.runtime.concurrency, config.http.port) == (16, 8080)
+    assert (config.maintenance.retention, config.telemetry.tracing) == (60, True)
+    changed = config.with_overrides(lease=5, port=None)
+    assert (changed.runtime.lease, changed.http.port, changed.runtime.concurrency) == (5, 8080, 16)
+    assert changed.settings()["lease"] == 5
+
+
+def test_every_setting_is_in_one_part_and_reads_its_own_environment() -> None:
+    from servcore.config import PARTS, SETTINGS
+
+    for name, spec in SETTINGS.items():
+        assert spec.part in (*PARTS, "service"), name
+    assert set(ServiceConfig().settings()) == set(SETTINGS)
+    assert env_overrides({"SERVCORE_QUEUE_CONCURRENCY": "email=8"}) == {
+        "queue_concurrency": {"email": 8}
+    }
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"lease": float("inf")}, "lease must be a finite number"),
+        ({"shutdown_grace": -1}, "shutdown_grace must be >= 0"),
+        ({"queue_concurrency": {"a": 0}}, "a queue's concurrency"),
+        ({"metrics_port": 0}, "metrics_port must be between"),
+        ({"node": ""}, "node name must not be empty"),
+    ],
+)
+def test_each_rule_of_the_table_is_enforced(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ServiceConfig(**settings)  # type: ignore[arg-type]

@@ -59,7 +59,11 @@ def test_a_full_file_is_read_and_applied(tmp_path: Path) -> None:
 
     service = Service()
     loaded.apply(service)
-    assert (service.config.port, service.config.concurrency, service.config.lease) == (
+    assert (
+        service.config.http.port,
+        service.config.runtime.concurrency,
+        service.config.runtime.lease,
+    ) == (
         8080,
         3,
         12.5,
@@ -147,3 +151,13 @@ def test_a_module_that_does_not_compile_is_one_line_too(
     path = write(tmp_path, "[pipelines.a]\nhandler = 'servcore_broken_module:f'\n")
     with pytest.raises(ConfigError, match="cannot import 'servcore_broken_module': SyntaxError"):
         load_config_file(path).apply(Service())
+
+
+def test_per_queue_concurrency_comes_from_the_file(tmp_path: Path) -> None:
+
+    path = tmp_path / "servcore.toml"
+    path.write_text("[queue_concurrency]\nemail = 8\n")
+    assert load_config_file(path).settings == {"queue_concurrency": {"email": 8}}
+    path.write_text('[queue_concurrency]\nemail = "eight"\n')
+    with pytest.raises(ConfigError, match="queue_concurrency must be a table of integers"):
+        load_config_file(path)

@@ -63,7 +63,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> ServcoreApp:
     ``lifespan=service.lifespan`` (Starlette runs no lifespan of a mounted app).
     """
 
-    guard = AccessGuard(Sessions(service.config.session_secret))
+    guard = AccessGuard(Sessions(service.config.auth.session_secret))
     pipeline_routes = [
         route
         for name, pipeline in service.pipelines.items()

@@ -112,7 +112,7 @@ class ServcoreApp:
         body = b""
         if scope["method"] == "POST":
             try:
-                body = await _read_body(scope, receive, self._service.config.max_body_bytes)
+                body = await _read_body(scope, receive, self._service.config.http.max_body_bytes)
             except BadRequest as problem:
                 return answers.error(problem.message, problem.status)
         request = answers.RawRequest(params, scope["headers"], body)

@@ -138,7 +138,7 @@ class AccessGuard:
         """Why the request may not go on (``access``: what its route needs, None
         if no route serves it), or None if it may."""
         denial = cross_site(scope) or foreign_host(scope, config)
-        if denial is None and config.tokens:
+        if denial is None and config.auth.tokens:
             denial = check(scope, access, config, self.sessions, self.limiter)
         return denial
 
@@ -161,7 +161,7 @@ def check(
         client = client_of(scope)
         if limiter is not None and (wait := limiter.retry_after(client)) > 0:
             return _denial(429, f"Too many invalid tokens: try again in {wait:.0f} s")
-        token = find_token(config.tokens, presented)
+        token = find_token(config.auth.tokens, presented)
         if token is None:
             if limiter is not None:
                 limiter.failed(client)
@@ -219,7 +219,7 @@ def cross_site(scope: Scope) -> Denial | None:
 def foreign_host(scope: Scope, config: ServiceConfig) -> Denial | None:
     """With no tokens, answer only requests addressed to loopback by name: a
     page whose DNS name was pointed at 127.0.0.1 (DNS rebinding) is refused."""
-    if config.tokens or config.allow_open:
+    if config.auth.tokens or config.auth.allow_open:
         return None
     for name, value in scope["headers"]:
         if name == b"host":
@@ -248,7 +248,7 @@ def session_of(scope: Scope, sessions: Sessions | None, config: ServiceConfig) -
     if sessions is None:
         return None
     cookie = cookie_value(scope["headers"], SESSION_COOKIE)
-    return sessions.read(cookie, config.tokens) if cookie else None
+    return sessions.read(cookie, config.auth.tokens) if cookie else None
 
 
 def client_of(scope: Scope) -> str:

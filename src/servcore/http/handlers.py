@@ -94,7 +94,7 @@ def _response(answer: answers.Answer) -> Response:
 async def create_job(request: Request, service: Service, queue: str | None = None) -> Response:
     """``POST /jobs``: 202 once the job is stored."""
     try:
-        body = await read_body(request, service.config.max_body_bytes)
+        body = await read_body(request, service.config.http.max_body_bytes)
     except BadRequest as problem:
         return error_response(problem.message, problem.status)
     key = request.headers.get("idempotency-key")
@@ -104,7 +104,7 @@ async def create_job(request: Request, service: Service, queue: str | None = Non
 async def create_jobs(request: Request, service: Service, queue: str | None = None) -> Response:
     """``POST /jobs/batch``: up to 1,000 jobs in one transaction."""
     try:
-        body = await read_body(request, service.config.max_body_bytes)
+        body = await read_body(request, service.config.http.max_body_bytes)
     except BadRequest as problem:
         return error_response(problem.message, problem.status)
     return _response(await answers.create_jobs(service, body, queue))
@@ -113,7 +113,7 @@ async def create_jobs(request: Request, service: Service, queue: str | None = No
 async def schedule_job(request: Request, service: Service, queue: str | None = None) -> Response:
     """``POST /jobs/schedule``: like ``create_job``, with ``run_at`` required."""
     try:
-        body = await read_body(request, service.config.max_body_bytes)
+        body = await read_body(request, service.config.http.max_body_bytes)
     except BadRequest as problem:
         return error_response(problem.message, problem.status)
     return _response(await answers.schedule_job(service, body, queue))
@@ -159,7 +159,7 @@ async def get_job(request: Request, service: Service, queue: str | None = None) 
 async def cancel_jobs(request: Request, service: Service) -> Response:
     """``POST /jobs/cancel``: ``{"ids": [...]}``."""
     try:
-        body = await read_body(request, service.config.max_body_bytes)
+        body = await read_body(request, service.config.http.max_body_bytes)
     except BadRequest as problem:
         return error_response(problem.message, problem.status)
     return _response(await answers.cancel_jobs(service, body))
@@ -168,7 +168,7 @@ async def cancel_jobs(request: Request, service: Service) -> Response:
 async def retry_jobs(request: Request, service: Service) -> Response:
     """``POST /jobs/retry``: ``{"ids": [...]}``."""
     try:
-        body = await read_body(request, service.config.max_body_bytes)
+        body = await read_body(request, service.config.http.max_body_bytes)
     except BadRequest as problem:
         return error_response(problem.message, problem.status)
     return _response(await answers.retry_jobs(service, body))

@@ -120,7 +120,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "200": json_answer("Healthy", {"type": "object"}),
             "503": json_answer("A part is down", {"type": "object"}),
         },
-        public_if=lambda config: config.public_health,
+        public_if=lambda config: config.auth.public_health,
     ),
     Endpoint(
         "GET",
@@ -150,7 +150,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             },
             "404": json_answer("Metrics are switched off", ERROR),
         },
-        public_if=lambda config: config.public_metrics,
+        public_if=lambda config: config.auth.public_metrics,
     ),
     Endpoint(
         "GET",

@@ -71,7 +71,7 @@ def dashboard_routes(service: Service, guard: AccessGuard) -> list[BaseRoute]:
     limiter = guard.limiter  # one count of failures for sign-ins and bearer tokens
 
     def guarded() -> bool:
-        return bool(service.config.tokens)
+        return bool(service.config.auth.tokens)
 
     def session(request: Request) -> Session | None:
         return session_of(request.scope, sessions, service.config)
@@ -108,7 +108,7 @@ def dashboard_routes(service: Service, guard: AccessGuard) -> list[BaseRoute]:
             return page
         form = parse_qs(body.decode("utf-8", "replace"))
         presented = (form.get("token") or [""])[0].strip()
-        token = find_token(service.config.tokens, presented) if presented else None
+        token = find_token(service.config.auth.tokens, presented) if presented else None
         if token is None:
             limiter.failed(client)
             return _page("login.html", 401, "That token is not valid.")
