@@ -215,8 +215,13 @@ class Job(msgspec.Struct, frozen=True, gc=False):
     lease_token: int = 0
     rescued: int = 0
     result_ttl: float | None = None
-    # W3C traceparent of the request that enqueued it, when tracing is on.
-    trace_context: str | None = None
+    trace_context: (
+        Annotated[
+            str,
+            Meta(description="W3C traceparent of the request that enqueued it (tracing on)."),
+        ]
+        | None
+    ) = None
 
     def expired(self, now: datetime) -> bool:
         """True once a finished job has outlived its ``result_ttl``."""
@@ -248,6 +253,7 @@ class NewJob(msgspec.Struct, frozen=True, gc=False):
 
     def stored(self, job_id: int, inserted_at: datetime) -> Job:
         """The job a store made of this request: queued, no attempt yet."""
+        # Every field of NewJob is carried (tests/unit/test_jobs.py checks it).
         return Job(
             id=job_id,
             queue=self.queue,

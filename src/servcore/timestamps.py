@@ -15,6 +15,8 @@ class TimestampError(ServcoreError, ValueError):
 
 def format_timestamp(moment: datetime) -> str:
     """``2025-12-28T17:24:48.957749Z``: always six fractional digits."""
+    if moment.tzinfo is UTC:  # what stores give: the quick way, without a copy
+        return moment.isoformat(timespec="microseconds")[:-6] + "Z"
     utc = moment.astimezone(UTC) if moment.utcoffset() else moment
     return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 

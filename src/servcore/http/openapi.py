@@ -2,20 +2,29 @@
 
 Each operation (parameters, body, answers) is written on its endpoint in
 :mod:`servcore.http.routes`; this module holds the schemas they share and
-puts the document together. The ``JobRequest`` schema is generated from the
-:class:`servcore.jobs.JobRequest` Struct the server decodes with.
+puts the document together. The ``JobRequest`` and ``Job`` schemas are
+generated from the :mod:`servcore.jobs` Structs the server decodes and answers with.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterable
+from datetime import datetime
 
 import msgspec
 
 from servcore.http.answers import MAX_BATCH
 from servcore.http.endpoints import Endpoint, Schema
 from servcore.http.validation import MAX_JOB_ID
-from servcore.jobs import MAX_QUEUE_NAME, NO_NUL_PATTERN, QUEUE_NAME_PATTERN, JobRequest
+from servcore.jobs import (
+    MAX_QUEUE_NAME,
+    NO_NUL_PATTERN,
+    QUEUE_NAME_PATTERN,
+    Job,
+    JobError,
+    JobRequest,
+)
 
 
 def error(description: str) -> Schema:
@@ -78,49 +87,27 @@ def _job_request_schema() -> Schema:
     return schema
 
 
-_JOB = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "integer"},
-        "payload": {"type": "object"},
-        "status": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
-        "inserted_at": TIME,
-        "started_at": NULLABLE_TIME,
-        "finished_at": NULLABLE_TIME,
-        "result": {},
-        "queue": {"type": "string"},
-        "task": {"type": "string"},
-        "priority": {"type": "integer"},
-        "attempt": {"type": "integer"},
-        "max_attempts": {"type": "integer"},
-        "run_at": TIME,
-        "scheduled": {"type": "boolean", "description": "Queued but not yet due."},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "attempt": {"type": "integer"},
-                    "at": TIME,
-                    "error": {"type": "string"},
-                    "traceback": {"type": ["string", "null"]},
-                },
-            },
-        },
-        "unique_key": {"type": ["string", "null"]},
-        "timeout": {"type": ["number", "null"]},
-        "backoff": {"type": ["number", "null"]},
-        "locked_by": {"type": ["string", "null"]},
-        "locked_until": NULLABLE_TIME,
-        "lease_token": {"type": "integer"},
-        "result_ttl": {"type": ["number", "null"]},
-        "trace_context": {
-            "type": ["string", "null"],
-            "description": "W3C traceparent of the request that enqueued it (tracing on).",
-        },
-        "rescued": {"type": "integer"},
-    },
-}
+def _job_schemas() -> dict[str, Schema]:
+    """``Job`` (with ``JobError`` and ``JobStatus``) from the Job struct: every
+    field is in every answer, and times are RFC 3339 text (see serialization)."""
+    (_,), components = msgspec.json.schema_components(
+        [Job], ref_template="#/components/schemas/{name}"
+    )
+    for name, struct in (("Job", Job), ("JobError", JobError)):
+        schema = components[name]
+        hints = typing.get_type_hints(struct)
+        for field, spec in schema["properties"].items():
+            spec.pop("default", None)
+            if hints[field] is datetime:
+                spec.update(TIME)
+            elif hints[field] == datetime | None:
+                spec.pop("anyOf")
+                spec.update(NULLABLE_TIME)
+        schema["required"] = list(schema["properties"])
+    job = components["Job"]
+    job["properties"]["scheduled"] = {"type": "boolean", "description": "Queued but not yet due."}
+    job["required"].append("scheduled")
+    return components
 
 
 def _operation(endpoint: Endpoint) -> Schema:
@@ -150,7 +137,7 @@ def build_document(endpoints: Iterable[Endpoint]) -> Schema:
         "components": {
             "schemas": {
                 "JobRequest": _job_request_schema(),
-                "Job": _JOB,
+                **_job_schemas(),
                 "Node": {
                     "type": "object",
                     "properties": {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +11,7 @@ import msgspec
 
 from servcore.cron import CronEntry
 from servcore.job_reads import JobCounts, NodeInfo, QueueInfo
-from servcore.jobs import Job
+from servcore.jobs import Job, JobError, JobStatus
 from servcore.timestamps import format_timestamp
 
 encode = msgspec.json.Encoder().encode
@@ -19,41 +21,50 @@ def _time(moment: datetime | None) -> str | None:
     return None if moment is None else format_timestamp(moment)
 
 
+def _status(status: JobStatus) -> str:
+    return status.value
+
+
+def _errors(errors: tuple[JobError, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "attempt": error.attempt,
+            "at": format_timestamp(error.at),
+            "error": error.error,
+            "traceback": error.traceback,
+        }
+        for error in errors
+    ]
+
+
+# How a Job field's value becomes JSON, by the field's type (None: as it is).
+_CONVERTERS: dict[Any, Callable[[Any], Any]] = {
+    datetime: format_timestamp,
+    datetime | None: _time,
+    JobStatus: _status,
+    tuple[JobError, ...]: _errors,
+}
+# The seed's fields first, then the rest in the order Job declares them.
+_SEED_FIELDS = ("id", "payload", "status", "inserted_at", "started_at", "finished_at", "result")
+
+
+def _job_fields() -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    hints = typing.get_type_hints(Job)
+    names = [*_SEED_FIELDS, *(n for n in Job.__struct_fields__ if n not in _SEED_FIELDS)]
+    return tuple((name, _CONVERTERS.get(hints[name])) for name in names)
+
+
+# Every field of Job appears in its JSON, so a new field needs no change here.
+JOB_FIELDS = _job_fields()
+
+
 def job_to_json(job: Job, now: datetime) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "payload": job.payload,
-        "status": job.status.value,
-        "inserted_at": format_timestamp(job.inserted_at),
-        "started_at": _time(job.started_at),
-        "finished_at": _time(job.finished_at),
-        "result": job.result,
-        "queue": job.queue,
-        "task": job.task,
-        "priority": job.priority,
-        "attempt": job.attempt,
-        "max_attempts": job.max_attempts,
-        "run_at": format_timestamp(job.run_at),
-        "scheduled": job.is_scheduled(now),
-        "errors": [
-            {
-                "attempt": error.attempt,
-                "at": format_timestamp(error.at),
-                "error": error.error,
-                "traceback": error.traceback,
-            }
-            for error in job.errors
-        ],
-        "unique_key": job.unique_key,
-        "timeout": job.timeout,
-        "backoff": job.backoff,
-        "locked_by": job.locked_by,
-        "locked_until": _time(job.locked_until),
-        "lease_token": job.lease_token,
-        "rescued": job.rescued,
-        "result_ttl": job.result_ttl,
-        "trace_context": job.trace_context,
+    answer = {
+        name: getattr(job, name) if convert is None else convert(getattr(job, name))
+        for name, convert in JOB_FIELDS
     }
+    answer["scheduled"] = job.is_scheduled(now)
+    return answer
 
 
 def counts_to_json(counts: JobCounts) -> dict[str, int]:

@@ -9,11 +9,16 @@ import msgspec
 
 from servcore.job_reads import StatusFilter
 from servcore.jobs import Job, JobError, JobStatus
+from servcore.store.job_columns import OPTIONAL_NAMES
 
-COLUMNS = (
-    "id, queue, task, payload, status, priority, attempt, max_attempts, run_at, "
-    "inserted_at, started_at, finished_at, result, errors, unique_key, timeout, "
-    "backoff, locked_by, locked_until, lease_token, rescued, result_ttl, trace_context"
+# The first schema's columns (converted below), then the optional ones (as they are).
+COLUMNS = ", ".join(
+    (
+        "id, queue, task, payload, status, priority, attempt, max_attempts, run_at, "
+        "inserted_at, started_at, finished_at, result, errors, unique_key, timeout, "
+        "backoff, locked_by, locked_until, lease_token, rescued",
+        *OPTIONAL_NAMES,
+    )
 )
 # What a lost or refused connection can raise: all become StoreError.
 DATABASE_ERRORS = (
@@ -78,6 +83,5 @@ def row_to_job(row: asyncpg.Record) -> Job:
         locked_until=row["locked_until"],
         lease_token=row["lease_token"],
         rescued=row["rescued"],
-        result_ttl=row["result_ttl"],
-        trace_context=row["trace_context"],
+        **{name: row[name] for name in OPTIONAL_NAMES},
     )

@@ -15,6 +15,8 @@ import re
 
 import asyncpg
 
+from servcore.store.job_columns import OPTIONAL_COLUMNS
+
 SCHEMA_VERSION = 6
 # When a finished job with a result_ttl expires (NULL while it runs), in UTC
 # wall time: timestamptz arithmetic is not immutable, so it cannot be indexed.
@@ -145,4 +147,24 @@ async def migrate(
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 str(step),
             )
+        await _add_optional_columns(conn, schema)
     return SCHEMA_VERSION
+
+
+async def _add_optional_columns(
+    conn: asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+    schema: str,
+) -> None:
+    """Add the job_columns the table lacks (only those: ALTER TABLE takes a lock
+    that running workers would queue behind)."""
+    rows = await conn.fetch(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = $1 AND table_name = 'servcore_jobs'",
+        schema,
+    )
+    present = {row["column_name"] for row in rows}
+    for column in OPTIONAL_COLUMNS:
+        if column.name not in present:
+            await conn.execute(
+                f'ALTER TABLE "{schema}".servcore_jobs ADD COLUMN {column.name} {column.postgres}'
+            )

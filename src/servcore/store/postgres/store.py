@@ -30,6 +30,7 @@ from servcore.store.base import (
     StoreError,
     rescue_verdict,
 )
+from servcore.store.job_columns import OPTIONAL_COLUMNS, OPTIONAL_NAMES, optional_values
 from servcore.store.postgres.rows import (
     COLUMNS,
     DATABASE_ERRORS,
@@ -93,6 +94,13 @@ _RESCUED_FROM_THIS_RUN = (
     "j.status IN ('queued', 'scheduled', 'failed') AND j.rescued > 0",
     "j.rescued - 1",
 )
+
+
+# The unnest array types of an insert's first columns (queue … backoff).
+_INSERT_TYPES = (
+    *("text", "text", "text", "text", "smallint", "int", "timestamptz", "text", "float8", "float8"),
+)
+_OPTIONAL_TYPES = tuple(column.postgres for column in OPTIONAL_COLUMNS)
 
 
 class PostgresStore:
@@ -259,28 +267,34 @@ class PostgresStore:
         new_jobs: Sequence[NewJob],
         now: datetime,
     ) -> list[Job]:
+        optional = ", ".join(OPTIONAL_NAMES)
+        optional_rows = [optional_values(new) for new in new_jobs]
+        # $1 the time, $2 the channel, then one array per column.
+        arrays = ", ".join(
+            f"${number}::{kind}[]"
+            for number, kind in enumerate((*_INSERT_TYPES, *_OPTIONAL_TYPES), 3)
+        )
         rows = await db.fetch(
             f"""
             WITH inserted AS (
             INSERT INTO {self._jobs} (queue, task, payload, status, priority, max_attempts,
                                       run_at, inserted_at, unique_key, timeout, backoff,
-                                      result_ttl, trace_context)
+                                      {optional})
             SELECT queue, task, payload::json, status, priority, max_attempts,
-                   run_at, $1, unique_key, timeout, backoff, result_ttl, trace_context
-            FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[],
-                        $7::int[], $8::timestamptz[], $9::text[], $10::float8[], $11::float8[],
-                        $13::float8[], $14::text[])
+                   run_at, $1, unique_key, timeout, backoff, {optional}
+            FROM unnest({arrays})
                  WITH ORDINALITY
                  AS t(queue, task, payload, status, priority, max_attempts, run_at,
-                      unique_key, timeout, backoff, result_ttl, trace_context, ordinal)
+                      unique_key, timeout, backoff, {optional}, ordinal)
             ORDER BY ordinal
             RETURNING id, queue
             ),
             -- Sent at commit, to every listening process (see notifier.postgres).
-            woken AS (SELECT pg_notify($12, queue) FROM (SELECT DISTINCT queue FROM inserted) q)
+            woken AS (SELECT pg_notify($2, queue) FROM (SELECT DISTINCT queue FROM inserted) q)
             SELECT id FROM inserted WHERE (SELECT count(*) FROM woken) >= 0
             """,
             now,
+            self.channel,
             [new.queue for new in new_jobs],
             [new.task for new in new_jobs],
             [to_json(new.payload) for new in new_jobs],
@@ -291,9 +305,7 @@ class PostgresStore:
             [new.unique_key for new in new_jobs],
             [new.timeout for new in new_jobs],
             [new.backoff for new in new_jobs],
-            self.channel,
-            [new.result_ttl for new in new_jobs],
-            [new.trace_context for new in new_jobs],
+            *([values[i] for values in optional_rows] for i in range(len(OPTIONAL_NAMES))),
         )
         # A sequence hands out ids in the order rows are inserted: ORDER BY ordinal.
         ids = sorted(row["id"] for row in rows)

@@ -15,13 +15,18 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from servcore.store.job_columns import OPTIONAL_NAMES
+
 Row = tuple[Any, ...]
 Submit = Callable[[Callable[[sqlite3.Connection], list[int | Exception]]], asyncio.Future[Any]]
 
-_INSERT = (
-    "INSERT INTO jobs (queue, task, payload, status, priority, max_attempts, "
-    "run_at, inserted_at, unique_key, timeout, backoff, result_ttl, trace_context) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# The rows' values: these, then the optional columns (see store.sqlite.store._insert_row).
+_NAMES = (
+    *("queue", "task", "payload", "status", "priority", "max_attempts", "run_at"),
+    *("inserted_at", "unique_key", "timeout", "backoff"),
+)
+_INSERT = "INSERT INTO jobs ({}) VALUES ({})".format(
+    ", ".join((*_NAMES, *OPTIONAL_NAMES)), ", ".join("?" * (len(_NAMES) + len(OPTIONAL_NAMES)))
 )
 
 

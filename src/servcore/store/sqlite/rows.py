@@ -8,12 +8,18 @@ from typing import Any
 import msgspec
 
 from servcore.jobs import Job, JobError, JobStatus
+from servcore.store.job_columns import OPTIONAL_NAMES
 
-COLUMNS = (
-    "id, queue, task, payload, status, priority, attempt, max_attempts, run_at, "
-    "inserted_at, started_at, finished_at, result, errors, unique_key, timeout, "
-    "backoff, locked_by, locked_until, lease_token, rescued, result_ttl, trace_context"
+# The first schema's columns (converted below), then the optional ones (as they are).
+COLUMNS = ", ".join(
+    (
+        "id, queue, task, payload, status, priority, attempt, max_attempts, run_at, "
+        "inserted_at, started_at, finished_at, result, errors, unique_key, timeout, "
+        "backoff, locked_by, locked_until, lease_token, rescued",
+        *OPTIONAL_NAMES,
+    )
 )
+_FIRST = 21  # the first schema's columns; Job's fields after these are OPTIONAL_NAMES
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -68,31 +74,29 @@ def row_to_job(row: tuple[Any, ...]) -> Job:
         locked_until,
         lease_token,
         rescued,
-        result_ttl,
-        trace_context,
-    ) = row
+    ) = row[:_FIRST]
+    # Positional, in Job's field order: the optional columns come last in both.
     return Job(
-        id=job_id,
-        queue=queue,
-        task=task,
-        payload=_decode_payload(payload),
-        status=_STATUSES[status],
-        priority=priority,
-        attempt=attempt,
-        max_attempts=max_attempts,
-        run_at=time_from_micros(run_at),
-        inserted_at=time_from_micros(inserted_at),
-        started_at=from_micros(started_at),
-        finished_at=from_micros(finished_at),
-        result=None if result is None else _decode_any(result),
-        errors=_decode_errors(errors) if errors != "[]" else (),
-        unique_key=unique_key,
-        timeout=timeout,
-        backoff=backoff,
-        locked_by=locked_by,
-        locked_until=from_micros(locked_until),
-        lease_token=lease_token,
-        rescued=rescued,
-        result_ttl=result_ttl,
-        trace_context=trace_context,
+        job_id,
+        queue,
+        task,
+        _decode_payload(payload),
+        _STATUSES[status],
+        priority,
+        attempt,
+        max_attempts,
+        time_from_micros(run_at),
+        time_from_micros(inserted_at),
+        from_micros(started_at),
+        from_micros(finished_at),
+        None if result is None else _decode_any(result),
+        _decode_errors(errors) if errors != "[]" else (),
+        unique_key,
+        timeout,
+        backoff,
+        locked_by,
+        from_micros(locked_until),
+        lease_token,
+        rescued,
+        *row[_FIRST:],
     )

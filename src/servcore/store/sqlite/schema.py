@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from servcore.store.job_columns import OPTIONAL_COLUMNS
+
 SCHEMA_VERSION = 6
 # When a finished job with a result_ttl expires (NULL while it runs): the
 # expiry query repeats this expression so that it reads the index.
@@ -110,4 +112,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (str(version),),
         )
+    present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    for column in OPTIONAL_COLUMNS:
+        if column.name not in present:
+            conn.execute(f"ALTER TABLE jobs ADD COLUMN {column.name} {column.sqlite}")
     return SCHEMA_VERSION

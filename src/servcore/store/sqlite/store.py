@@ -29,6 +29,7 @@ from servcore.store.base import (
     StoreError,
     rescue_verdict,
 )
+from servcore.store.job_columns import optional_values
 from servcore.store.sqlite import reads as sqlite_reads
 from servcore.store.sqlite.group_commit import GroupCommitWriter
 from servcore.store.sqlite.inserts import InsertCoalescer, insert_rows
@@ -610,6 +611,5 @@ def _insert_row(new: NewJob, now: datetime) -> tuple[Any, ...]:
         new.unique_key,
         new.timeout,
         new.backoff,
-        new.result_ttl,
-        new.trace_context,
+        *optional_values(new),
     )
