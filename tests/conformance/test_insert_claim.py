@@ -249,3 +249,20 @@ async def test_claiming_an_empty_or_unknown_queue_returns_nothing(store: Store) 
     assert await claim(store, "nobody-home") == []
     await insert(store, new_job("elsewhere", run_at=T0 - timedelta(days=1)))
     assert await claim(store, "nobody-home") == []
+
+
+async def test_concurrent_callers_each_get_their_own_jobs_in_order(store: Store) -> None:
+    # Stores may put the inserts of one loop turn in one statement (group commit).
+    batches = [
+        [new_job(f"q{caller}", priority=n) for n in range(caller % 3 + 1)] for caller in range(40)
+    ]
+
+    answers = await asyncio.gather(*(store.insert_jobs(batch, T0) for batch in batches))
+
+    ids = [job.id for jobs in answers for job in jobs]
+    assert len(set(ids)) == len(ids) == sum(len(batch) for batch in batches)
+    for batch, jobs in zip(batches, answers, strict=True):
+        assert [(job.queue, job.priority) for job in jobs] == [(b.queue, b.priority) for b in batch]
+        assert [job.id for job in jobs] == sorted(job.id for job in jobs)
+        for job in jobs:
+            assert (await fetch(store, job.id)).queue == job.queue

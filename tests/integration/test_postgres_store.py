@@ -106,6 +106,7 @@ async def test_a_version_4_schema_is_brought_forward_with_its_jobs(
     try:
         with monkeypatch.context() as patch:
             patch.setattr(postgres_schema, "SCHEMA_VERSION", 4)
+            patch.setattr(postgres_schema, "OPTIONAL_COLUMNS", ())  # as version 4 was
             await postgres_schema.migrate(conn, schema)
         await conn.execute(
             f'INSERT INTO "{schema}".servcore_jobs '

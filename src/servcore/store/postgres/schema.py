@@ -96,7 +96,7 @@ def _migrations(schema: str) -> dict[int, list[str]]:
             """,
         ],
         5: [
-            f"ALTER TABLE {jobs} ADD COLUMN result_ttl DOUBLE PRECISION",
+            f"ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS result_ttl DOUBLE PRECISION",
             f"CREATE INDEX servcore_jobs_expiry ON {jobs} (({EXPIRES_AT})) "
             "WHERE result_ttl IS NOT NULL",
             f"""
@@ -106,7 +106,7 @@ def _migrations(schema: str) -> dict[int, list[str]]:
             )
             """,
         ],
-        6: [f"ALTER TABLE {jobs} ADD COLUMN trace_context TEXT"],
+        6: [f"ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS trace_context TEXT"],
     }
 
 
