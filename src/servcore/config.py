@@ -39,8 +39,21 @@ def default_node() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def default_concurrency() -> int:
+# Jobs at once per queue and node. Handlers are mostly ``async def`` and wait
+# on the network, so the CPU count (2 here) left a worker process idle between
+# claims; 10 is Oban's default queue limit and arq's max_jobs. Plain ``def``
+# handlers share a thread pool capped by ``threads``, and CPU-bound ones belong
+# in ``executor="process"`` tasks, capped by ``processes``.
+DEFAULT_CONCURRENCY = 10
+
+
+def default_processes() -> int:
     return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """As Python's ThreadPoolExecutor: enough to overlap blocking I/O, not unbounded."""
+    return min(32, (os.cpu_count() or 1) + 4)
 
 
 # --- How a setting's text in the environment is read -------------------------
@@ -222,12 +235,12 @@ class RuntimeSettings(_Part):
         rule="queues must be non-empty names",
     )
     concurrency: int = setting(
+        DEFAULT_CONCURRENCY,
         toml="integer",
         env="SERVCORE_CONCURRENCY",
         parse=_integer,
         valid=lambda v: 1 <= v <= 10_000,
         rule="must be between 1 and 10000",
-        factory=default_concurrency,
     )
     # Per queue, overriding ``concurrency`` and a pipeline's own.
     queue_concurrency: Mapping[str, int] = setting(
@@ -245,7 +258,16 @@ class RuntimeSettings(_Part):
         parse=_integer,
         valid=lambda v: 1 <= v <= 1_000,
         rule="must be between 1 and 1000",
-        factory=default_concurrency,
+        factory=default_processes,
+    )
+    # Threads for plain ``def`` handlers, shared by every queue of the node.
+    threads: int = setting(
+        toml="integer",
+        env="SERVCORE_THREADS",
+        parse=_integer,
+        valid=lambda v: 1 <= v <= 10_000,
+        rule="must be between 1 and 10000",
+        factory=default_threads,
     )
     lease: float = seconds(DEFAULT_LEASE, env="SERVCORE_LEASE")
     poll_interval: float = seconds(1.0)

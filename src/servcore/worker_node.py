@@ -84,7 +84,8 @@ class WorkerNode:
         config = self.config
         self._hurry = asyncio.Event()
         self._threads = ThreadPoolExecutor(
-            sum(concurrency.values()) or 1, thread_name_prefix="servcore-handler"
+            min(sum(concurrency.values()), config.runtime.threads) or 1,
+            thread_name_prefix="servcore-handler",
         )
         # Started lazily: no process exists until a process task runs.
         self._processes = ProcessPool(config.runtime.processes)

@@ -626,15 +626,15 @@ async def test_outcomes_waiting_for_the_store_stay_held_and_bound_the_claims(
         lambda: len(runtime.recording) >= limit and not runtime.in_flight,
         message="claims to stop at the bound",
     )
-    # No more than the bound (and the runs already started) was taken from the queue.
-    assert len(runtime.recording) <= limit + runtime.concurrency
+    # No more than the bound (and the jobs already held) was taken from the queue.
+    assert len(runtime.recording) <= limit + runtime.most_capacity
     waiting = next(iter(runtime.recording.values()))
     first = await service.get_job(waiting.id)
     # Past its first lease: renewed all along, and never rescued by this node.
     await wait_for(lambda: _later_lease(service, waiting.id, first), message="lease renewed")
     assert service.rescuer.rescued == 0
     counts = await service.count_jobs()
-    assert counts.queued >= len(jobs) - limit - runtime.concurrency
+    assert counts.queued >= len(jobs) - limit - runtime.most_capacity
 
     store_back.set()
     for job in jobs:

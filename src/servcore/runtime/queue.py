@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -53,6 +54,14 @@ _MIN_WAIT = 0.001
 _STOP_TIMEOUT = 30.0
 _WORKER_STOP_TIMEOUT = 2.0
 _MIN_RECORDING_LIMIT = 64
+# Jobs that run shorter than this on average are claimed ahead of free slots,
+# so that claiming overlaps running: as many as the slots finish while one
+# claim takes (a store round trip or several), at most _MOST_AHEAD times the
+# slots. Longer jobs are claimed only for free slots: a job waiting behind
+# them could run sooner on another node.
+_CLAIM_AHEAD_BELOW = 0.05
+_MOST_AHEAD = 8
+_WEIGHT = 0.1  # of the newest sample in a moving average
 
 
 class QueueRuntime:
@@ -104,6 +113,9 @@ class QueueRuntime:
         self._working = True
         self.stale_outcomes = 0
         self.executed = 0
+        # Moving averages, in seconds, of recent runs and of recent claims.
+        self._run_time: float | None = None
+        self._claim_time = 0.0
 
     @property
     def claim_part(self) -> str:
@@ -230,21 +242,31 @@ class QueueRuntime:
 
     # -- claiming ---------------------------------------------------------
 
+    @property
+    def capacity(self) -> int:
+        """Jobs this runtime holds at most (see :func:`claim_capacity`)."""
+        return claim_capacity(self.concurrency, self._run_time, self._claim_time)
+
+    @property
+    def most_capacity(self) -> int:
+        """The most ``capacity`` can be."""
+        return (1 + _MOST_AHEAD) * self.concurrency
+
     def _full(self) -> bool:
-        return (
-            len(self.in_flight) >= self.concurrency or len(self.recording) >= self.recording_limit
-        )
+        return len(self.in_flight) >= self.capacity or len(self.recording) >= self.recording_limit
 
     def held(self) -> list[int]:
         """Ids of the jobs this runtime holds: running, or their outcome being written."""
         return [claim[0] for claim in (*self.in_flight, *self.recording)]
 
     async def claim_once(self, now: datetime) -> list[Job]:
-        free = self.concurrency - len(self.in_flight)
+        free = self.capacity - len(self.in_flight)
         if free <= 0 or len(self.recording) >= self.recording_limit:
             return []
         params = ClaimParams(self.name, free, self._node, now, now + self._lease)
+        began = asyncio.get_running_loop().time()
         jobs = await self._store.claim_jobs(params)
+        self._claim_time = _moving(self._claim_time, asyncio.get_running_loop().time() - began)
         self.take(jobs)
         return jobs
 
@@ -269,7 +291,7 @@ class QueueRuntime:
             # under load one claim takes many jobs instead of one each.
             await asyncio.sleep(0)
             self._wake.clear()
-            asked = self.concurrency - len(self.in_flight)
+            asked = self.capacity - len(self.in_flight)
             claimed = await self.claim_once(self._clock.now())
             health.ok(self.claim_part)
             if len(claimed) < asked:
@@ -311,6 +333,7 @@ class QueueRuntime:
             token = CancelToken()
             self._runs[claim] = (me, token)
             outcome: Outcome | None
+            began = asyncio.get_running_loop().time()
             try:
                 outcome = await self._executor.execute(job, token)
             except asyncio.CancelledError:
@@ -329,6 +352,8 @@ class QueueRuntime:
                 self._took_back_cancel(claim, me)  # the handler swallowed it
             finally:
                 del self._runs[claim]
+                run_time = asyncio.get_running_loop().time() - began
+                self._run_time = _moving(self._run_time, run_time)
             stop_reason = self._stopped.get(claim)
             recorded = self._record(job, outcome)
             if recorded:
@@ -494,6 +519,19 @@ def _log_failure(job: Job, outcome: Outcome, fields: dict[str, object]) -> None:
         log.info("Job %d cancelled: %s", job.id, message, extra=fields)
     else:
         log.error("Job %d failed: %s", job.id, message, extra=fields)
+
+
+def claim_capacity(concurrency: int, run_time: float | None, claim_time: float) -> int:
+    """Jobs to hold: the slots, and, while recent jobs are short, those
+    claimed ahead (see ``_CLAIM_AHEAD_BELOW``); times are moving averages."""
+    if run_time is None or run_time >= _CLAIM_AHEAD_BELOW:
+        return concurrency
+    finished_per_claim = concurrency * claim_time / max(run_time, 1e-6)
+    return concurrency + min(_MOST_AHEAD * concurrency, math.ceil(finished_per_claim))
+
+
+def _moving(average: float | None, sample: float) -> float:
+    return sample if average is None else average + _WEIGHT * (sample - average)
 
 
 def _claim(job: Job) -> Claim:
