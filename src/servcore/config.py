@@ -294,7 +294,8 @@ class TelemetrySettings(_Part):
     """Prometheus metrics at GET /metrics, and on a port of their own if set
     (the seed's 9568; the only HTTP a ``servcore worker`` serves);
     OpenTelemetry spans (needs the ``otel`` extra, see servcore.tracing);
-    how often each worker node samples queue depths."""
+    how often the store is sampled for queue depths (``queue.depth``, on
+    worker nodes) and at most read for the cluster-wide metrics (any node)."""
 
     metrics: bool = setting(True, toml="boolean", env="SERVCORE_METRICS", parse=_switch)
     metrics_port: int | None = setting(

@@ -6,7 +6,8 @@ HTTP layer (which ask them and render the answers): nothing here does I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass
 from datetime import datetime
 
 from servcore.jobs import Job, JobStatus
@@ -78,6 +79,11 @@ class JobCounts:
             cancelled=by_status.get("cancelled", 0),
             scheduled=scheduled,
         )
+
+    @classmethod
+    def sum(cls, counts: Sequence[JobCounts]) -> JobCounts:
+        """The counts of several stores, added up."""
+        return cls(*(sum(column) for column in zip(*(astuple(c) for c in counts), strict=True)))
 
     @property
     def total(self) -> int:

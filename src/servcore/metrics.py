@@ -4,8 +4,13 @@ Events are counted into plain dictionaries as they happen (a few hundred
 nanoseconds a job); ``prometheus_client`` builds the text exposition only
 when ``/metrics`` is scraped. Each process exposes its own metrics (the
 server and each ``servcore worker``): scrape them all; Prometheus adds the
-``instance`` label, and ``sum by (queue)`` adds them up. The queue gauges are
-the store's view, the same from every process: take ``max by (queue)``.
+``instance`` label.
+
+Two kinds. *Per process* (counted here as this process runs jobs and answers
+requests): ``sum`` them across processes. *Cluster-wide* (marked ◆: read from
+the store by a :class:`~servcore.cluster_sample.ClusterSampler`, at most
+once per ``sample_interval``, on any node, API-only ones too): every process
+serves the same numbers, so take ``max`` (``max by (queue)``), never ``sum``.
 
 =========================================== ======== ==================================
 metric                                      type     labels
@@ -19,11 +24,14 @@ servcore_jobs_rescued_total                 counter
 servcore_job_duration_seconds               histogram queue, task
 servcore_job_queue_latency_seconds          histogram queue (run_at → start)
 servcore_jobs_running                       gauge    queue, node (this process)
-servcore_queue_depth                        gauge    queue (ready to start)
-servcore_queue_scheduled                    gauge    queue
-servcore_queue_running                      gauge    queue (every node)
-servcore_queue_oldest_job_age_seconds       gauge    queue
-servcore_queue_paused                       gauge    queue
+servcore_queue_depth ◆                      gauge    queue (ready to start)
+servcore_queue_scheduled ◆                  gauge    queue
+servcore_queue_running ◆                    gauge    queue (every node)
+servcore_queue_oldest_job_age_seconds ◆     gauge    queue
+servcore_queue_paused ◆                     gauge    queue
+servcore_stored_jobs ◆                      gauge    status (available, scheduled,
+                                                     running, done, failed, cancelled)
+servcore_store_sample_age_seconds           gauge    (how old this process's ◆ sample is)
 servcore_http_requests_total                counter  method, route, status
 servcore_http_request_duration_seconds      histogram method, route
 servcore_store_call_duration_seconds        histogram operation
@@ -45,6 +53,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from servcore.cluster_sample import ClusterSampler
 from servcore.telemetry import EVENTS, EventHandler, Measurements, Metadata, Telemetry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -112,10 +121,12 @@ class Metrics(Collector):
         node: str,
         running: RunningJobs,
         known_task: Callable[[str], bool] = lambda task: True,
+        cluster: ClusterSampler | None = None,
     ) -> None:
         self._telemetry = telemetry
         self.node = node
         self._running = running
+        self.cluster = cluster  # the store's view, for the cluster-wide gauges
         # A client names a job's task: only registered ones become label values,
         # or anyone could grow the series without end.
         self._known_task = known_task
@@ -123,7 +134,6 @@ class Metrics(Collector):
         self._tasks: dict[tuple[str, str], _TaskRecord] = {}
         self._rescued = 0
         self._latencies: dict[str, _Histogram] = {}
-        self._queues: dict[str, tuple[float, float, float, float, bool]] = {}
         self._requests: dict[tuple[str, str, str], int] = {}
         self._request_durations: dict[tuple[str, str], _Histogram] = {}
         self._store_calls: dict[str, _Histogram] = {}
@@ -134,7 +144,6 @@ class Metrics(Collector):
             "job.stop": self._job_end,
             "job.exception": self._job_end,
             "job.rescued": self._rescue,
-            "queue.depth": self._queue_depth,
             "http.stop": self._request,
             "store.call": self._store_call,
         }
@@ -147,7 +156,15 @@ class Metrics(Collector):
         self._telemetry.detach(self._handler_id)
 
     def render(self) -> bytes:
+        """The exposition, with the store sample held now (none is read)."""
         return generate_latest(self.registry)
+
+    async def scrape(self) -> bytes:
+        """The ``/metrics`` body: the store sample refreshed first if it is
+        stale (waiting for it a bounded time, see ``ClusterSampler.fresh``)."""
+        if self.cluster is not None:
+            await self.cluster.fresh()
+        return self.render()
 
     # -- counting (on the event loop, as events happen) -------------------
 
@@ -170,15 +187,6 @@ class Metrics(Collector):
 
     def _rescue(self, event: str, measurements: Measurements, metadata: Metadata) -> None:
         self._rescued += int(measurements["count"])
-
-    def _queue_depth(self, event: str, measurements: Measurements, metadata: Metadata) -> None:
-        self._queues[metadata["queue"]] = (
-            measurements["available"],
-            measurements["scheduled"],
-            measurements["running"],
-            measurements["oldest_age"],
-            bool(metadata["paused"]),
-        )
 
     def _request(self, event: str, measurements: Measurements, metadata: Metadata) -> None:
         method, route = metadata["method"], metadata["route"]
@@ -241,7 +249,7 @@ class Metrics(Collector):
         for queue, count in self._running().items():
             running.add_metric([queue, self.node], count)
         yield running
-        yield from self._queue_gauges()
+        yield from self._cluster_gauges()
         yield _counter(
             "servcore_http_requests",
             "HTTP requests answered, by method, route and status.",
@@ -261,20 +269,48 @@ class Metrics(Collector):
             [((operation,), h) for operation, h in list(self._store_calls.items())],
         )
 
-    def _queue_gauges(self) -> Iterator[Metric]:
-        sampled = list(self._queues.items())
-        names = (
-            ("servcore_queue_depth", "Jobs ready to start."),
-            ("servcore_queue_scheduled", "Jobs waiting for their run_at."),
-            ("servcore_queue_running", "Jobs running on every node."),
-            ("servcore_queue_oldest_job_age_seconds", "How long the oldest ready job has waited."),
-            ("servcore_queue_paused", "1 while the queue is paused."),
-        )
-        for index, (name, documentation) in enumerate(names):
+    def _cluster_gauges(self) -> Iterator[Metric]:
+        """The cluster-wide gauges, from the store sample held (none before the first)."""
+        cluster = self.cluster
+        sample = cluster.sample if cluster is not None else None
+        if cluster is None or sample is None:
+            return
+        for name, field, documentation in (
+            ("servcore_queue_depth", "available", "Jobs ready to start."),
+            ("servcore_queue_scheduled", "scheduled", "Jobs waiting for their run_at."),
+            ("servcore_queue_running", "running", "Jobs running on every node."),
+            (
+                "servcore_queue_oldest_job_age_seconds",
+                "oldest_age",
+                "How long the oldest ready job has waited.",
+            ),
+            ("servcore_queue_paused", "paused", "1 while the queue is paused."),
+        ):
             gauge = GaugeMetricFamily(name, documentation, labels=["queue"])
-            for queue, values in sampled:
-                gauge.add_metric([queue], float(values[index]))
+            for queue in sample.queues:
+                gauge.add_metric([queue.name], float(getattr(queue, field)))
             yield gauge
+        counts = sample.counts
+        stored = GaugeMetricFamily(
+            "servcore_stored_jobs",
+            "Jobs the store holds, by status (the store's, the same on every node).",
+            labels=["status"],
+        )
+        for status, count in (
+            ("available", counts.available),
+            ("scheduled", counts.scheduled),
+            ("running", counts.running),
+            ("done", counts.done),
+            ("failed", counts.failed),
+            ("cancelled", counts.cancelled),
+        ):
+            stored.add_metric([status], float(count))
+        yield stored
+        yield GaugeMetricFamily(
+            "servcore_store_sample_age_seconds",
+            "Seconds since this process read the store sample behind the cluster-wide gauges.",
+            value=cluster.age() or 0.0,
+        )
 
 
 def _counter(

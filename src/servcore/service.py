@@ -30,11 +30,12 @@ from typing import Any
 import msgspec
 
 from servcore.clock import SYSTEM_CLOCK, Clock
+from servcore.cluster_sample import ClusterSampler
 from servcore.config import ServiceConfig
 from servcore.config_file import load_configuration
 from servcore.cron import CronEntry, CronError
 from servcore.job_client import JobClient
-from servcore.job_reads import QueueInfo
+from servcore.job_reads import JobCounts, QueueInfo
 from servcore.job_requests import JobRequestError
 from servcore.leadership.base import Leadership
 from servcore.maintenance.rescuer import Rescuer
@@ -255,19 +256,30 @@ class Service(JobClient):
 
     def _count_metrics(self) -> None:
         """Attach or detach the Prometheus metrics as ``config.telemetry.metrics`` says."""
-        if self.config.telemetry.metrics and self.metrics is None:
+        telemetry = self.config.telemetry
+        if telemetry.metrics and self.metrics is None:
+            # Any node, workers or not, serves the store's view of every queue.
+            cluster = ClusterSampler(
+                self._active_queues,
+                self._job_totals,
+                self.clock,
+                interval=telemetry.sample_interval,
+            )
             self.metrics = Metrics(
                 self.telemetry,
                 self.config.node,
                 self._running_jobs,
                 known_task=lambda task: self.registry.get(task) is not None,
+                cluster=cluster,
             )
             self.metrics.attach()
-        elif not self.config.telemetry.metrics and self.metrics is not None:
+        elif not telemetry.metrics and self.metrics is not None:
             self.metrics.detach()
             self.metrics = None
         if self.metrics is not None:
             self.metrics.node = self.config.node
+            if self.metrics.cluster is not None:
+                self.metrics.cluster.interval = telemetry.sample_interval
 
     def enable_tracing(self, tracer_provider: Any = None) -> None:
         """OpenTelemetry spans for requests and job runs (see :mod:`servcore.tracing`);
@@ -333,6 +345,11 @@ class Service(JobClient):
 
     async def _active_queues(self) -> list[QueueInfo]:
         return [info for info, _ in await self.queues(active_only=True)]
+
+    async def _job_totals(self) -> JobCounts:
+        """Jobs by status in this store and those of pipelines held apart."""
+        apart = [service._job_totals() for service in self.router.own_stores.values()]
+        return JobCounts.sum([await self.count_jobs(), *await asyncio.gather(*apart)])
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:

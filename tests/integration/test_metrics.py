@@ -110,6 +110,37 @@ async def test_queue_gauges_running_jobs_and_http_requests(
     )
 
 
+async def test_an_api_only_node_exports_the_store_s_queues_and_job_totals(
+    backend: str, tmp_path: Path
+) -> None:
+    service = Service(make_store(backend, tmp_path), config=fast_config(sample_interval=0.05))
+    client = client_for(create_app(service, manage_service=False))
+    await service.start(workers=False)
+    try:
+        waiting = [await service.enqueue("x", queue="email") for _ in range(3)]
+        await service.enqueue("x", queue="email", delay=3600)
+        first = await scrape(client)
+        assert value(first, "servcore_queue_depth", queue="email") == 3
+        assert value(first, "servcore_queue_scheduled", queue="email") == 1
+        assert value(first, "servcore_stored_jobs", status="available") == 3
+        assert value(first, "servcore_stored_jobs", status="scheduled") == 1
+        await service.cancel_job(waiting[0].id)
+        await service.pause_queue("email")
+
+        async def sampled_again() -> bool:
+            samples = await scrape(client)
+            return (
+                value(samples, "servcore_stored_jobs", status="cancelled") == 1
+                and value(samples, "servcore_queue_depth", queue="email") == 2
+                and value(samples, "servcore_queue_paused", queue="email") == 1
+            )
+
+        await wait_for(sampled_again, message="a new sample after sample_interval")
+    finally:
+        await client.aclose()
+        await service.stop()
+
+
 async def test_metrics_can_be_switched_off(backend: str, tmp_path: Path) -> None:
     service = Service(make_store(backend, tmp_path), config=fast_config(metrics=False))
     client = client_for(create_app(service, manage_service=False))

@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
         "notifier",
         "leadership",
     },
-    {"store", "metrics", "tracing", "logs", "config_file"},
+    {"store", "metrics", "cluster_sample", "tracing", "logs", "config_file"},
     {"runtime", "maintenance"},
     {"worker_node", "queue_router", "job_client"},
     {"service"},

@@ -70,7 +70,7 @@ async def metrics(request: Request, service: Service) -> Response:
     """``GET /metrics``: this process's Prometheus metrics (text exposition)."""
     if service.metrics is None:
         return error_response("Metrics are switched off (SERVCORE_METRICS=0)", 404)
-    return Response(service.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+    return Response(await service.metrics.scrape(), media_type=METRICS_CONTENT_TYPE)
 
 
 async def history(request: Request, service: Service) -> Response:
