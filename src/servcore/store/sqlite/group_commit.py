@@ -17,14 +17,14 @@ callers costs one fsync instead of N.
 
 If an operation raises, the group is rolled back and each operation is run
 again in a transaction of its own, so one bad write fails only its caller.
+If the connection itself breaks, the writer reports the problem, reopens it
+with backoff, and carries on: it is supervised from inside.
 
 An operation may :meth:`~GroupCommitWriter.tell` something to other
 processes (a queue that got jobs, a running job cancelled): what a
 transaction told is handed to ``on_commit`` once, right after its COMMIT and
 before any caller is answered, and dropped if it rolls back — told when,
 and only if, it is committed, as PostgreSQL's NOTIFY is.
-If the connection itself breaks, the writer reports the problem, reopens it
-with backoff, and carries on: it is supervised from inside.
 """
 
 from __future__ import annotations
