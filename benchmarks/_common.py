@@ -130,6 +130,47 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 20.0) -> int:
     return proc.returncode
 
 
+def spawn_worker(
+    url: str,
+    node: str,
+    concurrency: int,
+    lease: float | None = None,
+    cwd: Path = ROOT,
+    **env_extra: str,
+) -> subprocess.Popen[bytes]:
+    """``servcore worker pg_tasks:service`` (``benchmarks/pg_tasks.py``) on ``url``."""
+    command = [
+        str(SERVCORE),
+        "worker",
+        "pg_tasks:service",
+        "--store",
+        url,
+        "--node",
+        node,
+        "--concurrency",
+        str(concurrency),
+        "--log-level",
+        "warning",
+    ]
+    if lease is not None:
+        command += ["--lease", str(lease)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVCORE_")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p
+    )
+    env.update(env_extra)
+    return subprocess.Popen(command, env=env, cwd=cwd)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far, from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 def emit_json(path: str | None, data: Any) -> None:
     if path:
         Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,4 +1,5 @@
-"""The service ``benchmarks/postgres.py`` runs in ``servcore worker pg_tasks:service``.
+"""The service ``benchmarks/postgres.py`` (and ``latency.py --mode processes``, on
+SQLite) runs in ``servcore worker pg_tasks:service``.
 
 - ``noop``: returns at once (multi-process throughput).
 - ``stamp``: returns ``{"t": time.time()}`` taken on entry, so the benchmark

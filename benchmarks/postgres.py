@@ -40,7 +40,6 @@ import asyncio
 import collections
 import json
 import logging
-import os
 import random
 import signal
 import subprocess
@@ -52,10 +51,7 @@ from typing import Any
 
 import asyncpg
 from _common import (
-    BENCH_DIR,
     PG_DSN,
-    ROOT,
-    SERVCORE,
     emit_json,
     median,
     percentile,
@@ -64,6 +60,7 @@ from _common import (
     pg_url,
     print_machine,
     run_pg,
+    spawn_worker,
     stop_process,
 )
 
@@ -73,32 +70,6 @@ TARGET_JOBS_PER_S = 10_000.0
 TARGET_P50_MS = 5.0
 TARGET_P99_MS = 20.0
 POLL_S = 0.02
-
-
-def spawn_worker(
-    url: str, node: str, concurrency: int, lease: float | None = None, **env_extra: str
-) -> subprocess.Popen[bytes]:
-    command = [
-        str(SERVCORE),
-        "worker",
-        "pg_tasks:service",
-        "--store",
-        url,
-        "--node",
-        node,
-        "--concurrency",
-        str(concurrency),
-        "--log-level",
-        "warning",
-    ]
-    if lease is not None:
-        command += ["--lease", str(lease)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVCORE_")}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p
-    )
-    env.update(env_extra)
-    return subprocess.Popen(command, env=env, cwd=ROOT)
 
 
 async def wait_done(

@@ -25,7 +25,13 @@ from _common import BENCH_DIR, print_machine
 BENCHMARKS: dict[str, list[tuple[str, list[str]]]] = {
     "throughput": [("throughput", ["--concurrency", "64,256,1024"])],
     "http_post": [("http_post", ["--concurrency", "default,256"])],
-    "latency": [("latency", ["--mode", "python"]), ("latency", ["--mode", "http"])],
+    "latency": [
+        ("latency", ["--mode", "python"]),
+        ("latency", ["--mode", "http"]),
+        ("latency", ["--mode", "processes", "--jobs", "1000", "--interval", "5"]),
+    ],
+    # How a SQLite listener can hear of another process's commit (chose notifier.sqlite).
+    "wake_mechanisms": [("wake_mechanisms", [])],
     "crash_recovery": [("crash_recovery", []), ("crash_recovery", ["--sleep-ms", "50"])],
     # SQLite and PostgreSQL (the latter needs SERVCORE_BENCH_PG's server).
     "bulk_insert": [("bulk_insert", [])],

@@ -224,7 +224,8 @@ class RuntimeSettings(_Part):
     ``lease`` is how long a claim holds without renewal; running jobs renew
     theirs every ``lease / 3``. ``poll_interval`` caps how long an idle queue
     waits before looking at the store on its own (it is woken at once by
-    local submissions and at each job's ``run_at``)."""
+    submissions, from this process or, through the store's notifier, from
+    others, and at each job's ``run_at``)."""
 
     queues: tuple[str, ...] = setting(
         DEFAULT_QUEUES,

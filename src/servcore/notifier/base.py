@@ -14,6 +14,24 @@ from typing import Protocol
 OnQueue = Callable[[str], None]
 OnCancel = Callable[[int, int], None]  # (job id, the lease token it was cancelled under)
 
+# A message is a queue name ("" for every queue) or ``cancel:<id>:<lease token>``
+# (no queue name has a colon); every notifier sends these.
+CANCEL_PREFIX = "cancel:"
+
+
+def cancel_message(job_id: int, lease_token: int) -> str:
+    """The message that says a running job was cancelled under ``lease_token``."""
+    return f"{CANCEL_PREFIX}{job_id}:{lease_token}"
+
+
+def deliver(message: str, on_queue: OnQueue, on_cancel: OnCancel) -> None:
+    """Hand one message to the callback it is for."""
+    if message.startswith(CANCEL_PREFIX):
+        job_id, _, lease_token = message[len(CANCEL_PREFIX) :].partition(":")
+        on_cancel(int(job_id), int(lease_token))
+    else:
+        on_queue(message)
+
 
 class Notifier(Protocol):
     async def run(self, on_queue: OnQueue, on_cancel: OnCancel) -> None:

@@ -2,8 +2,8 @@
 
 The store sends ``pg_notify(channel, queue)`` in the transaction that
 inserts jobs, so the notification arrives when, and only if, they commit;
-cancelling a running job sends ``cancel:<id>:<lease token>`` (no queue name
-has a colon).
+cancelling a running job sends ``cancel:<id>:<lease token>`` (see
+``notifier.base``).
 The listener holds one connection of its own. When that connection drops
 (PostgreSQL restarted, the connection terminated) it says so — the service
 reports DEGRADED — reconnects with backoff, and wakes every queue once it is
@@ -17,11 +17,10 @@ import logging
 
 import asyncpg
 
-from servcore.notifier.base import OnCancel, OnQueue
+from servcore.notifier.base import OnCancel, OnQueue, deliver
 
 log = logging.getLogger("servcore.notifier")
 
-CANCEL_PREFIX = "cancel:"
 _DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 _ERRORS = (
     OSError,
@@ -44,11 +43,7 @@ class PostgresNotifier:
 
     async def run(self, on_queue: OnQueue, on_cancel: OnCancel) -> None:
         def heard(payload: str) -> None:
-            if payload.startswith(CANCEL_PREFIX):
-                job_id, _, lease_token = payload[len(CANCEL_PREFIX) :].partition(":")
-                on_cancel(int(job_id), int(lease_token))
-            else:
-                on_queue(payload)
+            deliver(payload, on_queue, on_cancel)
 
         failures = 0
         while True:

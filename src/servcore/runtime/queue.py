@@ -9,8 +9,8 @@
 
 The claim loop never polls on a fixed beat while work flows: it sleeps until
 it is notified of a submission, until the earliest ``run_at`` in its queue,
-or at most ``poll_interval`` (which covers submissions it cannot hear, e.g.
-from another process on the same SQLite file). A heartbeat renews the leases
+or at most ``poll_interval`` (which covers a wake-up from another process
+that was lost: see ``notifier``). A heartbeat renews the leases
 of running jobs every ``lease / 3``.
 
 Stopping has two scopes: ``stop_claiming`` ends the claim loop; ``drain``

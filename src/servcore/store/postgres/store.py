@@ -20,7 +20,8 @@ import asyncpg
 from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
 from servcore.jobs import DEFAULT_LEASE, Job, NewJob
 from servcore.leadership.postgres import PostgresLeadership
-from servcore.notifier.postgres import CANCEL_PREFIX, PostgresNotifier
+from servcore.notifier.base import CANCEL_PREFIX
+from servcore.notifier.postgres import PostgresNotifier
 from servcore.store.base import (
     ClaimParams,
     Completion,

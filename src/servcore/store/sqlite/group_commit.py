@@ -19,6 +19,12 @@ If an operation raises, the group is rolled back and each operation is run
 again in a transaction of its own, so one bad write fails only its caller.
 If the connection itself breaks, the writer reports the problem, reopens it
 with backoff, and carries on: it is supervised from inside.
+
+An operation may :meth:`~GroupCommitWriter.tell` something to other
+processes (a queue that got jobs, a running job cancelled): what a
+transaction told is handed to ``on_commit`` once, right after its COMMIT and
+before any caller is answered, and dropped if it rolls back — told when,
+and only if, it is committed, as PostgreSQL's NOTIFY is.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ log = logging.getLogger("servcore.store.sqlite")
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
+OnCommit = Callable[[set[str]], None]
 
 _STOP = object()
 _RESTART_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
@@ -75,9 +82,12 @@ class GroupCommitWriter:
         *,
         max_group: int = 2000,
         name: str = "servcore-sqlite-writer",
+        on_commit: OnCommit | None = None,
     ) -> None:
         self._connect = connect
         self._max_group = max_group
+        self._on_commit = on_commit
+        self._told: set[str] = set()  # by the transaction under way (writer thread only)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
@@ -98,6 +108,11 @@ class GroupCommitWriter:
         future: asyncio.Future[T] = loop.create_future()
         self._inbox.put(_Pending(operation, loop, future))
         return future
+
+    def tell(self, message: str) -> None:
+        """From inside an operation: hand ``message`` to ``on_commit`` once its
+        transaction commits (nothing if it rolls back)."""
+        self._told.add(message)
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish what was submitted, then close the connection."""
@@ -179,11 +194,11 @@ class GroupCommitWriter:
     def _commit_group(self, conn: sqlite3.Connection, group: list[_Pending]) -> None:
         results: list[tuple[bool, Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             try:
                 for item in group:
                     results.append((True, item.operation(conn)))
-                conn.execute("COMMIT")
+                self._commit(conn)
             except BaseException:
                 _rollback(conn)
                 raise
@@ -194,16 +209,29 @@ class GroupCommitWriter:
             results = self._one_by_one(conn, group)
         self._answer(group, results)
 
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        self._told = set()
+        conn.execute("BEGIN IMMEDIATE")
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
+        told, self._told = self._told, set()
+        if told and self._on_commit is not None:
+            try:
+                self._on_commit(told)
+            except Exception:  # telling is best effort: the write stands
+                log.exception("SQLite writer: telling other processes of a commit failed")
+
     def _one_by_one(
         self, conn: sqlite3.Connection, group: list[_Pending]
     ) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
         for item in group:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                self._begin(conn)
                 try:
                     value = item.operation(conn)
-                    conn.execute("COMMIT")
+                    self._commit(conn)
                 except BaseException:
                     _rollback(conn)
                     raise

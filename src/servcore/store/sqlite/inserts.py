@@ -6,6 +6,8 @@ statement, an id read-back and a hand-off per job; gathering them first
 costs one ``executemany`` for all. Each caller still gets only its own
 result: if the combined insert fails, every caller's rows are tried again
 under a savepoint of their own, so one bad batch fails only its caller.
+The queues that got rows are told (``tell``) for other processes to hear
+once the transaction commits.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from servcore.store.job_columns import OPTIONAL_NAMES
 
 Row = tuple[Any, ...]
 Submit = Callable[[Callable[[sqlite3.Connection], list[int | Exception]]], asyncio.Future[Any]]
+Tell = Callable[[str], None]
 
 # The rows' values: these, then the optional columns (see store.sqlite.store._insert_row).
 _NAMES = (
@@ -71,8 +74,9 @@ def _insert_alone(conn: sqlite3.Connection, rows: list[Row]) -> int | Exception:
 class InsertCoalescer:
     """Gathers the inserts of one loop turn into one writer operation."""
 
-    def __init__(self, submit: Submit) -> None:
+    def __init__(self, submit: Submit, tell: Tell) -> None:
         self._submit = submit
+        self._tell = tell
         self._waiting: list[tuple[list[Row], asyncio.Future[int]]] = []
 
     async def insert(self, rows: list[Row]) -> int:
@@ -87,8 +91,18 @@ class InsertCoalescer:
     def _flush(self) -> None:
         waiting, self._waiting = self._waiting, []
         batches = [rows for rows, _ in waiting]
+        tell = self._tell
+
+        def insert(conn: sqlite3.Connection) -> list[int | Exception]:
+            firsts = _insert_batches(conn, batches)
+            for batch, first in zip(batches, firsts, strict=True):
+                if not isinstance(first, Exception):
+                    for queue in {row[0] for row in batch}:  # a row starts with its queue
+                        tell(queue)
+            return firsts
+
         try:
-            written = self._submit(lambda conn: _insert_batches(conn, batches))
+            written = self._submit(insert)
         except Exception as error:
             for _, future in waiting:
                 if not future.done():

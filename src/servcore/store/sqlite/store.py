@@ -4,6 +4,10 @@ Writes go through one long-lived connection owned by a group-commit writer
 thread (see ``group_commit``); reads run on their own connections in a small
 thread pool, so listing jobs never waits behind a commit. WAL mode, and
 ``synchronous=FULL`` unless the URL asks for ``?synchronous=NORMAL``.
+
+Other processes on the file hear of what concerns them once it commits —
+jobs that can start, a running job cancelled — over the wake-up sockets
+of ``notifier.sqlite``: writes ``tell`` the writer, which sends after COMMIT.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any, TypeVar
 from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
 from servcore.jobs import Job, NewJob
 from servcore.leadership.base import SoleLeadership
+from servcore.notifier.base import cancel_message
+from servcore.notifier.sqlite import SqliteNotifier, WakeSender
 from servcore.store.base import (
     ClaimParams,
     Completion,
@@ -73,8 +79,10 @@ class SqliteStore:
         self.url = url
         self.path = Path(path)
         self.synchronous = synchronous
-        self._writer = GroupCommitWriter(self._connect_writer)  # replaced by each open()
-        self._inserts = InsertCoalescer(self._writer.submit)
+        self._wakes = WakeSender(self.path)
+        self._listener: SqliteNotifier | None = None
+        self._writer = self._new_writer()  # replaced by each open()
+        self._inserts = InsertCoalescer(self._writer.submit, self._tell)
         self._reader_local = threading.local()
         self._readers: ThreadPoolExecutor | None = None
         self._nodes = NodeLocks(Path(f"{path}-nodes"))
@@ -86,6 +94,13 @@ class SqliteStore:
         self._opened = False
 
     # -- life cycle -------------------------------------------------------
+
+    def _new_writer(self) -> GroupCommitWriter:
+        return GroupCommitWriter(self._connect_writer, on_commit=self._wakes.send)
+
+    def _tell(self, message: str) -> None:
+        """From inside a write: other processes hear ``message`` once it commits."""
+        self._writer.tell(message)
 
     def _connect_writer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -112,8 +127,8 @@ class SqliteStore:
             self._connect_writer().close()
         except (OSError, sqlite3.Error) as error:
             raise StoreError(f"cannot open SQLite database {str(self.path)!r}: {error}") from None
-        self._writer = GroupCommitWriter(self._connect_writer)
-        self._inserts = InsertCoalescer(self._writer.submit)
+        self._writer = self._new_writer()
+        self._inserts = InsertCoalescer(self._writer.submit, self._tell)
         self._writer.start()
         self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="servcore-sqlite-reader")
         self._opened = True
@@ -130,6 +145,7 @@ class SqliteStore:
             return
         self._opened = False
         await asyncio.to_thread(self._writer.close)
+        self._wakes.close()
         if self._readers is not None:
             self._readers.shutdown(wait=True)
         self._nodes.release_all()
@@ -181,8 +197,11 @@ class SqliteStore:
             lambda conn: sqlite_reads.select_nodes(conn, to_micros(alive_since))
         )
 
-    def notifier(self) -> None:
-        return None  # one process: local submissions wake the queues directly
+    def notifier(self) -> SqliteNotifier:
+        """The listener for this file's wake-ups (one per store)."""
+        if self._listener is None:
+            self._listener = SqliteNotifier(self.path, self._wakes)
+        return self._listener
 
     def problem(self) -> str | None:
         return self._writer.problem
@@ -229,12 +248,16 @@ class SqliteStore:
 
         def insert(conn: sqlite3.Connection) -> tuple[Any, ...] | int:
             # The writer runs one operation at a time: check-then-insert is atomic.
-            known = conn.execute(
+            known: tuple[Any, ...] | None = conn.execute(
                 f"SELECT {COLUMNS} FROM jobs INDEXED BY jobs_unique "
                 "WHERE unique_key = ? AND inserted_at >= ? ORDER BY id DESC LIMIT 1",
                 (key, since_us),
             ).fetchone()
-            return known if known is not None else insert_rows(conn, [row])
+            if known is not None:
+                return known
+            first = insert_rows(conn, [row])
+            self._tell(new_job.queue)
+            return first
 
         found = await self._write(insert)
         if isinstance(found, int):
@@ -383,11 +406,15 @@ class SqliteStore:
 
         def release(conn: sqlite3.Connection) -> list[int]:
             held = self._held(conn, leases)
-            conn.executemany(
-                "UPDATE jobs SET status = 'queued', attempt = attempt - 1, started_at = NULL, "
-                "locked_by = NULL, locked_until = NULL WHERE id = ?",
-                [(job_id,) for job_id in held],
-            )
+            if held:
+                marks = ",".join("?" * len(held))
+                queues = conn.execute(
+                    "UPDATE jobs SET status = 'queued', attempt = attempt - 1, started_at = NULL, "
+                    f"locked_by = NULL, locked_until = NULL WHERE id IN ({marks}) RETURNING queue",
+                    list(held),
+                ).fetchall()
+                for (queue,) in set(queues):
+                    self._tell(queue)  # another worker may take them now
             return [lease.id for lease in leases if lease.id not in held]
 
         return await self._write(release)
@@ -446,6 +473,7 @@ class SqliteStore:
                         (now_us, encode_json(error), job.id),
                     )
                     report.requeued.append(job.id)
+                    self._tell(job.queue)
                 else:
                     conn.execute(
                         "UPDATE jobs SET status = 'failed', finished_at = ?, rescued = rescued + 1,"
@@ -460,13 +488,17 @@ class SqliteStore:
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         self._generation += 1
-        await self._write(
-            lambda conn: conn.execute(
+
+        def save(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO servcore_queues (name, paused) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
                 (queue, int(paused)),
             )
-        )
+            if not paused:
+                self._tell(queue)  # resumed: its waiting jobs can start
+
+        await self._write(save)
 
     async def list_queues(self, now: datetime, *, active_only: bool = False) -> list[QueueInfo]:
         now_us = to_micros(now)
@@ -479,6 +511,13 @@ class SqliteStore:
         marks = ",".join("?" * len(ids))
 
         def cancel(conn: sqlite3.Connection) -> list[int]:
+            running = conn.execute(
+                f"SELECT id, lease_token FROM jobs WHERE id IN ({marks}) AND status = 'running'",
+                list(ids),
+            ).fetchall()
+            for job_id, lease_token in running:
+                # The node running it hears at commit, and stops the run.
+                self._tell(cancel_message(job_id, lease_token))
             rows = conn.execute(
                 f"UPDATE jobs SET status = 'cancelled', finished_at = ?, "
                 f"locked_until = NULL "
@@ -502,10 +541,12 @@ class SqliteStore:
                 f"UPDATE jobs SET status = 'queued', run_at = ?, finished_at = NULL, "
                 f"max_attempts = max(max_attempts, attempt + 1), rescued = 0, locked_by = NULL "
                 f"WHERE id IN ({marks}) AND status IN ('failed', 'cancelled') "
-                f"AND NOT (result_ttl IS NOT NULL AND {EXPIRES_AT} <= ?) RETURNING id",
+                f"AND NOT (result_ttl IS NOT NULL AND {EXPIRES_AT} <= ?) RETURNING id, queue",
                 [now_us, *ids, now_us],
             ).fetchall()
-            return sorted(job_id for (job_id,) in rows)
+            for queue in {queue for _, queue in rows}:
+                self._tell(queue)
+            return sorted(job_id for job_id, _ in rows)
 
         return await self._write(retry)
 
@@ -537,7 +578,10 @@ class SqliteStore:
                 "WHERE servcore_cron.last_tick < excluded.last_tick RETURNING name",
                 (name, to_micros(tick)),
             ).fetchone()
-            return insert_rows(conn, rows) if won is not None and rows else None
+            if won is None or new_job is None:
+                return None
+            self._tell(new_job.queue)
+            return insert_rows(conn, rows)
 
         first_id = await self._write(advance)
         if first_id is None or new_job is None:
