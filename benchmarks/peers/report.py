@@ -71,7 +71,10 @@ def _ms(value: float | None) -> str:
 def _ratio(ours: float | None, theirs: float | None) -> str:
     if ours is None or theirs is None or theirs == 0:
         return "-"
-    return f"{ours / theirs:.2f}x"
+    ratio = ours / theirs
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.3f}x"
 
 
 HEADER = ("library", "enqueue jobs/s", "1 worker jobs/s", "2 workers jobs/s", "p50 ms", "p99 ms")
