@@ -1,7 +1,7 @@
 """The enqueue client: a process of its own, as an app enqueuing jobs is.
 
-    python -m peers.client 'huey (sqlite)' --count 10000
-    python -m peers.client 'huey (sqlite)' --count 1000 --rate 200 --warmup 20
+    python -m peers.client peers.adapters.huey_peer:HueySqlite --count 10000
+    python -m peers.client peers.adapters.huey_peer:HueySqlite --count 1000 --rate 200 --warmup 20
 
 Enqueues ``--count`` jobs one call at a time, each awaited before the next,
 with the library's normal enqueue call; each job carries its number and the
@@ -21,8 +21,7 @@ import time
 
 import uvloop
 
-from peers.adapters import by_label
-from peers.adapters.base import Enqueue
+from peers.adapters.base import Enqueue, load
 from peers.place import Place
 from peers.records import Ledger
 
@@ -44,8 +43,8 @@ async def warm_up(enqueue: Enqueue, place: Place, count: int) -> None:
     await asyncio.sleep(IDLE_AFTER_WARMUP_S)
 
 
-async def main(label: str, count: int, rate: float | None, warmup: int) -> dict[str, float]:
-    peer = by_label(label)
+async def main(path: str, count: int, rate: float | None, warmup: int) -> dict[str, float]:
+    peer = load(path)
     place = Place.from_env()
     async with peer.client(place) as enqueue:
         if warmup:
@@ -79,7 +78,7 @@ async def main(label: str, count: int, rate: float | None, warmup: int) -> dict[
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("peer", help="an adapter's label, e.g. 'huey (sqlite)'")
+    parser.add_argument("peer", help="an adapter, e.g. peers.adapters.huey_peer:HueySqlite")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--rate", type=float, help="jobs per second (default: back to back)")
     parser.add_argument("--warmup", type=int, default=0)

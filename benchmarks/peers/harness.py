@@ -89,7 +89,7 @@ class Harness:
     def _client(
         self, peer: Peer, place: Place, count: int, rate: float | None = None, warmup: int = 0
     ) -> dict[str, float]:
-        command = [sys.executable, "-m", "peers.client", peer.label, "--count", str(count)]
+        command = [sys.executable, "-m", "peers.client", peer.path, "--count", str(count)]
         if rate is not None:
             command += ["--rate", str(rate), "--warmup", str(warmup)]
         done = subprocess.run(

@@ -25,10 +25,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from peers.adapters import PEERS, Peer
-from peers.adapters.base import REPO_ROOT
+from peers.adapters.base import REPO_ROOT, Peer
 from peers.harness import Harness, Phase
 from peers.records import Ledger
+from peers.registry import PEERS
 from peers.report import markdown, plain, summarize, table
 from peers.stores import server_version
 
@@ -188,7 +188,7 @@ def _progress(phase: Phase) -> str:
     return (
         f"{what}  p50 {phase.latency_ms['p50']:7.2f} ms  p99 {phase.latency_ms['p99']:7.2f} ms  "
         f"max {phase.latency_ms['max']:7.1f} ms  (enqueue call p99 "
-        f"{phase.enqueue['call_p99_ms']:.1f} ms, max {phase.enqueue['call_max_ms']:.0f} ms)"
+        f"{phase.enqueue['call_p99_ms']:.1f} ms, max {phase.enqueue['call_max_ms']:.1f} ms)"
     )
 
 

@@ -13,6 +13,7 @@ runs every library the same way.
 from __future__ import annotations
 
 import abc
+import importlib
 import os
 import signal
 import subprocess
@@ -61,8 +62,22 @@ class Peer(abc.ABC):
     def label(self) -> str:
         return f"{self.name} ({self.backend})"
 
+    @property
+    def path(self) -> str:
+        """Where :func:`load` finds this adapter: ``module:Class``."""
+        return f"{type(self).__module__}:{type(self).__name__}"
+
     @abc.abstractmethod
     def client(self, place: Place) -> AbstractAsyncContextManager[Enqueue]: ...
+
+
+def load(path: str) -> Peer:
+    """The adapter at ``module:Class`` (a client process loads just its own)."""
+    module, _, name = path.partition(":")
+    peer = getattr(importlib.import_module(module), name)()
+    if not isinstance(peer, Peer):
+        raise TypeError(f"{path} is not a Peer")
+    return peer
 
 
 def process_env(place: Place, extra: dict[str, str]) -> dict[str, str]:
