@@ -8,7 +8,9 @@ once, other nodes hear of it from the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +33,7 @@ from servcore.jobs import (
     task_name,
     valid_queue_name,
 )
+from servcore.loop_thread import LoopThread
 from servcore.queue_router import QueueRouter
 from servcore.store.base import Store
 from servcore.worker_node import NODE_HEARTBEAT, WorkerNode
@@ -49,6 +52,7 @@ class JobClient:
         node: WorkerNode,
         cron_entries: Mapping[str, CronEntry],
         trace_context: Callable[[], str | None] = lambda: None,
+        open_for_calls: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -59,6 +63,13 @@ class JobClient:
         self.node = node
         self.cron_entries = cron_entries
         self._current_trace = trace_context
+        # For calls from code that is not async (enqueue_sync): the loop the
+        # store was opened on (set by whoever opens it), and how to open it
+        # on a loop of our own when nobody has.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._open_for_calls = open_for_calls
+        self._loop_thread = LoopThread()
+        self._opening = threading.Lock()
 
     # -- submitting -------------------------------------------------------
 
@@ -131,6 +142,39 @@ class JobClient:
         body = {"task": task, **(payload or {})}
         (job,) = await self.submit([self.build_job(body, **options)])
         return job
+
+    def enqueue_sync(self, task: str, payload: dict[str, Any] | None = None, **options: Any) -> Job:
+        """:meth:`enqueue` for code that is not async (a Django view, a Flask
+        route, a script): returns once the job is stored. If the service is
+        not started, its store is opened (no workers) on a loop thread of its
+        own at the first call. In async code, ``await enqueue(...)`` instead.
+
+        On SQLite the job is committed in the calling thread (no hand-off to
+        the writer thread and back: one caller at a time gains most)."""
+        loop = self._loop_for_calls()
+        new = self.build_job({"task": task, **(payload or {})}, **options)
+        blocking = getattr(self.store, "insert_jobs_blocking", None)
+        if blocking is None or new.unique_key is not None:
+            (job,) = self._loop_thread.run(self.submit([new]), loop)
+            return job
+        jobs: list[Job] = blocking([new], self.clock.now())
+        loop.call_soon_threadsafe(self.node.wake_for, jobs)
+        return jobs[0]
+
+    def _loop_for_calls(self) -> asyncio.AbstractEventLoop:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("enqueue_sync() blocks: in async code, use await enqueue()")
+        with self._opening:  # one thread opens; the others wait until it is open
+            if self.loop is None:
+                if self._open_for_calls is None:
+                    raise RuntimeError("this client's store is not open")
+                self._loop_thread.run(self._open_for_calls())
+        assert self.loop is not None
+        return self.loop
 
     async def enqueue_many(self, new_jobs: Sequence[NewJob]) -> list[Job]:
         """Submit many jobs in one store transaction."""

@@ -105,6 +105,7 @@ class Service(JobClient):
             node=self.node,
             cron_entries=self.cron_entries,
             trace_context=self._trace_context,
+            open_for_calls=lambda: self.start(workers=False),
         )
         for pipeline in pipelines:
             self.add_pipeline(pipeline)
@@ -317,6 +318,7 @@ class Service(JobClient):
             return
         self.store.bound_waits(self.config.runtime.lease)
         await self.store.open()
+        self.loop = asyncio.get_running_loop()
         self._started = True
         self._stopping = False
         try:
@@ -392,6 +394,7 @@ class Service(JobClient):
         finally:
             await self.node.shut_down()
             await self.store.close()
+            self.loop = None
             self._started = False
             self._stopping = False
 

@@ -10,7 +10,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "servcore"
 
 # Bottom to top; the first part of a module's name under servcore/.
 LAYERS: list[set[str]] = [
-    {"errors", "clock", "timestamps", "retry", "jobs", "job_reads", "telemetry"},
+    {"errors", "clock", "timestamps", "retry", "jobs", "job_reads", "telemetry", "loop_thread"},
     {
         "tasks",
         "cron",

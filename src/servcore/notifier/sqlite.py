@@ -63,6 +63,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Collection
 from pathlib import Path
@@ -157,6 +158,8 @@ class WakeSender:
         # Replaced, never changed in place: the writer thread reads it.
         self._own: frozenset[str] = frozenset()
         self.sent = 0  # datagrams, for tests and curiosity
+        # The writer thread sends, and so do callers of insert_jobs_blocking.
+        self._lock = threading.Lock()
 
     def own(self, name: str) -> None:
         self._own = self._own | {name}
@@ -166,6 +169,10 @@ class WakeSender:
 
     def send(self, messages: Collection[str]) -> None:
         """Send ``messages`` to every other listener now; never blocks, never raises."""
+        with self._lock:
+            self._send(messages)
+
+    def _send(self, messages: Collection[str]) -> None:
         try:
             names = self._listeners()
         except OSError:

@@ -1,0 +1,81 @@
+"""enqueue_sync: submitting from code that is not async, on every store."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from servcore import Service
+from servcore.jobs import JobStatus
+from tests.conftest import fast_config, make_store, wait_for
+
+
+def test_a_plain_script_enqueues_without_starting_anything(backend: str, tmp_path: Path) -> None:
+    # No event loop here: the store is opened on a loop thread of the service's own.
+    service = Service(make_store(backend, tmp_path), config=fast_config())
+    first = service.enqueue_sync("send", {"to": "a@example.com"}, priority=3)
+    second = service.enqueue_sync("send", {"to": "b@example.com"}, unique_key="b")
+    again = service.enqueue_sync("send", {"to": "b@example.com"}, unique_key="b")
+
+    assert (first.task, first.priority, first.payload["to"]) == ("send", 3, "a@example.com")
+    assert second.id > first.id
+    assert again.id == second.id  # unique keys hold here too
+    assert service.loop is not None
+
+    async def read() -> list[JobStatus]:
+        return [(await service.store.get_job(j.id)).status for j in (first, second)]  # type: ignore[union-attr]
+
+    assert service._loop_thread.run(read(), service.loop) == [JobStatus.QUEUED] * 2
+    service._loop_thread.run(service.stop(), service.loop)
+
+
+async def test_a_thread_of_a_running_service_enqueues_and_wakes_its_workers(
+    backend: str, tmp_path: Path
+) -> None:
+    service = Service(make_store(backend, tmp_path), config=fast_config(poll_interval=30))
+    ran: list[int] = []
+
+    @service.task("work")
+    async def work(job: object) -> None:
+        ran.append(job.id)  # type: ignore[attr-defined]
+
+    await service.start()
+    try:
+        # As a sync route of an async web framework would, from its thread pool.
+        job = await asyncio.to_thread(service.enqueue_sync, "work", {})
+        await wait_for(lambda: job.id in ran, within=5, message="the job run well before the poll")
+    finally:
+        await service.stop(grace=0)
+
+
+async def test_in_async_code_it_says_to_await_enqueue(tmp_path: Path) -> None:
+    service = Service(make_store("memory", tmp_path), config=fast_config())
+    with pytest.raises(RuntimeError, match="await enqueue"):
+        service.enqueue_sync("work", {})
+
+
+def test_threads_enqueue_at_once(tmp_path: Path) -> None:
+    service = Service(make_store("sqlite", tmp_path), config=fast_config())
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def submit() -> None:
+        for _ in range(25):
+            job = service.enqueue_sync("work", {})
+            with lock:
+                ids.append(job.id)
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(ids)) == 100
+    assert service.loop is not None
+    counts = service._loop_thread.run(service.count_jobs(), service.loop)
+    assert counts.queued == 100
+    service._loop_thread.run(service.stop(), service.loop)
