@@ -8,12 +8,19 @@ from peers.adapters.base import Peer
 from peers.adapters.huey_peer import HueyRedis, HueySqlite
 from peers.adapters.pgqueuer_peer import PgqueuerPostgres
 from peers.adapters.procrastinate_peer import ProcrastinatePostgres
-from peers.adapters.servcore_peer import ServcorePostgres, ServcoreSqlite
+from peers.adapters.servcore_peer import (
+    ServcorePostgres,
+    ServcoreSqlite,
+    ServcoreSyncPostgres,
+    ServcoreSyncSqlite,
+)
 
 PEERS: tuple[Peer, ...] = (
     ServcoreSqlite(),
+    ServcoreSyncSqlite(),
     HueySqlite(),
     ServcorePostgres(),
+    ServcoreSyncPostgres(),
     PgqueuerPostgres(),
     ProcrastinatePostgres(),
     ArqRedis(),

@@ -163,10 +163,11 @@ class JobClient:
 
     def _loop_for_calls(self) -> asyncio.AbstractEventLoop:
         try:
-            asyncio.get_running_loop()
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
-            pass
-        else:
+            running = None
+        if running is not None and running is self.loop:
+            # It would wait for this very loop, which cannot run meanwhile.
             raise RuntimeError("enqueue_sync() blocks: in async code, use await enqueue()")
         with self._opening:  # one thread opens; the others wait until it is open
             if self.loop is None:

@@ -51,10 +51,14 @@ async def test_a_thread_of_a_running_service_enqueues_and_wakes_its_workers(
         await service.stop(grace=0)
 
 
-async def test_in_async_code_it_says_to_await_enqueue(tmp_path: Path) -> None:
+async def test_on_the_services_own_loop_it_says_to_await_enqueue(tmp_path: Path) -> None:
     service = Service(make_store("memory", tmp_path), config=fast_config())
-    with pytest.raises(RuntimeError, match="await enqueue"):
-        service.enqueue_sync("work", {})
+    await service.start(workers=False)
+    try:
+        with pytest.raises(RuntimeError, match="await enqueue"):
+            service.enqueue_sync("work", {})  # it would wait for this loop forever
+    finally:
+        await service.stop()
 
 
 def test_threads_enqueue_at_once(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ class ServcoreSqlite(_Servcore):
     name = "servcore"
     backend: ClassVar[Backend] = "sqlite"
     durability = "commits each job in its own transaction, synchronous=FULL (the default)"
-    settings = "worker --concurrency 8; default poll 1 s for jobs from another process"
+    settings = "worker --concurrency 8; woken at once by the wake-up sockets (poll 1 s behind them)"
 
     def store_url(self, place: Place) -> str:
         return f"sqlite:///{place.sqlite_path}"
@@ -77,3 +77,29 @@ class ServcorePostgres(_Servcore):
 
     def discard(self, place: Place) -> None:
         drop_schema(place.pg_schema)
+
+
+class _SyncClient:
+    """``service.enqueue_sync(...)``: what a Django or Flask app calls (a
+    blocking call, as huey's: this process does nothing else)."""
+
+    @asynccontextmanager
+    async def client(self, place: Place) -> AsyncIterator[Enqueue]:
+        service = Service(self.store_url(place))  # type: ignore[attr-defined]
+
+        async def enqueue(number: int, enqueued_at: float) -> None:
+            service.enqueue_sync("noop", {"n": number, "t": enqueued_at})
+
+        try:
+            yield enqueue
+        finally:
+            if service.loop is not None:
+                service._loop_thread.run(service.stop(), service.loop)
+
+
+class ServcoreSyncSqlite(_SyncClient, ServcoreSqlite):
+    name = "servcore-sync"
+
+
+class ServcoreSyncPostgres(_SyncClient, ServcorePostgres):
+    name = "servcore-sync"
