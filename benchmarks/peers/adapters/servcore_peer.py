@@ -98,8 +98,8 @@ class _SyncClient:
 
 
 class ServcoreSyncSqlite(_SyncClient, ServcoreSqlite):
-    name = "servcore-sync"
+    name = "servcore_sync"
 
 
 class ServcoreSyncPostgres(_SyncClient, ServcorePostgres):
-    name = "servcore-sync"
+    name = "servcore_sync"
