@@ -158,7 +158,8 @@ class JobClient:
             (job,) = self._loop_thread.run(self.submit([new]), loop)
             return job
         jobs: list[Job] = blocking([new], self.clock.now())
-        loop.call_soon_threadsafe(self.node.wake_for, jobs)
+        if self.node.runtimes:  # queues of this process to wake (a hop to their loop)
+            loop.call_soon_threadsafe(self.node.wake_for, jobs)
         return jobs[0]
 
     def _loop_for_calls(self) -> asyncio.AbstractEventLoop:

@@ -27,27 +27,24 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from servcore.clock import SYSTEM_CLOCK, Clock
-from servcore.cluster_sample import ClusterSampler
 from servcore.config import ServiceConfig
 from servcore.config_file import load_configuration
-from servcore.cron import CronEntry, CronError
+from servcore.cron import CronEntry
+from servcore.cron.entry import REFUSED_OPTIONS
 from servcore.job_client import JobClient
 from servcore.job_reads import JobCounts, QueueInfo
 from servcore.job_requests import JobRequestError
-from servcore.leadership.base import Leadership
-from servcore.maintenance.rescuer import Rescuer
 from servcore.metrics import Metrics
 from servcore.pipelines import Pipeline
 from servcore.queue_router import QueueRouter
 from servcore.retry import Backoff
 from servcore.runtime.queue import QueueRuntime
+from servcore.service_telemetry import ServiceTelemetry
 from servcore.store import store_from_url
 from servcore.store.base import Store, StoreError
 from servcore.store.instrumented import instrumented
-from servcore.supervisor import Health, Supervisor
+from servcore.supervisor import Health
 from servcore.tasks import ExecutorKind, Handler, HandlerT, TaskRegistry
 from servcore.telemetry import Telemetry
 from servcore.tracing import Tracing
@@ -91,8 +88,14 @@ class Service(JobClient):
         self.health_state = Health()
         self.router = QueueRouter(self.registry)
         self.cron_entries: dict[str, CronEntry] = {}
-        self.metrics: Metrics | None = None
-        self.tracing: Tracing | None = None
+        self.observed = ServiceTelemetry(
+            self.telemetry,
+            clock,
+            known_task=lambda task: self.registry.get(task) is not None,
+            running_jobs=self._running_jobs,
+            active_queues=self._active_queues,
+            job_totals=self._job_totals,
+        )
         self._samples_queues = True  # not a pipeline's own: its parent samples every queue
         self._started = False
         self._stopping = False
@@ -104,7 +107,7 @@ class Service(JobClient):
             router=self.router,
             node=self.node,
             cron_entries=self.cron_entries,
-            trace_context=self._trace_context,
+            trace_context=self.observed.trace_context,
             open_for_calls=lambda: self.start(workers=False),
         )
         for pipeline in pipelines:
@@ -115,9 +118,7 @@ class Service(JobClient):
         if loaded is not None and loaded.file is not None:
             loaded.file.declare(self)
             self.config_file = loaded.file.path
-        self._count_metrics()
-        if self.config.telemetry.tracing:
-            self.enable_tracing()
+        self.observed.apply(self.config.node, self.config.telemetry)
 
     def _build_parts(self) -> None:
         """The worker node for the current store and settings."""
@@ -139,12 +140,7 @@ class Service(JobClient):
             self.store = instrumented(store_from_url(config.store), self.telemetry)
         self.config = config
         self._build_parts()
-        self._count_metrics()
-        if config.telemetry.tracing and self.tracing is None:
-            self.enable_tracing()
-        elif not config.telemetry.tracing and self.tracing is not None:
-            self.tracing.detach()
-            self._share_tracing(None)
+        self.observed.apply(config.node, config.telemetry)
         for name, service in self.router.own_stores.items():
             pipeline_config = self.router.pipeline_config(self.router.pipelines[name], config)
             service.configure(**pipeline_config.settings())
@@ -191,7 +187,7 @@ class Service(JobClient):
                 clock=self.clock,
                 telemetry=self.telemetry,
             )
-            apart.tracing = self.tracing
+            apart.observed.follow(self.observed)
             apart._samples_queues = False
             self.router.hold_apart(pipeline.name, apart)
 
@@ -233,72 +229,29 @@ class Service(JobClient):
             return apart.cron(
                 expression, task, name=name, payload=payload, timezone=timezone, **options
             )
-        entry_name = name or task
-        if not entry_name or "\x00" in entry_name or len(entry_name) > 200:
-            raise JobRequestError("a cron entry's name must be 1-200 characters, no NUL")
-        if entry_name in self.cron_entries:
-            raise JobRequestError(
-                f"cron entry {entry_name!r} is already declared; give the second a name="
-            )
-        for refused in ("run_at", "delay", "unique_key"):
+        for refused in REFUSED_OPTIONS:
             if refused in options:
                 raise JobRequestError(f"a cron entry sets its own '{refused}'")
-        template = msgspec.structs.replace(
-            self.build_job({"task": task, **(payload or {})}, **options), trace_context=None
-        )
-        try:
-            entry = CronEntry.build(entry_name, expression, timezone, template)
-        except CronError as error:
-            raise JobRequestError(str(error)) from None
-        self.cron_entries[entry_name] = entry
+        template = self.build_job({"task": task, **(payload or {})}, **options)
+        entry = CronEntry.declare(name or task, expression, timezone, template, self.cron_entries)
+        self.cron_entries[entry.name] = entry
         return entry
 
     # -- telemetry --------------------------------------------------------
 
-    def _count_metrics(self) -> None:
-        """Attach or detach the Prometheus metrics as ``config.telemetry.metrics`` says."""
-        telemetry = self.config.telemetry
-        if telemetry.metrics and self.metrics is None:
-            # Any node, workers or not, serves the store's view of every queue.
-            cluster = ClusterSampler(
-                self._active_queues,
-                self._job_totals,
-                self.clock,
-                interval=telemetry.sample_interval,
-            )
-            self.metrics = Metrics(
-                self.telemetry,
-                self.config.node,
-                self._running_jobs,
-                known_task=lambda task: self.registry.get(task) is not None,
-                cluster=cluster,
-            )
-            self.metrics.attach()
-        elif not telemetry.metrics and self.metrics is not None:
-            self.metrics.detach()
-            self.metrics = None
-        if self.metrics is not None:
-            self.metrics.node = self.config.node
-            if self.metrics.cluster is not None:
-                self.metrics.cluster.interval = telemetry.sample_interval
+    @property
+    def metrics(self) -> Metrics | None:
+        return self.observed.metrics
+
+    @property
+    def tracing(self) -> Tracing | None:
+        return self.observed.tracing
 
     def enable_tracing(self, tracer_provider: Any = None) -> None:
         """OpenTelemetry spans for requests and job runs (see :mod:`servcore.tracing`);
         ``tracer_provider`` defaults to the global one."""
-        if self.tracing is not None:
-            self.tracing.detach()
-        tracing = Tracing(self.telemetry, tracer_provider)
-        tracing.attach()
+        self.observed.enable_tracing(tracer_provider)
         self.config = self.config.with_overrides(tracing=True)
-        self._share_tracing(tracing)
-
-    def _share_tracing(self, tracing: Tracing | None) -> None:
-        self.tracing = tracing
-        for service in self.router.own_stores.values():
-            service.tracing = tracing  # their events reach its handlers already
-
-    def _trace_context(self) -> str | None:
-        return self.tracing.trace_context() if self.tracing is not None else None
 
     def _running_jobs(self) -> dict[str, int]:
         running = self.node.running()
@@ -411,27 +364,7 @@ class Service(JobClient):
                 problems[f"pipeline {name}: {part}"] = problem
         return problems
 
-    # -- the worker node's state, as earlier versions exposed it -----------
-
     @property
     def runtimes(self) -> dict[str, QueueRuntime]:
+        """This node's queue runtimes by queue (its worker side is ``node``)."""
         return self.node.runtimes
-
-    @property
-    def rescuer(self) -> Rescuer:
-        return self.node.rescuer
-
-    @property
-    def leadership(self) -> Leadership:
-        return self.node.leadership
-
-    @property
-    def _supervisor(self) -> Supervisor:
-        return self.node.supervisor
-
-    def _stop_run(self, job_id: int, lease_token: int | None = None) -> None:
-        self.node.stop_run(job_id, lease_token)
-
-    @property
-    def stale_outcomes(self) -> int:
-        return self.node.stale_outcomes

@@ -111,14 +111,14 @@ async def test_one_leader_at_a_time_and_a_new_one_when_it_goes(shared_url: str) 
         await service.start()
     try:
         await wait_for(
-            lambda: sum(s.leadership.is_leader() for s in services) == 1, message="a leader"
+            lambda: sum(s.node.leadership.is_leader() for s in services) == 1, message="a leader"
         )
-        [leader] = [s for s in services if s.leadership.is_leader()]
+        [leader] = [s for s in services if s.node.leadership.is_leader()]
         # Its session ends, and the lock with it (a kill -9 is in test_postgres_processes).
         await leader.stop(grace=0)
         others = [s for s in services if s is not leader]
         await wait_for(
-            lambda: sum(s.leadership.is_leader() for s in others) == 1,
+            lambda: sum(s.node.leadership.is_leader() for s in others) == 1,
             within=10,
             message="another node to lead",
         )
@@ -183,14 +183,16 @@ async def test_two_nodes_insert_one_cron_job_per_tick_even_across_a_restart(
     await second.start()
     restarted: Service | None = None
     try:
-        await wait_for(lambda: first.leadership.is_leader() or second.leadership.is_leader())
+        await wait_for(
+            lambda: first.node.leadership.is_leader() or second.node.leadership.is_leader()
+        )
         await wait_for(lambda: _cron_recorded(first), message="the entry to be seen")
         await step_to(0)
         await step_to(1)
         # The leader restarts: the other node takes over, then it comes back.
-        leader, other = (first, second) if first.leadership.is_leader() else (second, first)
+        leader, other = (first, second) if first.node.leadership.is_leader() else (second, first)
         await leader.stop(grace=0)
-        await wait_for(other.leadership.is_leader, message="the other node to lead")
+        await wait_for(other.node.leadership.is_leader, message="the other node to lead")
         await step_to(2)
         restarted = node(leader.config.node)
         await restarted.start()

@@ -86,7 +86,7 @@ async def test_a_blocked_completion_gives_up_names_the_blocker_and_lands_later(
         assert "FOR UPDATE" in line
         # Its lease ran out meanwhile (the renewal skips a locked row): still not rescued.
         await wait_for(lambda: _lease_ran_out(service, job.id), message="lease to run out")
-        assert service.rescuer.rescued == 0
+        assert service.node.rescuer.rescued == 0
         await transaction.rollback()
     finally:
         await blocker.close()

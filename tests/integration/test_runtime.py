@@ -260,7 +260,7 @@ async def test_a_late_completion_after_a_rescue_lands_while_nothing_ran_the_job_
     done = await finished(service, job.id)
     assert (done.result, done.attempt, done.rescued) == ("run with token 1", 1, 0)
     assert "node lost" in done.errors[0].error
-    assert service.stale_outcomes == 0
+    assert service.node.stale_outcomes == 0
 
 
 async def test_a_crashing_claim_loop_is_restarted_and_reported(service: Service) -> None:
@@ -279,7 +279,9 @@ async def test_a_crashing_claim_loop_is_restarted_and_reported(service: Service)
         message="the crash to show in health",
     )
     job = await service.enqueue("after_the_hiccup")
-    await wait_for(lambda: service._supervisor.restarts["queue default"] >= 2, message="restarts")
+    await wait_for(
+        lambda: service.node.supervisor.restarts["queue default"] >= 2, message="restarts"
+    )
     healed = True
     assert (await finished(service, job.id)).status is JobStatus.DONE
     await wait_for(lambda: not service.problems(), message="health to recover")
@@ -587,7 +589,7 @@ async def test_a_cancel_that_overtakes_its_claim_still_stops_the_run(service: Se
     )
     # The cancel (and its notification) arrive before the claim's reply does.
     await service.store.cancel_jobs([job.id], service.clock.now())
-    service._stop_run(job.id, claimed.lease_token)
+    service.node.stop_run(job.id, claimed.lease_token)
     runtime.take([claimed])
     await wait_for(lambda: not runtime.in_flight, message="the claim to be dropped")
     assert ran == []
@@ -632,7 +634,7 @@ async def test_outcomes_waiting_for_the_store_stay_held_and_bound_the_claims(
     first = await service.get_job(waiting.id)
     # Past its first lease: renewed all along, and never rescued by this node.
     await wait_for(lambda: _later_lease(service, waiting.id, first), message="lease renewed")
-    assert service.rescuer.rescued == 0
+    assert service.node.rescuer.rescued == 0
     counts = await service.count_jobs()
     assert counts.queued >= len(jobs) - limit - runtime.most_capacity
 
@@ -640,5 +642,5 @@ async def test_outcomes_waiting_for_the_store_stay_held_and_bound_the_claims(
     for job in jobs:
         done = await finished(service, job.id)
         assert (done.status, done.attempt, done.rescued) == (JobStatus.DONE, 1, 0)
-    assert service.stale_outcomes == 0
+    assert service.node.stale_outcomes == 0
     assert not runtime.recording

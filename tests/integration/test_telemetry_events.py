@@ -123,7 +123,7 @@ async def test_rescues_are_told(backend: str, tmp_path: Path) -> None:
             ClaimParams("default", 1, "dead-node", now, now + timedelta(seconds=2))
         )
         clock.advance(3)
-        await service.rescuer.run_once(clock.now())
+        await service.node.rescuer.run_once(clock.now())
     finally:
         await service.store.close()
     ((measured, metadata),) = of(seen, "job.rescued")

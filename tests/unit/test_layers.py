@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     },
     {"store", "metrics", "cluster_sample", "tracing", "logs", "config_file"},
     {"runtime", "maintenance"},
-    {"worker_node", "queue_router", "job_client"},
+    {"worker_node", "queue_router", "job_client", "service_telemetry"},
     {"service"},
     {"http", "process_main", "cli", "testing", "__init__"},
 ]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from servcore.cron.expression import CronExpression, parse_timezone
+from servcore.cron.expression import CronError, CronExpression, parse_timezone
+from servcore.job_requests import JobRequestError
 from servcore.jobs import NewJob
+
+# Options a cron entry decides itself: each tick's job is due at the tick.
+REFUSED_OPTIONS = ("run_at", "delay", "unique_key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,30 @@ class CronEntry:
         )
         entry.next_tick(datetime.now(UTC))
         return entry
+
+    @classmethod
+    def declare(
+        cls,
+        name: str,
+        expression: str,
+        timezone: str,
+        template: NewJob,
+        declared: Mapping[str, CronEntry],
+    ) -> CronEntry:
+        """:meth:`build`, for an entry a user declares beside ``declared``;
+        raises JobRequestError for a bad name, expression or zone."""
+        if not name or "\x00" in name or len(name) > 200:
+            raise JobRequestError("a cron entry's name must be 1-200 characters, no NUL")
+        if name in declared:
+            raise JobRequestError(
+                f"cron entry {name!r} is already declared; give the second a name="
+            )
+        try:
+            return cls.build(
+                name, expression, timezone, msgspec.structs.replace(template, trace_context=None)
+            )
+        except CronError as error:
+            raise JobRequestError(str(error)) from None
 
     def last_tick(self, now: datetime) -> datetime:
         return self.expression.last_at_or_before(now, self.timezone)

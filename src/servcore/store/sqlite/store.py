@@ -38,7 +38,7 @@ from servcore.store.base import (
 from servcore.store.job_columns import optional_values
 from servcore.store.sqlite import reads as sqlite_reads
 from servcore.store.sqlite.group_commit import GroupCommitWriter
-from servcore.store.sqlite.inserts import InsertCoalescer, insert_rows
+from servcore.store.sqlite.inserts import InsertCoalescer, insert_one, insert_rows
 from servcore.store.sqlite.node_locks import NodeLocks
 from servcore.store.sqlite.rows import (
     COLUMNS,
@@ -256,7 +256,7 @@ class SqliteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                first_id = insert_rows(conn, rows)
+                first_id = insert_one(conn, rows[0]) if len(rows) == 1 else insert_rows(conn, rows)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
