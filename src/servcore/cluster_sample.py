@@ -99,6 +99,14 @@ class ClusterSampler:
             await asyncio.wait_for(asyncio.shield(reading), self.wait)
         return self.sample
 
+    async def close(self) -> None:
+        """Stop a read under way (the store is about to close under it)."""
+        reading, self._reading = self._reading, None
+        if reading is not None and not reading.done():
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+
     async def _read(self) -> None:
         # Cost: list_queues(active_only=True) reads waiting and running jobs
         # only, by index (what the worker's queue sampler reads). count_jobs

@@ -346,6 +346,7 @@ class Service(JobClient):
             log.error("Stopping: could not return running jobs to the queue: %s", error)
         finally:
             await self.node.shut_down()
+            await self.observed.close()
             await self.store.close()
             self.loop = None
             self._started = False

@@ -79,6 +79,11 @@ class ServiceTelemetry:
             self.tracing.detach()
             self.tracing = None
 
+    async def close(self) -> None:
+        """Before the store closes: no sample is read from it any more."""
+        if self.metrics is not None and self.metrics.cluster is not None:
+            await self.metrics.cluster.close()
+
     def enable_tracing(self, tracer_provider: Any = None) -> Tracing:
         """Spans from now on (``tracer_provider`` defaults to the global one)."""
         if self.tracing is not None:

@@ -195,3 +195,30 @@ async def test_a_services_metrics_read_the_store_once_for_two_quick_scrapes() ->
         assert samples[("servcore_queue_depth", (("queue", "images"),))] == 1
         assert samples[("servcore_stored_jobs", (("status", "available"),))] == 1
         assert samples[("servcore_stored_jobs", (("status", "done"),))] == 0
+
+
+async def test_close_stops_a_read_under_way() -> None:
+    from servcore.clock import FakeClock
+    from servcore.cluster_sample import ClusterSampler
+    from servcore.job_reads import JobCounts
+
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def hanging_queues() -> list[QueueInfo]:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return []
+
+    async def counts() -> JobCounts:
+        return JobCounts()
+
+    sampler = ClusterSampler(hanging_queues, counts, FakeClock(T0), interval=5, wait=0.01)
+    assert await sampler.fresh() is None  # gave up waiting; the read goes on
+    assert started.is_set()
+    await sampler.close()
+    assert cancelled.is_set()
