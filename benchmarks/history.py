@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import sqlite3
 import sys
@@ -401,7 +402,7 @@ def main() -> int:
     results: dict[str, list[Row]] = {}
     for kind in kinds:
         target: Target = SqliteTarget() if kind == "sqlite" else PostgresTarget()
-        results[kind] = run_async(lambda target=target: run_store(target, sizes))
+        results[kind] = run_async(functools.partial(run_store, target, sizes))
     for kind, rows in results.items():
         print_table(kind, rows)
     emit_json(
