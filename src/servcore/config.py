@@ -323,9 +323,7 @@ PARTS: dict[str, type[Any]] = {
 # The two settings every part may need: where the jobs are and who this node is.
 _TOP: dict[str, SettingSpec] = {
     "store": SettingSpec("service", "string", ("SERVCORE_STORE",)),
-    "node": SettingSpec(
-        "service", "string", ("SERVCORE_NODE",), valid=bool, rule="node name must not be empty"
-    ),
+    "node": SettingSpec("service", "string", ("SERVCORE_NODE",)),  # checked by ServiceConfig
 }
 
 

@@ -139,9 +139,11 @@ class JobClient:
         self, task: str, payload: dict[str, Any] | None = None, **options: Any
     ) -> Job:
         """Submit one job for ``task`` from Python; options as in :meth:`build_job`."""
-        body = {"task": task, **(payload or {})}
-        (job,) = await self.submit([self.build_job(body, **options)])
+        (job,) = await self.submit([self._job_of(task, payload, options)])
         return job
+
+    def _job_of(self, task: str, payload: dict[str, Any] | None, options: dict[str, Any]) -> NewJob:
+        return self.build_job({"task": task, **(payload or {})}, **options)
 
     def enqueue_sync(self, task: str, payload: dict[str, Any] | None = None, **options: Any) -> Job:
         """:meth:`enqueue` for code that is not async (a Django view, a Flask
@@ -152,7 +154,7 @@ class JobClient:
         On SQLite the job is committed in the calling thread (no hand-off to
         the writer thread and back: one caller at a time gains most)."""
         loop = self._loop_for_calls()
-        new = self.build_job({"task": task, **(payload or {})}, **options)
+        new = self._job_of(task, payload, options)
         blocking = getattr(self.store, "insert_jobs_blocking", None)
         if blocking is None or new.unique_key is not None:
             (job,) = self._loop_thread.run(self.submit([new]), loop)

@@ -38,9 +38,3 @@ class LoopThread:
     ) -> T:
         """Run ``coroutine`` on ``loop`` (default: this thread's) and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, loop or self.loop).result()
-
-    def stop(self) -> None:
-        with self._lock:
-            loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)

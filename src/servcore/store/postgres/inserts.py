@@ -22,30 +22,15 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from servcore.jobs import Job, NewJob
-from servcore.store.job_columns import OPTIONAL_COLUMNS, optional_values
+from servcore.store.job_columns import INSERTED, inserted_values
 from servcore.store.postgres.rows import to_json
 
 Database: TypeAlias = (
     "asyncpg.Pool[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 )
 
-# The first schema's columns an insert writes (inserted_at is the statement's
-# $1) and their types, then the optional ones.
-_FIRST = (
-    ("queue", "text"),
-    ("task", "text"),
-    ("payload", "text"),
-    ("status", "text"),
-    ("priority", "smallint"),
-    ("max_attempts", "int"),
-    ("run_at", "timestamptz"),
-    ("unique_key", "text"),
-    ("timeout", "float8"),
-    ("backoff", "float8"),
-)
-_COLUMNS = (*_FIRST, *((column.name, column.postgres) for column in OPTIONAL_COLUMNS))
-_NAMES = ", ".join(name for name, _ in _COLUMNS)
-_SELECTED = ", ".join("payload::json" if name == "payload" else name for name, _ in _COLUMNS)
+_NAMES = ", ".join(name for name, _ in INSERTED)
+_SELECTED = ", ".join("payload::json" if name == "payload" else name for name, _ in INSERTED)
 
 
 class InsertStatements:
@@ -54,7 +39,7 @@ class InsertStatements:
     def __init__(self, jobs_table: str) -> None:
         values = ", ".join(
             f"${number}::json" if name == "payload" else f"${number}"
-            for number, (name, _) in enumerate(_COLUMNS, 3)
+            for number, (name, _) in enumerate(INSERTED, 3)
         )
         self.one = f"""
             WITH inserted AS (
@@ -64,7 +49,7 @@ class InsertStatements:
             -- Sent at commit, to every listening process (see notifier.postgres).
             SELECT id, pg_notify($2, queue) FROM inserted
             """
-        arrays = ", ".join(f"${number}::{kind}[]" for number, (_, kind) in enumerate(_COLUMNS, 3))
+        arrays = ", ".join(f"${number}::{kind}[]" for number, (_, kind) in enumerate(INSERTED, 3))
         self.many = f"""
             WITH inserted AS (
                 INSERT INTO {jobs_table} ({_NAMES}, inserted_at)
@@ -93,19 +78,11 @@ class InsertStatements:
 
 
 def _values(new: NewJob, now: datetime) -> tuple[Any, ...]:
-    return (
-        new.queue,
-        new.task,
-        to_json(new.payload),
-        "queued" if new.run_at <= now else "scheduled",
-        new.priority,
-        new.max_attempts,
-        new.run_at,
-        new.unique_key,
-        new.timeout,
-        new.backoff,
-        *optional_values(new),
-    )
+    return inserted_values(new, now, to_json, _as_it_is)
+
+
+def _as_it_is(moment: datetime) -> datetime:
+    return moment  # asyncpg sends datetimes as timestamptz
 
 
 Insert = Callable[[Sequence[NewJob], datetime], Awaitable[list[Job]]]

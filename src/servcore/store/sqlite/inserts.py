@@ -17,19 +17,16 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from servcore.store.job_columns import OPTIONAL_NAMES
+from servcore.store.job_columns import INSERTED
 
 Row = tuple[Any, ...]
 Submit = Callable[[Callable[[sqlite3.Connection], list[int | Exception]]], asyncio.Future[Any]]
 Tell = Callable[[str], None]
 
-# The rows' values: these, then the optional columns (see store.sqlite.store._insert_row).
-_NAMES = (
-    *("queue", "task", "payload", "status", "priority", "max_attempts", "run_at"),
-    *("inserted_at", "unique_key", "timeout", "backoff"),
-)
+# A row: INSERTED's values, then inserted_at (see store.sqlite.store._insert_row).
+_NAMES = (*(name for name, _ in INSERTED), "inserted_at")
 _INSERT = "INSERT INTO jobs ({}) VALUES ({})".format(
-    ", ".join((*_NAMES, *OPTIONAL_NAMES)), ", ".join("?" * (len(_NAMES) + len(OPTIONAL_NAMES)))
+    ", ".join(_NAMES), ", ".join("?" * len(_NAMES))
 )
 
 

@@ -35,7 +35,7 @@ from servcore.store.base import (
     StoreError,
     rescue_verdict,
 )
-from servcore.store.job_columns import optional_values
+from servcore.store.job_columns import inserted_values
 from servcore.store.sqlite import reads as sqlite_reads
 from servcore.store.sqlite.group_commit import GroupCommitWriter
 from servcore.store.sqlite.inserts import InsertCoalescer, insert_one, insert_rows
@@ -677,17 +677,4 @@ class SqliteStore:
 
 
 def _insert_row(new: NewJob, now: datetime) -> tuple[Any, ...]:
-    return (
-        new.queue,
-        new.task,
-        encode_json(new.payload),
-        "queued" if new.run_at <= now else "scheduled",
-        new.priority,
-        new.max_attempts,
-        to_micros(new.run_at),
-        to_micros(now),
-        new.unique_key,
-        new.timeout,
-        new.backoff,
-        *optional_values(new),
-    )
+    return (*inserted_values(new, now, encode_json, to_micros), to_micros(now))
