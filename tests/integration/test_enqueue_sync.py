@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from servcore import Service
 from servcore.jobs import JobStatus
+from servcore.store.sqlite import SqliteStore
 from tests.conftest import fast_config, make_store, wait_for
 
 
@@ -82,4 +84,20 @@ def test_threads_enqueue_at_once(tmp_path: Path) -> None:
     assert service.loop is not None
     counts = service._loop_thread.run(service.count_jobs(), service.loop)
     assert counts.queued == 100
+    service._loop_thread.run(service.stop(), service.loop)
+
+
+def test_stopping_closes_the_callers_connections(tmp_path: Path) -> None:
+    store = make_store("sqlite", tmp_path)
+    assert isinstance(store, SqliteStore)
+    service = Service(store, config=fast_config())
+    service.enqueue_sync("work", {})
+    assert service.loop is not None
+    mine = store._caller_writer()  # this thread's, made by the call above
+    service._loop_thread.run(service.stop(), service.loop)
+
+    with pytest.raises(sqlite3.ProgrammingError):
+        mine.execute("SELECT 1")
+    # The next call opens the store again, with a new connection of this thread's.
+    assert service.enqueue_sync("work", {}).id == 2
     service._loop_thread.run(service.stop(), service.loop)

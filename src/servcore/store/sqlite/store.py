@@ -92,7 +92,10 @@ class SqliteStore:
         self._unclaimed_nodes: set[str] = set()
         self._next_run_at: dict[str, tuple[int | None, int]] = {}
         self._opened = False
-        self._caller_local = threading.local()  # callers' own connections (insert_jobs_blocking)
+        # Callers' own connections (insert_jobs_blocking), one per thread; all
+        # of them listed, so that close() closes them.
+        self._caller_local = threading.local()
+        self._caller_conns: list[sqlite3.Connection] = []
 
     # -- life cycle -------------------------------------------------------
 
@@ -146,6 +149,10 @@ class SqliteStore:
             return
         self._opened = False
         await asyncio.to_thread(self._writer.close)
+        conns, self._caller_conns = self._caller_conns, []
+        self._caller_local = threading.local()
+        for conn in conns:
+            conn.close()
         self._wakes.close()
         if self._readers is not None:
             self._readers.shutdown(wait=True)
@@ -271,6 +278,7 @@ class SqliteStore:
         if conn is None:
             conn = self._connect_writer()
             self._caller_local.conn = conn
+            self._caller_conns.append(conn)
         return conn
 
     async def insert_unique(self, new_job: NewJob, now: datetime, since: datetime) -> Insertion:
