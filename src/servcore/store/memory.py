@@ -451,7 +451,9 @@ class MemoryStore:
             and (search is None or _found(job, search.search_id, search.search_text))
         )
         selected = list(matches)
-        return JobPage(selected[query.offset : query.offset + query.limit], len(selected))
+        after = query.after_id
+        older = selected if after is None else [job for job in selected if job.id < after]
+        return JobPage(older[query.offset : query.offset + query.limit], len(selected))
 
     async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
         tally: dict[tuple[datetime, str], int] = {}
