@@ -29,15 +29,17 @@ __all__ = ["ESTIMATE_SAMPLE", "EXACT_COUNT_CAP", "Binder", "Listing", "estimate"
 ESTIMATE_SAMPLE = 10_000
 
 _QUEUED, _SCHEDULED, _RUNNING = "status = 'queued'", "status = 'scheduled'", "status = 'running'"
-_ARMS: dict[str | None, list[str]] = {
-    None: [_QUEUED, _SCHEDULED, _RUNNING, FINISHED],
-    "queued": [_QUEUED, _SCHEDULED],
-    "running": [_RUNNING],
-    "done": [f"status = 'done' AND {FINISHED}"],
-    "failed": [f"status = 'failed' AND {FINISHED}"],
-    "cancelled": [f"status = 'cancelled' AND {FINISHED}"],
-    StatusFilter.SCHEDULED: [f"{_SCHEDULED} AND run_at > :now"],
-    StatusFilter.AVAILABLE: [_QUEUED, f"{_SCHEDULED} AND run_at <= :now"],
+# Each arm: the index that serves it (its name after ``jobs_``; None where a
+# finished arm picks its index by the filters) and its condition.
+_ARMS: dict[str | None, list[tuple[str | None, str]]] = {
+    None: [("ready", _QUEUED), ("scheduled", _SCHEDULED), ("leases", _RUNNING), (None, FINISHED)],
+    "queued": [("ready", _QUEUED), ("scheduled", _SCHEDULED)],
+    "running": [("leases", _RUNNING)],
+    "done": [(None, f"status = 'done' AND {FINISHED}")],
+    "failed": [(None, f"status = 'failed' AND {FINISHED}")],
+    "cancelled": [(None, f"status = 'cancelled' AND {FINISHED}")],
+    StatusFilter.SCHEDULED: [("scheduled", f"{_SCHEDULED} AND run_at > :now")],
+    StatusFilter.AVAILABLE: [("ready", _QUEUED), ("scheduled", f"{_SCHEDULED} AND run_at <= :now")],
 }
 
 
@@ -56,6 +58,15 @@ class Binder:
 SearchClause = Callable[[str, str], str]
 """SQL matching a search, given the placeholders of its id and its text."""
 
+IndexHint = Callable[[str | None], str]
+"""What follows the table's name to make the store read the index named
+(``ready``, ``finished_status``…; None: the primary key). SQLite, planning
+without statistics, needs it; PostgreSQL plans well alone."""
+
+
+def no_hint(index: str | None) -> str:
+    return ""
+
 
 class Listing:
     """The SQL of one ``GET /jobs`` question, for one store's dialect."""
@@ -69,18 +80,21 @@ class Listing:
         columns: str,
         binder: Binder,
         search_clause: SearchClause,
+        index_hint: IndexHint = no_hint,
     ) -> None:
         self.query = query
         self._jobs = jobs
         self._columns = columns
+        self._hint = index_hint
         self._bind = binder
-        self._scope = _ARMS[query.status]
-        if any(":now" in arm for arm in self._scope):
+        arms = _ARMS[query.status]
+        if any(":now" in condition for _, condition in arms):
             now_placeholder = binder(now)
-            self._scope = [arm.replace(":now", now_placeholder) for arm in self._scope]
+            arms = [(index, cond.replace(":now", now_placeholder)) for index, cond in arms]
         # A listing with no filter at all reads the primary key, newest first.
         if query.status is None and query.queue is None and query.task is None:
-            self._scope = ["1 = 1"]
+            arms = [("primary", "1 = 1")]
+        self._arms = arms
         self._scope_filters = [f"queue = {binder(query.queue)}"] if query.queue is not None else []
         self._extra: list[str] = []
         if query.task is not None:
@@ -107,45 +121,52 @@ class Listing:
         return not self._extra
 
     def page(self) -> str:
+        """The page's jobs, newest first. The arms read ids only (from their
+        indexes); whole rows are read for the page alone, so a deep page
+        costs little more than the first."""
         reach = self.query.offset + self.query.limit
         clauses = [*self._scope_filters, *self._extra, *self._after]
-        arms = [self._arm(self._columns, [scope, *clauses], reach) for scope in self._scope]
-        return (
-            f"SELECT * FROM ({' UNION ALL '.join(arms)}) AS page "
-            f"ORDER BY id DESC LIMIT {int(self.query.limit)} OFFSET {int(self.query.offset)}"
+        ids = self._union("id", clauses, reach, filtered=True)
+        page_ids = (
+            f"SELECT id FROM ({ids}) AS ids ORDER BY id DESC "
+            f"LIMIT {int(self.query.limit)} OFFSET {int(self.query.offset)}"
         )
+        return f"SELECT {self._columns} FROM {self._jobs} WHERE id IN ({page_ids}) ORDER BY id DESC"
 
     def capped_count(self) -> str:
         """How many match, counted to one past ``EXACT_COUNT_CAP`` at most per arm."""
-        arms = [
-            self._arm("id", [scope, *self._scope_filters, *self._extra], EXACT_COUNT_CAP + 1)
-            for scope in self._scope
-        ]
-        return f"SELECT count(*) FROM ({' UNION ALL '.join(arms)}) AS counted"
+        clauses = [*self._scope_filters, *self._extra]
+        ids = self._union("id", clauses, EXACT_COUNT_CAP + 1, filtered=True)
+        return f"SELECT count(*) FROM ({ids}) AS counted"
 
     def sample(self) -> str:
         """(jobs read, of them matching) among the newest ``ESTIMATE_SAMPLE`` in scope."""
         matches = " AND ".join(self._extra) or "1 = 1"
-        arms = [
-            self._arm(
-                f"id, CASE WHEN {matches} THEN 1 ELSE 0 END AS hit",
-                [scope, *self._scope_filters],
-                ESTIMATE_SAMPLE,
-            )
-            for scope in self._scope
-        ]
-        newest = (
-            f"SELECT hit FROM ({' UNION ALL '.join(arms)}) AS scope "
-            f"ORDER BY id DESC LIMIT {ESTIMATE_SAMPLE}"
-        )
+        select = f"id, CASE WHEN {matches} THEN 1 ELSE 0 END AS hit"
+        scope = self._union(select, self._scope_filters, ESTIMATE_SAMPLE, filtered=False)
+        newest = f"SELECT hit FROM ({scope}) AS scope ORDER BY id DESC LIMIT {ESTIMATE_SAMPLE}"
         return f"SELECT count(*), coalesce(sum(hit), 0) FROM ({newest}) AS sample"
 
-    def _arm(self, select: str, clauses: list[str], limit: int) -> str:
-        where = " AND ".join(clauses)
-        return (
-            f"SELECT * FROM (SELECT {select} FROM {self._jobs} WHERE {where} "
+    def _union(self, select: str, clauses: list[str], limit: int, *, filtered: bool) -> str:
+        """Every arm's newest ``limit`` rows that meet ``clauses``."""
+        return " UNION ALL ".join(
+            f"SELECT * FROM (SELECT {select} FROM {self._jobs}"
+            f"{self._hint(index or self._finished_index(filtered))} "
+            f"WHERE {' AND '.join([condition, *clauses])} "
             f"ORDER BY id DESC LIMIT {int(limit)}) AS arm"
+            for index, condition in self._arms
         )
+
+    def _finished_index(self, filtered: bool) -> str | None:
+        """The finished arm's index: the one on the most selective equality
+        (``filtered``: the task and text filters apply), else the primary key."""
+        if self.query.status is not None:
+            return "finished_status"
+        if self.query.queue is not None:
+            return "finished_queue"
+        if self.query.task is not None and filtered:
+            return "finished_task"
+        return None
 
     def scope_total(self, infos: Iterable[QueueInfo]) -> int:
         """The jobs in scope (status and queue), from the tallies."""

@@ -25,12 +25,24 @@ def _search(id_placeholder: str, text_placeholder: str) -> str:
     return f"(id = {id_placeholder} OR instr(lower(payload), {text_placeholder}) > 0)"
 
 
+def _index_hint(index: str | None) -> str:
+    if index == "primary":
+        return ""
+    return " NOT INDEXED" if index is None else f" INDEXED BY jobs_{index}"
+
+
 def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> JobPage:
     """Newest first, with the total of all matches, from one snapshot (see
     ``store.listing_sql``)."""
     now_us = to_micros(now)
     listing = Listing(
-        query, now_us, jobs="jobs", columns=COLUMNS, binder=Binder("?"), search_clause=_search
+        query,
+        now_us,
+        jobs="jobs",
+        columns=COLUMNS,
+        binder=Binder("?"),
+        search_clause=_search,
+        index_hint=_index_hint,
     )
     conn.execute("BEGIN")
     try:
