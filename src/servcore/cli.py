@@ -335,13 +335,23 @@ def jobs_group() -> None:
 @click.option("--queue")
 @click.option("--page", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--per-page", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option(
+    "--after-id",
+    type=click.IntRange(1, 2**63 - 1),
+    help="Only jobs older than this id (the last one you have): pages at any depth.",
+)
 @_STORE
 def jobs_list(
-    status: str | None, queue: str | None, page: int, per_page: int, store: str | None
+    status: str | None,
+    queue: str | None,
+    page: int,
+    per_page: int,
+    after_id: int | None,
+    store: str | None,
 ) -> None:
     """Jobs, newest first, one JSON object per line."""
     service = _prepare(None, store=store)
-    query = JobQuery(status, queue, (page - 1) * per_page, per_page)
+    query = JobQuery(status, queue, (page - 1) * per_page, per_page, after_id=after_id)
     found = _with_store(service, lambda: service.list_jobs(query))
     now = service.clock.now()
     for job in found.jobs:

@@ -45,6 +45,8 @@ def test_enqueue_then_list_and_get(store_url: str) -> None:
     code, output = run("jobs", "list", "--store", store_url)
     assert code == 0
     assert [json.loads(line)["id"] for line in output.splitlines()] == [2, 1]
+    code, output = run("jobs", "list", "--after-id", "2", "--store", store_url)
+    assert [json.loads(line)["id"] for line in output.splitlines()] == [1]
     code, output = run("jobs", "list", "--status", "scheduled", "--store", store_url)
     assert [json.loads(line)["task"] for line in output.splitlines()] == ["later"]
 

@@ -182,3 +182,39 @@ async def test_a_claim_that_waited_for_a_pause_sees_it() -> None:
     finally:
         await conn.close()
         await store.close()
+
+
+async def test_a_version_6_schema_gets_counts_of_the_finished_jobs_it_holds() -> None:
+    require_postgres()
+    url = postgres_url()
+    schema = url.rsplit("schema=", 1)[1]
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(
+            f'CREATE TABLE "{schema}".servcore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)'
+        )
+        for version in range(1, 7):
+            for statement in postgres_schema._migrations(schema)[version]:
+                await conn.execute(statement)
+        await conn.execute(f"INSERT INTO \"{schema}\".servcore_meta VALUES ('schema_version', '6')")
+        for queue, status in [("a", "done"), ("a", "done"), ("a", "failed"), ("b", "cancelled")]:
+            await conn.execute(
+                f'INSERT INTO "{schema}".servcore_jobs (queue, task, payload, status, '
+                "max_attempts, run_at, inserted_at, finished_at) "
+                "VALUES ($1, 'old', '{}', $2, 3, now(), now(), now())",
+                queue,
+                status,
+            )
+    finally:
+        await conn.close()
+
+    store = store_from_url(url)
+    await store.open()
+    try:
+        tallies = {info.name: info for info in await store.list_queues(NOW)}
+        assert (tallies["a"].done, tallies["a"].failed, tallies["b"].cancelled) == (2, 1, 1)
+        await store.insert_jobs([a_job()], NOW)
+        assert (await store.count_jobs(NOW)).total == 5
+    finally:
+        await store.close()

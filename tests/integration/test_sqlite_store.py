@@ -11,6 +11,7 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -287,7 +288,9 @@ async def test_a_version_4_file_is_brought_forward_with_its_jobs(db_path: Path) 
     conn = sqlite3.connect(db_path)
     conn.execute("CREATE TABLE servcore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     for version in range(1, 5):
-        conn.executescript(sqlite_schema._MIGRATIONS[version])
+        steps = sqlite_schema._MIGRATIONS[version]
+        assert isinstance(steps, str)
+        conn.executescript(steps)
     conn.execute("INSERT INTO servcore_meta VALUES ('schema_version', '4')")
     conn.execute(
         "INSERT INTO jobs (queue, task, payload, status, max_attempts, run_at, inserted_at) "
@@ -309,3 +312,30 @@ async def test_a_version_4_file_is_brought_forward_with_its_jobs(db_path: Path) 
         await store.close()
     version = "SELECT value FROM servcore_meta WHERE key = 'schema_version'"
     assert read_file(db_path, version) == [(str(SCHEMA_VERSION),)]
+
+
+async def test_a_version_6_file_gets_counts_of_the_finished_jobs_it_holds(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE servcore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for version in range(1, 7):
+        steps = sqlite_schema._MIGRATIONS[version]
+        assert isinstance(steps, str)
+        conn.executescript(steps)
+    conn.execute("INSERT INTO servcore_meta VALUES ('schema_version', '6')")
+    for queue, status in [("a", "done"), ("a", "done"), ("a", "failed"), ("b", "cancelled")]:
+        conn.execute(
+            "INSERT INTO jobs (queue, task, payload, status, max_attempts, run_at, inserted_at, "
+            "finished_at) VALUES (?, 'old', '{}', ?, 3, 0, 0, 0)",
+            (queue, status),
+        )
+    conn.commit()
+    conn.close()
+
+    store = SqliteStore(f"sqlite:///{db_path}", str(db_path))
+    await store.open()
+    try:
+        tallies = {info.name: info for info in await store.list_queues(datetime.now(UTC))}
+        assert (tallies["a"].done, tallies["a"].failed, tallies["b"].cancelled) == (2, 1, 1)
+    finally:
+        await store.close()
+    assert read_file(db_path, "SELECT name FROM sqlite_master WHERE name = 'jobs_status'") == []
