@@ -115,6 +115,15 @@ class Listing:
         """The values of :meth:`capped_count` and :meth:`sample`."""
         return self._counted_values
 
+    def total_from_page(self, rows: int) -> int | None:
+        """The total when the page itself tells it: a short page that is not
+        past the end says every match is on it or before it (``offset`` of
+        them), and saves a second reading of what a filter scans (``q``)."""
+        query = self.query
+        if query.after_id is None and rows < query.limit and (rows or query.offset == 0):
+            return query.offset + rows
+        return None
+
     @property
     def counts_from_tallies(self) -> bool:
         """Whether the tallies give the exact total (no task or search filter)."""

@@ -737,7 +737,10 @@ class PostgresStore:
         ):
             rows = await conn.fetch(listing.page(), *listing.values)
             exact = True
-            if listing.counts_from_tallies:
+            known = listing.total_from_page(len(rows))
+            if known is not None:
+                total = known
+            elif listing.counts_from_tallies:
                 total = listing.scope_total(await self._tallies(conn, now))
             else:
                 total = await conn.fetchval(listing.capped_count(), *listing.count_values)

@@ -48,7 +48,10 @@ def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> Job
     try:
         rows = conn.execute(listing.page(), listing.values).fetchall()
         exact = True
-        if listing.counts_from_tallies:
+        known = listing.total_from_page(len(rows))
+        if known is not None:
+            total = known
+        elif listing.counts_from_tallies:
             total = listing.scope_total(_tallies(conn, now_us))
         else:
             (total,) = conn.execute(listing.capped_count(), listing.count_values).fetchone()
