@@ -172,7 +172,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._limits = self.board.limits
         self._phase = _NEW
         self._header_bytes = 0  # as received, while headers are still coming
-        self._header_size = 0  # as parsed: request target, names and values
 
     # -- the connection ---------------------------------------------------
 
@@ -214,21 +213,15 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_size = 0
         if self._phase in (_IDLE, _BUSY):  # kept alive, or pipelined behind a request
             self.board.wait(self, self.loop.time() + self._limits.header_timeout)
         self._phase = _HEADERS
 
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._header_size += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._header_size += len(name) + len(value) + 4  # ": " and CRLF
-
     def on_headers_complete(self) -> None:
-        if self._header_size > self._limits.max_header_bytes:
+        # What the client sent, less the method and version: the target, and
+        # each header's name and value with ": " and CRLF.
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self._limits.max_header_bytes:
             raise _Refusal(431, self._headers_too_large())
         self._phase = _BODY
         self.board.wait(self, self.loop.time() + self._limits.body_timeout)
@@ -258,9 +251,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._phase == _LINGER:
             self.transport.close()
         elif self._phase == _HEADERS or (self._phase == _NEW and self._header_bytes):
-            self.refuse(408, f"Request headers not complete within {self._seconds('header')}")
+            seconds = self._limits.header_timeout
+            self.refuse(408, f"Request headers not complete within {seconds:g} s")
         elif self._phase == _BODY:
-            self.refuse(408, f"Request body not complete within {self._seconds('body')}")
+            seconds = self._limits.body_timeout
+            self.refuse(408, f"Request body not complete within {seconds:g} s")
         else:  # nothing asked yet, or idle between requests
             self.transport.close()
 
@@ -270,8 +265,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def refuse(self, status: int, message: str) -> None:
-        """Answer ``status`` with a JSON error and close (only closes if a
-        response has started)."""
+        """Answer ``status`` with a JSON error (unless a response has started)
+        and close."""
         if self.transport.is_closing() or self._phase == _LINGER:
             return
         if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
@@ -304,10 +299,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def _headers_too_large(self) -> str:
         return f"Request headers are larger than the limit of {self._limits.max_header_bytes} bytes"
-
-    def _seconds(self, which: str) -> str:
-        value = getattr(self._limits, f"{which}_timeout")
-        return f"{value:g} s"
 
 
 def protocol_for(limits: ConnectionLimits) -> type[LimitedHttpProtocol]:
