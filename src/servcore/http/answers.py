@@ -46,11 +46,15 @@ def outcome_unknown(problem: OutcomeUnknown, retry: str) -> Answer:
     return error(f"Outcome unknown — {retry}: {problem}", 503)
 
 
-RETRY_WITH_KEY = "retry with the same Idempotency-Key"
-RETRY_NEEDS_KEY = (
-    "the job may or may not be stored; send an Idempotency-Key with each job "
-    "so that a retry is safe"
-)
+def _retry_one(new_job: NewJob, key: str) -> str:
+    """How to retry one job whose outcome is unknown (``key``: what the client
+    names a job's key by, ``Idempotency-Key`` or ``unique_key``)."""
+    if new_job.unique_key is None:
+        return (
+            f"the job may or may not be stored; send each job with its own {key} "
+            "so that a retry is safe"
+        )
+    return f"retry with the same {key}"
 
 
 def _decoded(body: bytes) -> JobRequest | None:
@@ -107,11 +111,9 @@ async def create_job(
             return 202, b'{"message":"Job accepted","job_id":%d}' % job.id
         return _unique_answer(await service.submit_unique(new_job))
     except OutcomeUnknown as problem:
-        if new_job.unique_key is None:
-            return outcome_unknown(problem, RETRY_NEEDS_KEY)
-        if idempotency_key is not None:
-            return outcome_unknown(problem, RETRY_WITH_KEY)
-        return outcome_unknown(problem, "retry with the same unique_key")
+        from_body = idempotency_key is None and new_job.unique_key is not None
+        key = "unique_key" if from_body else "Idempotency-Key"
+        return outcome_unknown(problem, _retry_one(new_job, key))
 
 
 def _unique_answer(insertion: Insertion) -> Answer:
@@ -183,12 +185,7 @@ async def schedule_job(service: Service, body: bytes, queue: str | None = None) 
         else:
             (job,) = await service.submit([new_job])
     except OutcomeUnknown as problem:
-        if new_job.unique_key is None:
-            return outcome_unknown(
-                problem,
-                "the job may or may not be stored; give it a unique_key so that a retry is safe",
-            )
-        return outcome_unknown(problem, "retry with the same unique_key")
+        return outcome_unknown(problem, _retry_one(new_job, "unique_key"))
     return 202, encode(
         {"message": "Job scheduled", "job_id": job.id, "run_at": format_timestamp(job.run_at)}
     )
