@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -57,11 +58,17 @@ class ServerProcess:
 
 @contextmanager
 def servcore_serve(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None, name: str = "server"
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    name: str = "server",
+    max_open_files: int | None = None,
 ) -> Iterator[ServerProcess]:
-    """``servcore serve`` on a free port."""
+    """``servcore serve`` on a free port (with ``max_open_files``: as under
+    ``ulimit -n``)."""
     port = free_port()
-    with _servcore(tmp_path, ["serve", "--port", str(port), *args], env, name, port) as server:
+    command = ["serve", "--port", str(port), *args]
+    with _servcore(tmp_path, command, env, name, port, max_open_files) as server:
         yield server
 
 
@@ -76,10 +83,20 @@ def servcore_worker(
 
 @contextmanager
 def _servcore(
-    tmp_path: Path, command: list[str], env: dict[str, str] | None, name: str, port: int
+    tmp_path: Path,
+    command: list[str],
+    env: dict[str, str] | None,
+    name: str,
+    port: int,
+    max_open_files: int | None = None,
 ) -> Iterator[ServerProcess]:
     log = tmp_path / f"{name}-{port}.log"
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+
+    def limit_files() -> None:
+        if max_open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))
+
     with log.open("w") as sink:
         process = subprocess.Popen(
             [str(SERVCORE), *command],
@@ -88,6 +105,7 @@ def _servcore(
             stdout=sink,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=limit_files if max_open_files is not None else None,
         )
     server = ServerProcess(process, port, log)
     try:

@@ -200,6 +200,36 @@ def main(ctx: click.Context, config_path: Path | None, app_dir: Path | None) -> 
     "(env SERVCORE_ALLOW_OPEN=1)",
 )
 @_METRICS_PORT
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds a request has to send its headers, else 408 (env SERVCORE_HEADER_TIMEOUT). "
+    "Default 10",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds a request has to send its body after its headers, else 408 "
+    "(env SERVCORE_BODY_TIMEOUT). Default 30",
+)
+@click.option(
+    "--keepalive-timeout",
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds a kept-alive connection may idle between requests "
+    "(env SERVCORE_KEEPALIVE_TIMEOUT). Default 5",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    help="Open HTTP connections at most; past it the longest-waiting one is closed, or 503 "
+    "(env SERVCORE_MAX_CONNECTIONS). Default 1000, lowered to fit the file-descriptor limit",
+)
+@click.option(
+    "--max-header-bytes",
+    type=click.IntRange(1024),
+    help="Largest request line and headers, else 431 (env SERVCORE_MAX_HEADER_BYTES). "
+    "Default 16384",
+)
 @_LOG_LEVEL
 @_LOG_FORMAT
 def serve_command(

@@ -197,6 +197,29 @@ class HttpSettings(_Part):
         valid=lambda v: v >= 1024,
         rule="must be >= 1024",
     )
+    # A connection's deadlines (see http/connections.py): headers complete
+    # within ``header_timeout``, the body within ``body_timeout`` after them,
+    # at most ``keepalive_timeout`` idle between requests.
+    header_timeout: float = seconds(10.0, env="SERVCORE_HEADER_TIMEOUT")
+    body_timeout: float = seconds(30.0, env="SERVCORE_BODY_TIMEOUT")
+    keepalive_timeout: float = seconds(5.0, env="SERVCORE_KEEPALIVE_TIMEOUT")
+    # Open connections at most (lowered to fit the file-descriptor limit).
+    max_connections: int = setting(
+        1000,
+        toml="integer",
+        env="SERVCORE_MAX_CONNECTIONS",
+        parse=_integer,
+        valid=lambda v: v >= 1,
+        rule="must be >= 1",
+    )
+    max_header_bytes: int = setting(
+        16 * 1024,
+        toml="integer",
+        env="SERVCORE_MAX_HEADER_BYTES",
+        parse=_integer,
+        valid=lambda v: v >= 1024,
+        rule="must be >= 1024",
+    )
 
 
 @dataclass(frozen=True, slots=True)

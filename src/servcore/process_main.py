@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,10 +22,11 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from servcore.config import ServiceConfig
+from servcore.config import HttpSettings, ServiceConfig
 from servcore.errors import ServcoreError
 from servcore.http import handlers
 from servcore.http.app import create_app
+from servcore.http.connections import ConnectionLimits, protocol_for
 from servcore.http.gate import gated, is_loopback
 from servcore.service import Service
 
@@ -77,10 +79,21 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(app: ASGIApp) -> _Server:
+def http_server(app: ASGIApp, settings: HttpSettings) -> uvicorn.Server:
+    """A uvicorn server for ``app`` whose connections keep the limits in ``settings``
+    (see :mod:`servcore.http.connections`); serve it with ``serve(sockets=[…])``."""
+    limits = ConnectionLimits.of(settings)
+    if limits.max_connections < settings.max_connections:
+        log.info(
+            "At most %d HTTP connections (the file-descriptor limit is %d)",
+            limits.max_connections,
+            resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        )
     return _Server(
         uvicorn.Config(
             app,
+            http=protocol_for(limits),
+            ws="none",
             lifespan="off",
             access_log=False,
             log_config=None,  # its loggers go to ours: one format (text or JSON)
@@ -118,7 +131,7 @@ async def _metrics_port(service: Service, sock: socket.socket | None) -> AsyncIt
     app = gated(
         Starlette(routes=[Route("/metrics", partial(handlers.metrics, service=service))]), service
     )
-    server = _server(app)
+    server = http_server(app, config.http)
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="metrics server")
     log.info("Metrics on http://%s:%d/metrics", config.http.host, config.telemetry.metrics_port)
     try:
@@ -168,7 +181,7 @@ async def serve(service: Service, *, workers: bool = True) -> None:
         sock.close()
         raise
     await service.start(workers=workers)
-    server = _server(create_app(service, manage_service=False))
+    server = http_server(create_app(service, manage_service=False), config.http)
 
     def stop() -> None:
         server.should_exit = True

@@ -138,3 +138,21 @@ def test_pause_resume_and_list_queues(store_url: str) -> None:
     code, output = run("queues", "pause", "no good", "--store", store_url)
     assert code == 1
     assert "queue name" in output
+
+
+def test_http_limits_come_from_the_file_the_environment_and_the_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "servcore.toml").write_text(
+        "header_timeout = 4\nbody_timeout = 20\nmax_connections = 300\nmax_header_bytes = 8192\n"
+    )
+    monkeypatch.setenv("SERVCORE_BODY_TIMEOUT", "12.5")
+    monkeypatch.setenv("SERVCORE_KEEPALIVE_TIMEOUT", "2")
+    http = _prepare(None, max_connections=50).config.http
+    assert (http.header_timeout, http.body_timeout, http.keepalive_timeout) == (4, 12.5, 2)
+    assert (http.max_connections, http.max_header_bytes) == (50, 8192)
+    monkeypatch.setenv("SERVCORE_MAX_HEADER_BYTES", "100")
+    code, output = run("serve", "--port", "1")
+    assert code != 0
+    assert "max_header_bytes must be >= 1024" in output

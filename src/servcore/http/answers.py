@@ -28,6 +28,7 @@ from servcore.job_requests import (
 )
 from servcore.jobs import Job, JobRequest, NewJob
 from servcore.service import Service
+from servcore.store.base import OutcomeUnknown
 from servcore.timestamps import format_timestamp
 
 Answer = tuple[int, bytes]
@@ -37,6 +38,23 @@ JOB_NOT_FOUND: Answer = (404, b'{"error":"Job not found"}')
 
 def error(message: str, status: int = 400) -> Answer:
     return status, encode({"error": message})
+
+
+def outcome_unknown(problem: OutcomeUnknown, retry: str) -> Answer:
+    """503 for a submission the store may or may not have stored; ``retry`` says
+    how to try again without risking a second job."""
+    return error(f"Outcome unknown — {retry}: {problem}", 503)
+
+
+def _retry_one(new_job: NewJob, key: str) -> str:
+    """How to retry one job whose outcome is unknown (``key``: what the client
+    names a job's key by, ``Idempotency-Key`` or ``unique_key``)."""
+    if new_job.unique_key is None:
+        return (
+            f"the job may or may not be stored; send each job with its own {key} "
+            "so that a retry is safe"
+        )
+    return f"retry with the same {key}"
 
 
 def _decoded(body: bytes) -> JobRequest | None:
@@ -87,10 +105,15 @@ async def create_job(
         new_job = _build(service, request, queue, MISSING_PAYLOAD)
     except BadRequest as problem:
         return error(problem.message, problem.status)
-    if new_job.unique_key is None:
-        (job,) = await service.submit([new_job])
-        return 202, b'{"message":"Job accepted","job_id":%d}' % job.id
-    return _unique_answer(await service.submit_unique(new_job))
+    try:
+        if new_job.unique_key is None:
+            (job,) = await service.submit([new_job])
+            return 202, b'{"message":"Job accepted","job_id":%d}' % job.id
+        return _unique_answer(await service.submit_unique(new_job))
+    except OutcomeUnknown as problem:
+        from_body = idempotency_key is None and new_job.unique_key is not None
+        key = "unique_key" if from_body else "Idempotency-Key"
+        return outcome_unknown(problem, _retry_one(new_job, key))
 
 
 def _unique_answer(insertion: Insertion) -> Answer:
@@ -131,7 +154,12 @@ async def create_jobs(service: Service, body: bytes, queue: str | None = None) -
                 raise BadRequest(f"jobs[{index}]: {problem.message}") from None
     except BadRequest as problem:
         return error(problem.message, problem.status)
-    jobs = await service.submit(new_jobs)
+    try:
+        jobs = await service.submit(new_jobs)
+    except OutcomeUnknown as problem:
+        return outcome_unknown(
+            problem, "the jobs may or may not be stored: look them up before sending them again"
+        )
     return 202, encode({"message": "Jobs accepted", "job_ids": [job.id for job in jobs]})
 
 
@@ -148,13 +176,16 @@ async def schedule_job(service: Service, body: bytes, queue: str | None = None) 
         new_job = _build(service, document, queue, SCHEDULE_FIELDS)
     except BadRequest as problem:
         return error(problem.message, problem.status)
-    if new_job.unique_key is not None:
-        insertion = await service.submit_unique(new_job)
-        if insertion.outcome != "created":
-            return _unique_answer(insertion)
-        job = insertion.job
-    else:
-        (job,) = await service.submit([new_job])
+    try:
+        if new_job.unique_key is not None:
+            insertion = await service.submit_unique(new_job)
+            if insertion.outcome != "created":
+                return _unique_answer(insertion)
+            job = insertion.job
+        else:
+            (job,) = await service.submit([new_job])
+    except OutcomeUnknown as problem:
+        return outcome_unknown(problem, _retry_one(new_job, "unique_key"))
     return 202, encode(
         {"message": "Job scheduled", "job_id": job.id, "run_at": format_timestamp(job.run_at)}
     )

@@ -23,8 +23,9 @@ from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from servcore.http import answers, gate
+from servcore.http.bodies import body_reader
 from servcore.http.endpoints import Endpoint, EndpointRoute, FastAnswer
-from servcore.http.validation import BadRequest, check_declared_length, too_large
+from servcore.http.validation import BadRequest
 from servcore.service import Service
 from servcore.store.base import StoreError
 
@@ -154,19 +155,11 @@ def _route_path(scope: Scope) -> str:
 
 
 async def _read_body(scope: Scope, receive: Callable[[], Awaitable[Message]], limit: int) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            check_declared_length(value.decode("latin-1"), limit)
-            break
-    chunks, size = [], 0
+    reader = body_reader(scope["headers"], limit)
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise BadRequest("client disconnected before sending the body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(too_large(limit), 413)
-        chunks.append(chunk)
+        reader.add(message.get("body", b""))
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return reader.result()

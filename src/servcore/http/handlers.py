@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from servcore.http import answers, validation
+from servcore.http.bodies import read_body
 from servcore.http.serialization import (
     counts_to_json,
     cron_to_json,
@@ -26,7 +27,7 @@ from servcore.http.serialization import (
     node_to_json,
     queue_to_json,
 )
-from servcore.http.validation import BadRequest, read_body
+from servcore.http.validation import BadRequest
 from servcore.job_reads import JobPage, JobQuery
 from servcore.job_requests import JobRequestError
 from servcore.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE

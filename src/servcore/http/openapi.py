@@ -70,7 +70,8 @@ IDS_BODY = {
     "properties": {"ids": {"type": "array", "items": ID, "minItems": 1, "maxItems": MAX_BATCH}},
 }
 BAD = error("Bad input; 'error' says what to fix")
-TOO_LARGE = error("Body over the size limit")
+TOO_LARGE = error("Body (inflated, if gzip) over the size limit")
+UNSUPPORTED_ENCODING = error("A Content-Encoding other than gzip")
 
 
 def _job_request_schema() -> Schema:

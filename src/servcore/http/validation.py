@@ -1,4 +1,4 @@
-"""Reading requests: bodies within a size limit, JSON, fields of the right type.
+"""Reading requests: size limits, JSON, fields of the right type.
 
 Every problem becomes a :class:`BadRequest` whose message says what to fix;
 nothing here lets bad input through to the store or raises anything else.
@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from starlette.requests import Request
 
 from servcore.job_reads import EXACT_COUNT_CAP, StatusFilter
 from servcore.job_requests import json_type
@@ -33,18 +32,6 @@ class BadRequest(Exception):
 
     message: str
     status: int = 400
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) more than ``limit`` bytes."""
-    check_declared_length(request.headers.get("content-length"), limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(too_large(limit), 413)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def check_declared_length(declared: str | None, limit: int) -> None:

@@ -33,6 +33,12 @@ class StoreError(ServcoreError):
     """The store could not do what was asked (unreachable, corrupt, closed)."""
 
 
+class OutcomeUnknown(StoreError):
+    """The connection was lost after a change was sent and before the store said
+    whether it committed: the change may or may not have been made. Only a
+    retry that the store can recognise (a job's ``unique_key``) is safe."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimParams:
     queue: str

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute
 
 from servcore.auth import find_token
+from servcore.http.bodies import read_body
 from servcore.http.gate import (
     AccessGuard,
     GuardedRoute,
@@ -27,7 +28,7 @@ from servcore.http.gate import (
     session_of,
 )
 from servcore.http.sessions import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Session
-from servcore.http.validation import BadRequest, read_body
+from servcore.http.validation import BadRequest
 from servcore.service import Service
 
 _ASSETS = {

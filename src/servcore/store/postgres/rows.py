@@ -27,6 +27,17 @@ DATABASE_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
 )
+# The connection went away while a statement was on it: PostgreSQL may have
+# committed it before the server stopped (a restart terminates sessions with
+# AdminShutdown) or before the reply was lost (the connection dropped).
+OUTCOME_UNKNOWN_ERRORS = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.ConnectionFailureError,
+    ConnectionResetError,
+    BrokenPipeError,
+)
 _STATUSES = {status.value: status for status in JobStatus}
 _STATUSES["scheduled"] = JobStatus.QUEUED
 _encode = msgspec.json.Encoder().encode

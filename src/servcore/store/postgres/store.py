@@ -27,6 +27,7 @@ from servcore.store.base import (
     Completion,
     Failure,
     Lease,
+    OutcomeUnknown,
     RescueReport,
     StoreError,
     rescue_verdict,
@@ -36,6 +37,7 @@ from servcore.store.postgres.inserts import Database, InsertBatcher, InsertState
 from servcore.store.postgres.rows import (
     COLUMNS,
     DATABASE_ERRORS,
+    OUTCOME_UNKNOWN_ERRORS,
     append_error,
     row_to_job,
     to_json,
@@ -255,11 +257,18 @@ class PostgresStore:
             raise await self._store_error(error, statement_head(sql)) from error
 
     @contextlib.asynccontextmanager
-    async def _errors(self, what: str) -> AsyncIterator[None]:
-        """Database errors as StoreError (see :meth:`_store_error`)."""
+    async def _errors(self, what: str, *, commits: bool = False) -> AsyncIterator[None]:
+        """Database errors as StoreError (see :meth:`_store_error`); with ``commits``
+        (the block commits a change), a connection lost on the way as
+        OutcomeUnknown."""
         try:
             yield
         except DATABASE_ERRORS as error:
+            if commits and isinstance(error, OUTCOME_UNKNOWN_ERRORS):
+                raise OutcomeUnknown(
+                    f"PostgreSQL connection lost during {what}: it may or may not have "
+                    f"committed ({error})"
+                ) from error
             raise await self._store_error(error, what) from error
 
     async def _store_error(self, error: BaseException, what: str) -> StoreError:
@@ -276,7 +285,7 @@ class PostgresStore:
     async def insert_jobs(self, new_jobs: Sequence[NewJob], now: datetime) -> list[Job]:
         if not new_jobs:
             return []
-        async with self._errors("insert"):
+        async with self._errors("insert", commits=True):
             return await self._batcher.insert(new_jobs, now)
 
     async def _insert(self, db: Database, new_jobs: Sequence[NewJob], now: datetime) -> list[Job]:
@@ -286,7 +295,7 @@ class PostgresStore:
         key = new_job.unique_key
         assert key is not None, "insert_unique needs a unique_key"
         async with (
-            self._errors("unique insert"),
+            self._errors("unique insert", commits=True),
             self._ready_pool().acquire() as conn,
             conn.transaction(),
         ):
