@@ -32,6 +32,7 @@ def _errors(errors: tuple[JobError, ...]) -> list[dict[str, Any]]:
             "at": format_timestamp(error.at),
             "error": error.error,
             "traceback": error.traceback,
+            "started_at": _time(error.started_at),
         }
         for error in errors
     ]

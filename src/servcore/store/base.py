@@ -245,7 +245,10 @@ def rescue_verdict(job: Job, now: datetime, max_rescues: int) -> tuple[JobError,
             now,
             f"{lost}; rescued {job.rescued + 1} times (limit {max_rescues}): the job keeps "
             "losing its worker, so it is failed instead of retried",
+            started_at=job.started_at,
         ), False
     if job.attempt >= job.max_attempts:
-        return JobError(job.attempt, now, f"{lost}; no attempts left"), False
-    return JobError(job.attempt, now, lost), True
+        return JobError(
+            job.attempt, now, f"{lost}; no attempts left", started_at=job.started_at
+        ), False
+    return JobError(job.attempt, now, lost, started_at=job.started_at), True
