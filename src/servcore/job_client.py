@@ -39,6 +39,7 @@ from servcore.store.base import Store
 from servcore.worker_node import NODE_HEARTBEAT, WorkerNode
 
 NODE_MISSED_BEATS = 3
+BULK_CHUNK = 1000  # jobs per store write of a bulk action by filter
 
 
 class JobClient:
@@ -210,6 +211,27 @@ class JobClient:
         done = await self.store.cancel_jobs(ids, self.clock.now())
         for job_id in done:
             self.node.stop_run(job_id)
+        return done
+
+    async def cancel_matching(self, query: JobQuery) -> list[int]:
+        """Cancel every job ``query`` matches (its offset and limit aside) that
+        can be, as :meth:`cancel_jobs` does; the ids cancelled. Jobs that
+        match by the time of the call: one written after it is left alone."""
+        return await self._in_chunks(query, self.cancel_jobs)
+
+    async def retry_matching(self, query: JobQuery) -> list[int]:
+        """Queue again every job ``query`` matches that failed or was cancelled,
+        as :meth:`retry_jobs` does; the ids retried."""
+        return await self._in_chunks(query, self.retry_jobs)
+
+    async def _in_chunks(
+        self, query: JobQuery, action: Callable[[Sequence[int]], Coroutine[Any, Any, list[int]]]
+    ) -> list[int]:
+        ids = await self.store.matching_ids(query, self.clock.now())
+        done: list[int] = []
+        # A write per chunk: each transaction stays short however many match.
+        for start in range(0, len(ids), BULK_CHUNK):
+            done += await action(ids[start : start + BULK_CHUNK])
         return done
 
     async def retry_jobs(self, ids: Sequence[int]) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -286,4 +287,41 @@ async def test_finished_jobs_are_counted_per_minute(store: Store) -> None:
     assert counted == [
         (minute + timedelta(minutes=1), "done", 2),
         (minute + timedelta(minutes=2), "failed", 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    "status", ["queued", "available", "scheduled", "running", "done", "failed", "cancelled"]
+)
+async def test_matching_ids_are_every_listed_job_ascending(store: Store, status: str) -> None:
+    population = await populate(store)
+
+    # A limit and offset of 1 would list one job: the ids are all of them.
+    matched = await store.matching_ids(JobQuery(status=status, offset=1, limit=1), T0)
+
+    assert matched == sorted(population.ids(status))
+
+
+async def test_matching_ids_filter_as_the_listing_does(store: Store) -> None:
+    await populate(store)
+    searched = await insert(
+        store,
+        new_job("mail", task="send", payload={"task": "send", "to": "Ada@example.com"}),
+        new_job("mail", task="send", payload={"task": "send", "to": "bob@example.com"}),
+        new_job("work", task="send", payload={"task": "send", "to": "ada@example.org"}),
+    )
+    queries = [
+        JobQuery(queue="mail"),
+        JobQuery(task="send"),
+        JobQuery(queue="mail", task="send", search="ada"),
+        JobQuery(status="available", queue="mail", search="ADA"),
+        JobQuery(search=str(searched[1].id)),
+        JobQuery(queue="nowhere"),
+    ]
+    for query in queries:
+        listed = await store.list_jobs(dataclasses.replace(query, limit=1000), at(1))
+        matched = await store.matching_ids(query, at(1))
+        assert matched == sorted(job.id for job in listed.jobs), query
+    assert await store.matching_ids(JobQuery(queue="mail", task="send", search="ada"), T0) == [
+        searched[0].id
     ]

@@ -157,7 +157,7 @@ async def get_job(request: Request, service: Service, queue: str | None = None) 
 
 
 async def cancel_jobs(request: Request, service: Service) -> Response:
-    """``POST /jobs/cancel``: ``{"ids": [...]}``."""
+    """``POST /jobs/cancel``: ``{"ids": [...]}`` or ``{"filter": {...}}``."""
     try:
         body = await read_body(request, service.config.http.max_body_bytes)
     except BadRequest as problem:
@@ -166,7 +166,7 @@ async def cancel_jobs(request: Request, service: Service) -> Response:
 
 
 async def retry_jobs(request: Request, service: Service) -> Response:
-    """``POST /jobs/retry``: ``{"ids": [...]}``."""
+    """``POST /jobs/retry``: ``{"ids": [...]}`` or ``{"filter": {...}}``."""
     try:
         body = await read_body(request, service.config.http.max_body_bytes)
     except BadRequest as problem:

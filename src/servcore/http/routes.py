@@ -58,14 +58,33 @@ def _id_control(action: str, summary: str, handler: Handler) -> Endpoint:
     )
 
 
-def _bulk(action: str, summary: str, handler: Handler) -> Endpoint:
+def _bulk(action: str, summary: str, handler: Handler, rule: answers.BulkFilter) -> Endpoint:
+    by_filter = {
+        "type": "object",
+        "required": ["filter"],
+        "additionalProperties": False,
+        "properties": {
+            "filter": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "Every job GET /jobs would list with these parameters "
+                f"(status: {', '.join(rule.statuses)}; by default {rule.default})",
+                "properties": {
+                    "status": {"enum": list(rule.statuses)},
+                    "queue": NO_NUL,
+                    "task": NO_NUL,
+                    "q": {**NO_NUL, "maxLength": MAX_SEARCH},
+                },
+            }
+        },
+    }
     return Endpoint(
         "POST",
         f"{JOBS}/{action}",
         "write",
         handler,
         summary=summary,
-        body=IDS_BODY,
+        body={"oneOf": [IDS_BODY, by_filter]},
         responses={
             "200": json_answer("The ids that changed", {"type": "object"}),
             "400": json_answer("Bad request", ERROR),
@@ -260,11 +279,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _pausing("resume", "Start the queue's jobs again", handlers.resume_queue),
     _bulk(
         "cancel",
-        "Cancel every listed job that can be (queued, scheduled, running)",
+        "Cancel every listed (or matching) job that can be (queued, scheduled, running)",
         handlers.cancel_jobs,
+        answers.CANCEL_FILTER,
     ),
     _bulk(
-        "retry", "Queue again every listed job that failed or was cancelled", handlers.retry_jobs
+        "retry",
+        "Queue again every listed (or matching) job that failed or was cancelled",
+        handlers.retry_jobs,
+        answers.RETRY_FILTER,
     ),
     _id_control("cancel", "Cancel a queued, scheduled or running job", handlers.cancel_job),
     _id_control("retry", "Queue a failed or cancelled job again, due now", handlers.retry_job),

@@ -88,6 +88,12 @@ class JobReader(Protocol):
         """Newest first. ``query.status`` is one of :attr:`StatusFilter.ALL`."""
         ...
 
+    async def matching_ids(self, query: JobQuery, now: datetime) -> list[int]:
+        """The ids of every job ``query`` matches as :meth:`list_jobs` would list
+        them (its offset and limit aside), ascending: what a bulk action by
+        filter acts on."""
+        ...
+
     async def count_jobs(self, now: datetime) -> JobCounts: ...
 
     async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:

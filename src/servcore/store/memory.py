@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -439,10 +439,11 @@ class MemoryStore:
     async def get_job(self, job_id: int) -> Job | None:
         return self._jobs.get(job_id)
 
-    async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
+    def _matching(self, query: JobQuery, now: datetime) -> Iterator[Job]:
+        """What ``query`` matches (offset and limit aside), newest first."""
         status = query.status
         search = query if query.search else None
-        matches = (
+        return (
             job
             for job in reversed(self._jobs.values())
             if (query.queue is None or job.queue == query.queue)
@@ -450,8 +451,13 @@ class MemoryStore:
             and (status is None or _matches(job, status, now))
             and (search is None or _found(job, search.search_id, search.search_text))
         )
-        selected = list(matches)
+
+    async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
+        selected = list(self._matching(query, now))
         return JobPage(selected[query.offset : query.offset + query.limit], len(selected))
+
+    async def matching_ids(self, query: JobQuery, now: datetime) -> list[int]:
+        return sorted(job.id for job in self._matching(query, now))
 
     async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
         tally: dict[tuple[datetime, str], int] = {}

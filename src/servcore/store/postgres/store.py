@@ -702,7 +702,9 @@ class PostgresStore:
         rows = await self._fetch(f"SELECT {COLUMNS} FROM {self._jobs} WHERE id = $1", job_id)
         return row_to_job(rows[0]) if rows else None
 
-    async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
+    @staticmethod
+    def _where(query: JobQuery, now: datetime) -> tuple[str, list[Any]]:
+        """The WHERE clause of what ``query`` matches (offset and limit aside), its arguments."""
         clauses: list[str] = []
         args: list[Any] = []
         if query.status is not None:
@@ -725,7 +727,10 @@ class PostgresStore:
                 f"(id = ${len(args) - 1} OR strpos(translate(payload::text, "
                 f"'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), ${len(args)}) > 0)"
             )
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), args
+
+    async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
+        where, args = self._where(query, now)
         rows = await self._fetch(
             f"""
             SELECT {COLUMNS}, count(*) OVER () AS total_count FROM {self._jobs} {where}
@@ -739,6 +744,11 @@ class PostgresStore:
             counted = await self._fetch(f"SELECT count(*) AS n FROM {self._jobs} {where}", *args)
             total = counted[0]["n"]
         return JobPage([row_to_job(row) for row in rows], total)
+
+    async def matching_ids(self, query: JobQuery, now: datetime) -> list[int]:
+        where, args = self._where(query, now)
+        rows = await self._fetch(f"SELECT id FROM {self._jobs} {where} ORDER BY id", *args)
+        return [row["id"] for row in rows]
 
     async def count_jobs(self, now: datetime) -> JobCounts:
         rows = await self._fetch(

@@ -31,10 +31,10 @@ def select_job(conn: sqlite3.Connection, job_id: int) -> Job | None:
     return None if row is None else row_to_job(row)
 
 
-def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> JobPage:
-    """Newest first, with the total of all matches, from one snapshot."""
+def _where(query: JobQuery, now: datetime) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause of what ``query`` matches (offset and limit aside), its values."""
     clauses = []
-    values: dict[str, Any] = {"now": to_micros(now), "limit": query.limit, "offset": query.offset}
+    values: dict[str, Any] = {"now": to_micros(now)}
     if query.status is not None:
         clauses.append(_STATUS_WHERE[query.status])
     if query.queue is not None:
@@ -47,7 +47,13 @@ def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> Job
         clauses.append("(id = :search_id OR instr(lower(payload), :search) > 0)")
         values["search"] = query.search_text
         values["search_id"] = query.search_id
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), values
+
+
+def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> JobPage:
+    """Newest first, with the total of all matches, from one snapshot."""
+    where, values = _where(query, now)
+    values.update(limit=query.limit, offset=query.offset)
     conn.execute("BEGIN")
     try:
         rows = conn.execute(
@@ -58,6 +64,13 @@ def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> Job
     finally:
         conn.execute("COMMIT")
     return JobPage([row_to_job(row) for row in rows], total)
+
+
+def select_matching_ids(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> list[int]:
+    where, values = _where(query, now)
+    return [
+        job_id for (job_id,) in conn.execute(f"SELECT id FROM jobs {where} ORDER BY id", values)
+    ]
 
 
 def count_by_status(conn: sqlite3.Connection, now: datetime) -> JobCounts:

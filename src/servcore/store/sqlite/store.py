@@ -673,6 +673,9 @@ class SqliteStore:
     async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
         return await self._read(lambda conn: sqlite_reads.select_page(conn, query, now))
 
+    async def matching_ids(self, query: JobQuery, now: datetime) -> list[int]:
+        return await self._read(lambda conn: sqlite_reads.select_matching_ids(conn, query, now))
+
     async def count_jobs(self, now: datetime) -> JobCounts:
         return await self._read(lambda conn: sqlite_reads.count_by_status(conn, now))
 
