@@ -17,7 +17,15 @@ from typing import Any
 from servcore.clock import Clock
 from servcore.config import ServiceConfig
 from servcore.cron import CronEntry
-from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
+from servcore.job_reads import (
+    FinishedHistory,
+    Insertion,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    NodeInfo,
+    QueueInfo,
+)
 from servcore.job_requests import (
     JobRequestError,
     JobStateError,
@@ -36,6 +44,7 @@ from servcore.jobs import (
 from servcore.loop_thread import LoopThread
 from servcore.queue_router import QueueRouter
 from servcore.store.base import Store
+from servcore.tasks import TaskSpec
 from servcore.worker_node import NODE_HEARTBEAT, WorkerNode
 
 NODE_MISSED_BEATS = 3
@@ -289,6 +298,15 @@ class JobClient:
                     listed[name] = (info, concurrency)
         return [listed[name] for name in sorted(listed)]
 
+    def tasks(self) -> list[tuple[TaskSpec, str]]:
+        """Every registered task, by name, with the queue its jobs go to."""
+        registry = self.router.registry
+        return [
+            (spec, self.router.task_queue(name))
+            for name in registry.names()
+            if (spec := registry.get(name)) is not None
+        ]
+
     async def cron_schedule(self) -> list[tuple[CronEntry, datetime | None, datetime]]:
         """Every cron entry with its last recorded tick and its next one."""
         now = self.clock.now()
@@ -312,18 +330,12 @@ class JobClient:
     async def list_jobs(self, query: JobQuery) -> JobPage:
         return await self.store.list_jobs(query, self.clock.now())
 
-    async def history(self, minutes: int = 60) -> list[tuple[datetime, int, int]]:
-        """(minute, done, failed) for each of the last ``minutes`` minutes, oldest first."""
+    async def history(self, minutes: int = 60) -> FinishedHistory:
+        """Jobs done and failed in each of the last ``minutes`` minutes, by queue."""
         now = self.clock.now().replace(second=0, microsecond=0)
         first = now - timedelta(minutes=minutes - 1)
-        tally: dict[datetime, list[int]] = {
-            first + timedelta(minutes=i): [0, 0] for i in range(minutes)
-        }
-        for minute, status, count in await self.store.finished_per_minute(first):
-            bucket = tally.get(minute)
-            if bucket is not None and status in ("done", "failed"):
-                bucket[0 if status == "done" else 1] += count
-        return [(minute, done, failed) for minute, (done, failed) in tally.items()]
+        span = [first + timedelta(minutes=i) for i in range(minutes)]
+        return FinishedHistory.of(span, await self.store.finished_per_minute(first))
 
     async def count_jobs(self) -> JobCounts:
         return await self.store.count_jobs(self.clock.now())

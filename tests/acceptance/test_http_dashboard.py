@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from servcore.auth import ApiToken
-from tests.acceptance.conftest import Api, OpenApi
+from tests.acceptance.conftest import Api, OpenApi, assert_json_error
 
 READ, ADMIN = "read-token-0123456789", "admin-token-0123456789"
 TOKENS = (ApiToken.make("viewer", "read", token=READ), ApiToken.make("ops", "admin", token=ADMIN))
@@ -138,6 +138,27 @@ async def test_history_counts_the_last_hour(open_api: OpenApi) -> None:
     assert sum(m["done"] for m in minutes) == 1
     assert minutes[-1]["at"] < minutes[-1]["at"] + "1"  # ISO text, newest last
     assert minutes[0]["at"] < minutes[-1]["at"]
+
+
+async def test_history_of_one_queue_and_each_queues_rate(open_api: OpenApi) -> None:
+    api = await open_api(workers=True, queues=["default", "mail"])
+    jobs = [await api.submit({"task": "x"}, queue=queue) for queue in ("mail", "mail", "default")]
+    for job_id in jobs:
+        await api.wait_status(job_id, "done")
+
+    mail = (await api.client.get("/stats/history?queue=mail")).json()
+    assert sum(m["done"] for m in mail["minutes"]) == 2
+    everything = (await api.client.get("/stats/history")).json()
+    assert sum(m["done"] for m in everything["minutes"]) == 3
+    # Rates over the last 5 minutes: 2 jobs are 0.4 a minute.
+    assert everything["rate_minutes"] == 5
+    assert everything["queues"] == {
+        "default": {"done_per_minute": 0.2, "failed_per_minute": 0.0},
+        "mail": {"done_per_minute": 0.4, "failed_per_minute": 0.0},
+    }
+    nowhere = (await api.client.get("/stats/history?queue=nowhere")).json()
+    assert sum(m["done"] for m in nowhere["minutes"]) == 0
+    assert_json_error(await api.client.get("/stats/history?queue=a/b"), 400, "queue name")
 
 
 async def test_signing_out_ends_the_session_even_if_its_cookie_is_kept(guarded: Api) -> None:

@@ -268,3 +268,35 @@ async def test_cron_lists_entries_with_their_last_and_next_run(open_api: OpenApi
             "next_run_at": "2030-01-01T12:00:00.000000Z",
         }
     ]
+
+
+async def test_tasks_lists_the_registered_tasks_with_their_defaults(open_api: OpenApi) -> None:
+    empty = await open_api()
+    assert (await empty.client.get("/tasks")).json() == []
+
+    def declare(service: Service) -> None:
+        @service.task("send_email", queue="mail", max_attempts=5, timeout=30)
+        async def send_email(job: Job) -> None: ...
+
+        @service.task("render")
+        def render(job: Job) -> None: ...
+
+    api = await open_api(declare=declare)
+    assert (await api.client.get("/tasks")).json() == [
+        {
+            "name": "render",
+            "queue": "default",
+            "max_attempts": 3,
+            "timeout": None,
+            "backoff": None,
+            "executor": "thread",
+        },
+        {
+            "name": "send_email",
+            "queue": "mail",
+            "max_attempts": 5,
+            "timeout": 30,
+            "backoff": None,
+            "executor": "async",
+        },
+    ]

@@ -273,20 +273,30 @@ async def test_jobs_are_filtered_by_task_and_found_by_id_or_payload_text(store: 
 
 async def test_finished_jobs_are_counted_per_minute(store: Store) -> None:
     await insert(store, *(new_job() for _ in range(4)))
+    await insert(store, new_job("mail"), new_job("mail"))
     first, second, third, old = await claim(store)
+    mail, mail_failed = await claim(store, "mail")
     await store.complete_jobs(
         [
             completion(first, finished_at=at(65)),
             completion(second, finished_at=at(70)),
             completion(old, finished_at=at(-600)),
+            completion(mail, finished_at=at(61)),
         ]
     )
-    await store.fail_jobs([failure(third, at_time=at(130), retry_at=None)])
+    await store.fail_jobs(
+        [
+            failure(third, at_time=at(130), retry_at=None),
+            failure(mail_failed, at_time=at(70), retry_at=None),
+        ]
+    )
     counted = await store.finished_per_minute(at(0))
     minute = T0.replace(second=0, microsecond=0)
     assert counted == [
-        (minute + timedelta(minutes=1), "done", 2),
-        (minute + timedelta(minutes=2), "failed", 1),
+        (minute + timedelta(minutes=1), "default", "done", 2),
+        (minute + timedelta(minutes=1), "mail", "done", 1),
+        (minute + timedelta(minutes=1), "mail", "failed", 1),
+        (minute + timedelta(minutes=2), "default", "failed", 1),
     ]
 
 

@@ -24,10 +24,12 @@ from servcore.http.serialization import (
     job_to_json,
     node_to_json,
     queue_to_json,
+    task_to_json,
 )
 from servcore.http.validation import BadRequest, read_body
 from servcore.job_reads import JobQuery
 from servcore.job_requests import JobRequestError
+from servcore.jobs import valid_queue_name
 from servcore.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from servcore.service import Service
 from servcore.timestamps import format_timestamp
@@ -66,6 +68,11 @@ async def list_cron(request: Request, service: Service) -> Response:
     return json_response([cron_to_json(*entry) for entry in await service.cron_schedule()])
 
 
+async def list_tasks(request: Request, service: Service) -> Response:
+    """``GET /tasks``: the tasks this node has handlers for, with their defaults."""
+    return json_response([task_to_json(spec, queue) for spec, queue in service.tasks()])
+
+
 async def metrics(request: Request, service: Service) -> Response:
     """``GET /metrics``: this process's Prometheus metrics (text exposition)."""
     if service.metrics is None:
@@ -73,13 +80,27 @@ async def metrics(request: Request, service: Service) -> Response:
     return Response(await service.metrics.scrape(), media_type=METRICS_CONTENT_TYPE)
 
 
+RATE_MINUTES = 5  # the window of the per-minute rates /stats/history gives each queue
+
+
 async def history(request: Request, service: Service) -> Response:
-    """``GET /stats/history``: jobs done and failed in each of the last 60 minutes."""
+    """``GET /stats/history``: jobs done and failed in each of the last 60
+    minutes (of one ``queue``, or all), and each queue's recent rates."""
+    queue = request.query_params.get("queue") or None
+    if queue is not None and not valid_queue_name(queue):
+        return error_response(
+            "'queue' must be a queue name: 1-100 letters, digits, '_', '-' or '.'"
+        )
+    finished = await service.history()
     minutes = [
         {"at": format_timestamp(minute), "done": done, "failed": failed}
-        for minute, done, failed in await service.history()
+        for minute, done, failed in finished.per_minute(queue)
     ]
-    return json_response({"minutes": minutes})
+    rates = {}
+    for name in sorted(finished.by_queue):
+        done, failed = finished.rate(name, RATE_MINUTES)
+        rates[name] = {"done_per_minute": done, "failed_per_minute": failed}
+    return json_response({"minutes": minutes, "rate_minutes": RATE_MINUTES, "queues": rates})
 
 
 async def stats(request: Request, service: Service) -> Response:

@@ -153,8 +153,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/stats/history",
         "read",
         handlers.history,
-        summary="Jobs done and failed in each of the last 60 minutes",
-        responses={"200": json_answer("Per minute, oldest first", {"type": "object"})},
+        summary="Jobs done and failed in each of the last 60 minutes, and each queue's rates",
+        parameters=(query_parameter("queue", QUEUE_NAME, "Count this queue's jobs only"),),
+        responses={
+            "200": json_answer(
+                "minutes: per minute, oldest first; queues: done_per_minute and "
+                "failed_per_minute of each queue over the last rate_minutes",
+                {"type": "object"},
+            ),
+            "400": BAD,
+        },
     ),
     Endpoint(
         "GET",
@@ -271,6 +279,20 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                 "Every cron entry: name, expression, timezone, task, queue, "
                 "payload, priority, max_attempts, last_run_at (its last tick, "
                 "or null), next_run_at",
+                {"type": "array", "items": {"type": "object"}},
+            )
+        },
+    ),
+    Endpoint(
+        "GET",
+        "/tasks",
+        "read",
+        handlers.list_tasks,
+        summary="The tasks this node has handlers for",
+        responses={
+            "200": json_answer(
+                "By name: name, queue, max_attempts, timeout (s or null), backoff "
+                "(base s or null: the service's), executor (async, thread, process)",
                 {"type": "array", "items": {"type": "object"}},
             )
         },

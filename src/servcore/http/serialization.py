@@ -11,7 +11,8 @@ import msgspec
 
 from servcore.cron import CronEntry
 from servcore.job_reads import JobCounts, NodeInfo, QueueInfo
-from servcore.jobs import Job, JobError, JobStatus
+from servcore.jobs import DEFAULT_MAX_ATTEMPTS, Job, JobError, JobStatus
+from servcore.tasks import TaskSpec
 from servcore.timestamps import format_timestamp
 
 encode = msgspec.json.Encoder().encode
@@ -122,4 +123,16 @@ def queue_to_json(info: QueueInfo, concurrency: int | None, now: datetime) -> di
         "cancelled": info.cancelled,
         "concurrency": concurrency,
         "oldest_job_age": None if oldest is None else max(0.0, (now - oldest).total_seconds()),
+    }
+
+
+def task_to_json(spec: TaskSpec, queue: str) -> dict[str, Any]:
+    """A registered task and what its jobs get unless a request says otherwise."""
+    return {
+        "name": spec.name,
+        "queue": queue,
+        "max_attempts": spec.max_attempts or DEFAULT_MAX_ATTEMPTS,
+        "timeout": spec.timeout,
+        "backoff": None if spec.backoff is None else spec.backoff.base,
+        "executor": spec.executor,
     }

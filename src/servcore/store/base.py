@@ -23,7 +23,15 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from servcore.errors import ServcoreError
-from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
+from servcore.job_reads import (
+    FinishedTally,
+    Insertion,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    NodeInfo,
+    QueueInfo,
+)
 from servcore.jobs import Job, JobError, NewJob
 from servcore.leadership.base import Leadership
 from servcore.notifier.base import Notifier
@@ -96,9 +104,9 @@ class JobReader(Protocol):
 
     async def count_jobs(self, now: datetime) -> JobCounts: ...
 
-    async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
-        """(minute, status, count) of jobs finished at or after ``since``, by UTC
-        minute and finished status (done, failed, cancelled)."""
+    async def finished_per_minute(self, since: datetime) -> list[FinishedTally]:
+        """How many jobs finished at or after ``since``, by UTC minute, queue and
+        finished status (done, failed, cancelled), in that order."""
         ...
 
     async def next_run_at(self, queue: str) -> datetime | None:

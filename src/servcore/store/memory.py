@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from servcore.job_reads import (
+    FinishedTally,
     Insertion,
     JobCounts,
     JobPage,
@@ -459,13 +460,14 @@ class MemoryStore:
     async def matching_ids(self, query: JobQuery, now: datetime) -> list[int]:
         return sorted(job.id for job in self._matching(query, now))
 
-    async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
-        tally: dict[tuple[datetime, str], int] = {}
+    async def finished_per_minute(self, since: datetime) -> list[FinishedTally]:
+        tally: dict[tuple[datetime, str, str], int] = {}
         for job in self._jobs.values():
             if job.status.finished and job.finished_at is not None and job.finished_at >= since:
-                key = (job.finished_at.replace(second=0, microsecond=0), job.status.value)
+                minute = job.finished_at.replace(second=0, microsecond=0)
+                key = (minute, job.queue, job.status.value)
                 tally[key] = tally.get(key, 0) + 1
-        return [(minute, status, count) for (minute, status), count in sorted(tally.items())]
+        return [FinishedTally(*key, count) for key, count in sorted(tally.items())]
 
     async def count_jobs(self, now: datetime) -> JobCounts:
         scheduled = sum(

@@ -17,7 +17,15 @@ from typing import Any
 
 import asyncpg
 
-from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
+from servcore.job_reads import (
+    FinishedTally,
+    Insertion,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    NodeInfo,
+    QueueInfo,
+)
 from servcore.jobs import DEFAULT_LEASE, Job, NewJob
 from servcore.leadership.postgres import PostgresLeadership
 from servcore.notifier.base import CANCEL_PREFIX
@@ -676,18 +684,21 @@ class PostgresStore:
         rows = await self._fetch(f'SELECT name, last_tick FROM "{self.schema}".servcore_cron')
         return {row["name"]: row["last_tick"] for row in rows}
 
-    async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
+    async def finished_per_minute(self, since: datetime) -> list[FinishedTally]:
         rows = await self._fetch(
             f"""
-            SELECT date_trunc('minute', finished_at AT TIME ZONE 'UTC') AS minute, status,
+            SELECT date_trunc('minute', finished_at AT TIME ZONE 'UTC') AS minute, queue, status,
                    count(*) AS n
             FROM {self._jobs}
             WHERE status IN ('done', 'failed', 'cancelled') AND finished_at >= $1
-            GROUP BY 1, 2 ORDER BY 1, 2
+            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
             """,
             since,
         )
-        return [(row["minute"].replace(tzinfo=UTC), row["status"], row["n"]) for row in rows]
+        return [
+            FinishedTally(row["minute"].replace(tzinfo=UTC), row["queue"], row["status"], row["n"])
+            for row in rows
+        ]
 
     async def expire_results(self, now: datetime) -> int:
         return await self._delete_in_chunks(

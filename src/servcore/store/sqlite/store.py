@@ -21,7 +21,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
+from servcore.job_reads import (
+    FinishedTally,
+    Insertion,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    NodeInfo,
+    QueueInfo,
+)
 from servcore.jobs import Job, NewJob
 from servcore.leadership.base import SoleLeadership
 from servcore.notifier.base import cancel_message
@@ -636,19 +644,22 @@ class SqliteStore:
         )
         return {name: time_from_micros(tick) for name, tick in rows}
 
-    async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
+    async def finished_per_minute(self, since: datetime) -> list[FinishedTally]:
         since_us = to_micros(since)
 
-        def tally(conn: sqlite3.Connection) -> list[tuple[int, str, int]]:
+        def tally(conn: sqlite3.Connection) -> list[tuple[int, str, str, int]]:
             return conn.execute(
-                "SELECT finished_at / 60000000, status, count(*) FROM jobs "
+                "SELECT finished_at / 60000000, queue, status, count(*) FROM jobs "
                 "WHERE status IN ('done', 'failed', 'cancelled') AND finished_at >= ? "
-                "GROUP BY 1, 2 ORDER BY 1, 2",
+                "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
                 (since_us,),
             ).fetchall()
 
         rows = await self._read(tally)
-        return [(time_from_micros(minute * 60_000_000), status, n) for minute, status, n in rows]
+        return [
+            FinishedTally(time_from_micros(minute * 60_000_000), queue, status, n)
+            for minute, queue, status, n in rows
+        ]
 
     async def expire_results(self, now: datetime) -> int:
         now_us = to_micros(now)
