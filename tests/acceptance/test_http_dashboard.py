@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 import httpx
 import pytest
 
@@ -187,3 +191,34 @@ async def test_a_huge_sign_in_body_is_refused_unread(guarded: Api) -> None:
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 413
+
+
+def preloaded(page: str) -> dict[str, Any]:
+    """The answers the dashboard page carries for its first paint."""
+    found = re.search(r'<script type="application/json" id="preload">(.*?)</script>', page, re.S)
+    assert found is not None, page
+    answers: dict[str, Any] = json.loads(found.group(1))
+    return answers
+
+
+async def test_the_page_carries_the_overviews_first_answers(open_api: OpenApi) -> None:
+    api = await open_api(workers=True)
+    await api.wait_status(await api.submit({"task": "x"}), "done")
+    answers = preloaded((await api.client.get("/dashboard")).text)
+    assert set(answers) == {"/dashboard/whoami", "/stats", "/queues", "/nodes", "/stats/history"}
+    assert answers["/stats"] == (await api.client.get("/stats")).json()
+    assert answers["/queues"] == (await api.client.get("/queues")).json()
+    assert answers["/dashboard/whoami"] == (await api.client.get("/dashboard/whoami")).json()
+    assert sum(minute["done"] for minute in answers["/stats/history"]["minutes"]) == 1
+    # The page's own query string does not reach the answers.
+    assert preloaded((await api.client.get("/dashboard?queue=a/b")).text)["/stats/history"]
+
+
+async def test_text_in_the_carried_answers_cannot_end_their_script(open_api: OpenApi) -> None:
+    token = "a-token-for-a-hostile-name-0123"
+    named = ApiToken.make("</script><script>alert(1)</script>", "admin", token=token)
+    api = await open_api(tokens=(named,))
+    await sign_in(api.client, token)
+    page = (await api.client.get("/dashboard")).text
+    assert "<script>alert(1)" not in page
+    assert preloaded(page)["/dashboard/whoami"]["name"] == named.name

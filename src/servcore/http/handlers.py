@@ -60,7 +60,11 @@ async def health(request: Request, service: Service) -> Response:
 
 async def nodes(request: Request, service: Service) -> Response:
     """``GET /nodes``: worker nodes alive now, which queues they run, who leads."""
-    return json_response([node_to_json(node) for node in await service.nodes()])
+    return json_response(await nodes_json(service))
+
+
+async def nodes_json(service: Service) -> list[dict[str, Any]]:
+    return [node_to_json(node) for node in await service.nodes()]
 
 
 async def list_cron(request: Request, service: Service) -> Response:
@@ -91,6 +95,10 @@ async def history(request: Request, service: Service) -> Response:
         return error_response(
             "'queue' must be a queue name: 1-100 letters, digits, '_', '-' or '.'"
         )
+    return json_response(await history_json(service, queue))
+
+
+async def history_json(service: Service, queue: str | None = None) -> dict[str, Any]:
     finished = await service.history()
     minutes = [
         {"at": format_timestamp(minute), "done": done, "failed": failed}
@@ -100,11 +108,15 @@ async def history(request: Request, service: Service) -> Response:
     for name in sorted(finished.by_queue):
         done, failed = finished.rate(name, RATE_MINUTES)
         rates[name] = {"done_per_minute": done, "failed_per_minute": failed}
-    return json_response({"minutes": minutes, "rate_minutes": RATE_MINUTES, "queues": rates})
+    return {"minutes": minutes, "rate_minutes": RATE_MINUTES, "queues": rates}
 
 
 async def stats(request: Request, service: Service) -> Response:
-    return json_response(counts_to_json(await service.count_jobs()))
+    return json_response(await stats_json(service))
+
+
+async def stats_json(service: Service) -> dict[str, int]:
+    return counts_to_json(await service.count_jobs())
 
 
 def _response(answer: answers.Answer) -> Response:
@@ -208,10 +220,13 @@ async def retry_job(request: Request, service: Service, queue: str | None = None
 async def list_queues(request: Request, service: Service) -> Response:
     """``GET /queues``: per queue depth, scheduled, running, failed, paused, concurrency,
     and the age in seconds of the oldest job waiting to start."""
+    return json_response(await queues_json(service))
+
+
+async def queues_json(service: Service) -> list[dict[str, Any]]:
+    listing = await service.queues()
     now = service.clock.now()
-    return json_response(
-        [queue_to_json(info, concurrency, now) for info, concurrency in await service.queues()]
-    )
+    return [queue_to_json(info, concurrency, now) for info, concurrency in listing]
 
 
 async def pause_queue(request: Request, service: Service) -> Response:
