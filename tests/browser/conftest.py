@@ -75,8 +75,20 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
+# Uncaught errors of the pages' scripts, in any test: each test must end with none.
+PAGE_ERRORS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def no_script_errors() -> Iterator[None]:
+    PAGE_ERRORS.clear()
+    yield
+    assert PAGE_ERRORS == [], PAGE_ERRORS
+
+
 async def signed_in(browser: Browser, server: ServerProcess, token: str, **options: object) -> Page:
     page = await browser.new_page(**options)  # type: ignore[arg-type]
+    page.on("pageerror", lambda error: PAGE_ERRORS.append(str(error)))
     await page.goto(f"{server.url}/dashboard")
     assert page.url.endswith("/dashboard/login")
     await page.fill("#token", token)

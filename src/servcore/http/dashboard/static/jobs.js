@@ -58,7 +58,9 @@ function filters(params) {
 }
 
 function row(job) {
-  const error = job.errors.length ? lastLine(job.errors[job.errors.length - 1].error) : "";
+  // A job that ended done has put its errors behind it.
+  const error = job.errors.length && job.status !== "done"
+    ? lastLine(job.errors[job.errors.length - 1].error) : "";
   return el("tr", { "data-job": job.id },
     can("write") ? el("td", {}, el("input", {
       type: "checkbox", "aria-label": `Select job ${job.id}`, checked: selected.has(job.id),
