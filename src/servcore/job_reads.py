@@ -13,6 +13,10 @@ from typing import NamedTuple
 
 from servcore.jobs import Job, JobStatus
 
+# How far a listing counts, and page numbers reach, exactly: past it a total
+# is an estimate and pages go on by keyset (``JobQuery.after_id``).
+EXACT_COUNT_CAP = 10_000
+
 
 class StatusFilter:
     """The values ``list_jobs`` accepts for ``status``."""
@@ -33,6 +37,8 @@ class JobQuery:
     # contains it, ignoring the case of ASCII letters (the same on every
     # store). A scan: fine for a dashboard, not for a hot path.
     search: str | None = None
+    # Keyset paging: only jobs older than this id (the last of the previous page).
+    after_id: int | None = None
 
     @property
     def search_id(self) -> int:
@@ -58,6 +64,8 @@ def ascii_lower(text: str) -> str:
 class JobPage:
     jobs: list[Job]
     total: int
+    # False: ``total`` is an estimate (past the count cap of the SQL stores).
+    exact: bool = True
 
 
 @dataclass(frozen=True, slots=True)

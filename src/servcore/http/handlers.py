@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -27,7 +28,7 @@ from servcore.http.serialization import (
     task_to_json,
 )
 from servcore.http.validation import BadRequest, read_body
-from servcore.job_reads import JobQuery
+from servcore.job_reads import JobPage, JobQuery
 from servcore.job_requests import JobRequestError
 from servcore.jobs import valid_queue_name
 from servcore.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -161,7 +162,7 @@ async def list_jobs(request: Request, service: Service, queue: str | None = None
         return error_response(error.message, error.status)
     if queue is not None:
         if params.queue not in (None, queue):
-            return json_response([], headers=_page_headers(0, params.page, params.per_page))
+            return json_response([], headers=_page_headers(request, JobPage([], 0), params))
         params = dataclasses.replace(params, queue=queue)
     page = await service.list_jobs(
         JobQuery(
@@ -171,17 +172,32 @@ async def list_jobs(request: Request, service: Service, queue: str | None = None
             limit=params.per_page,
             task=params.task,
             search=params.search,
+            after_id=params.after_id,
         )
     )
     now = service.clock.now()
     return json_response(
         [job_to_json(job, now) for job in page.jobs],
-        headers=_page_headers(page.total, params.page, params.per_page),
+        headers=_page_headers(request, page, params),
     )
 
 
-def _page_headers(total: int, page: int, per_page: int) -> dict[str, str]:
-    return {"X-Total-Count": str(total), "X-Page": str(page), "X-Per-Page": str(per_page)}
+def _page_headers(request: Request, page: JobPage, params: validation.ListParams) -> dict[str, str]:
+    """The total (``X-Total-Count-Estimate: true`` when it is estimated, past
+    the count cap), the page, and a ``Link`` to the next page by keyset when
+    this one is full."""
+    headers = {
+        "X-Total-Count": str(page.total),
+        "X-Page": str(params.page),
+        "X-Per-Page": str(params.per_page),
+    }
+    if not page.exact:
+        headers["X-Total-Count-Estimate"] = "true"
+    if page.jobs and len(page.jobs) == params.per_page:
+        query = {k: v for k, v in request.query_params.items() if k not in ("page", "after_id")}
+        query["after_id"] = str(page.jobs[-1].id)
+        headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+    return headers
 
 
 async def get_job(request: Request, service: Service, queue: str | None = None) -> Response:

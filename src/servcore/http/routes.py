@@ -36,7 +36,8 @@ from servcore.http.openapi import (
     path_parameter,
     query_parameter,
 )
-from servcore.http.validation import MAX_PAGE, MAX_PER_PAGE, MAX_SEARCH
+from servcore.http.validation import MAX_JOB_ID, MAX_PAGE, MAX_PER_PAGE, MAX_SEARCH
+from servcore.job_reads import EXACT_COUNT_CAP
 from servcore.service import Service
 
 
@@ -211,12 +212,25 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                 {**NO_NUL, "maxLength": MAX_SEARCH},
                 "A job id, or text found in the payload",
             ),
-            query_parameter("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+            query_parameter(
+                "page",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                f"page x per_page at most {EXACT_COUNT_CAP}; further pages by after_id",
+            ),
             query_parameter("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}),
+            query_parameter(
+                "after_id",
+                {"type": "integer", "minimum": 1, "maximum": MAX_JOB_ID},
+                "Keyset paging: jobs older than this id (the last of the previous page)",
+            ),
         ),
         responses={
             "200": json_answer(
-                "Newest first; X-Total-Count has the total", {"type": "array", "items": JOB}
+                "Newest first. X-Total-Count has the total: exact, or estimated past "
+                f"{EXACT_COUNT_CAP} matches of a task or text filter (then "
+                "X-Total-Count-Estimate: true). A full page has a Link header to the next "
+                '(rel="next", by after_id)',
+                {"type": "array", "items": JOB},
             ),
             "400": BAD,
         },

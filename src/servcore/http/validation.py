@@ -12,13 +12,15 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 
-from servcore.job_reads import StatusFilter
+from servcore.job_reads import EXACT_COUNT_CAP, StatusFilter
 from servcore.job_requests import json_type
 
 SCHEDULE_FIELDS = "Required fields: payload (object), run_at (ISO8601)"
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50
-MAX_PAGE = 1_000_000
+# Page numbers reach the first EXACT_COUNT_CAP jobs of a listing, where a page
+# still costs about what a keyset page (after_id) costs; past it, after_id.
+MAX_PAGE = EXACT_COUNT_CAP
 MAX_JOB_ID = 2**63 - 1
 MAX_SEARCH = 200
 
@@ -88,6 +90,7 @@ class ListParams:
     per_page: int
     task: str | None = None
     search: str | None = None
+    after_id: int | None = None
 
 
 def list_params(query: dict[str, str]) -> ListParams:
@@ -105,7 +108,14 @@ def list_params(query: dict[str, str]) -> ListParams:
             raise BadRequest(f"'{name}' must not contain NUL characters")
     if search is not None and len(search) > MAX_SEARCH:
         raise BadRequest(f"'q' must be at most {MAX_SEARCH} characters")
-    return ListParams(status, queue, page, per_page, task, search)
+    after_id = _bounded_int(query, "after_id", 0, 1, MAX_JOB_ID) or None
+    if page * per_page > EXACT_COUNT_CAP:
+        raise BadRequest(
+            f"'page' {page} with per_page {per_page} reaches past the first {EXACT_COUNT_CAP} "
+            "jobs: page further with 'after_id' (the id of the last job you have, as in the "
+            "Link header's next page)"
+        )
+    return ListParams(status, queue, page, per_page, task, search, after_id)
 
 
 def _bounded_int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -455,7 +455,9 @@ class MemoryStore:
 
     async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
         selected = list(self._matching(query, now))
-        return JobPage(selected[query.offset : query.offset + query.limit], len(selected))
+        after = query.after_id
+        older = selected if after is None else [job for job in selected if job.id < after]
+        return JobPage(older[query.offset : query.offset + query.limit], len(selected))
 
     async def matching_ids(self, query: JobQuery, now: datetime) -> list[int]:
         return sorted(job.id for job in self._matching(query, now))

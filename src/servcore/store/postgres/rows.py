@@ -7,7 +7,6 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from servcore.job_reads import StatusFilter
 from servcore.jobs import Job, JobError, JobStatus
 from servcore.store.job_columns import OPTIONAL_NAMES
 
@@ -34,16 +33,6 @@ _encode = msgspec.json.Encoder().encode
 _decode_payload = msgspec.json.Decoder(dict[str, Any]).decode
 _decode_any = msgspec.json.Decoder().decode
 _decode_errors = msgspec.json.Decoder(tuple[JobError, ...]).decode
-
-STATUS_WHERE = {
-    "queued": "status IN ('queued', 'scheduled')",
-    "running": "status = 'running'",
-    "done": "status = 'done'",
-    "failed": "status = 'failed'",
-    "cancelled": "status = 'cancelled'",
-    StatusFilter.SCHEDULED: "status = 'scheduled' AND run_at > $now",
-    StatusFilter.AVAILABLE: "(status = 'queued' OR (status = 'scheduled' AND run_at <= $now))",
-}
 
 
 def append_error(errors: str, error: str) -> str:

@@ -16,8 +16,9 @@ import re
 import asyncpg
 
 from servcore.store.job_columns import OPTIONAL_COLUMNS
+from servcore.store.queue_sql import FINISHED
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # When a finished job with a result_ttl expires (NULL while it runs), in UTC
 # wall time: timestamptz arithmetic is not immutable, so it cannot be indexed.
 EXPIRES_AT = "(finished_at AT TIME ZONE 'UTC') + result_ttl * interval '1 second'"
@@ -107,7 +108,108 @@ def _migrations(schema: str) -> dict[int, list[str]]:
             """,
         ],
         6: [f"ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS trace_context TEXT"],
+        7: _counted_history(schema, jobs),
     }
+
+
+def _counted_history(schema: str, jobs: str) -> list[str]:
+    """Finished jobs counted by triggers (see store.queue_sql), and indexed by
+    indexes of finished rows only (an insert or a claim writes none of them).
+
+    The triggers append changes to ``servcore_count_changes`` and never update
+    a shared row, so writers on many nodes do not queue on one counter; the
+    leader folds the changes into ``servcore_counts`` (``FOLD_COUNTS``), and a
+    reader adds both up. Updates are counted once per statement from its
+    transition tables: a batch of completions appends one row per queue."""
+    changes = f'"{schema}".servcore_count_changes'
+    function = f'"{schema}".servcore_count'
+    return [
+        f"""
+        CREATE TABLE "{schema}".servcore_counts (
+            queue   TEXT   NOT NULL,
+            status  TEXT   NOT NULL,
+            jobs    BIGINT NOT NULL,
+            PRIMARY KEY (queue, status)
+        )
+        """,
+        f"CREATE TABLE {changes} (queue TEXT NOT NULL, status TEXT NOT NULL, jobs BIGINT NOT NULL)",
+        f"""
+        INSERT INTO "{schema}".servcore_counts (queue, status, jobs)
+        SELECT queue, status, count(*) FROM {jobs} WHERE {FINISHED} GROUP BY queue, status
+        """,
+        f"""
+        CREATE FUNCTION {function}_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO {changes} (queue, status, jobs) VALUES (NEW.queue, NEW.status, 1);
+            RETURN NULL;
+        END $$
+        """,
+        f"""
+        CREATE FUNCTION {function}_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO {changes} (queue, status, jobs)
+            SELECT queue, status, sum(change) FROM (
+                SELECT queue, status, 1 AS change FROM after_rows WHERE {FINISHED}
+                UNION ALL
+                SELECT queue, status, -1 FROM before_rows WHERE {FINISHED}
+            ) AS changed
+            GROUP BY queue, status HAVING sum(change) <> 0;
+            RETURN NULL;
+        END $$
+        """,
+        f"""
+        CREATE FUNCTION {function}_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO {changes} (queue, status, jobs)
+            SELECT queue, status, -count(*) FROM before_rows WHERE {FINISHED}
+            GROUP BY queue, status;
+            RETURN NULL;
+        END $$
+        """,
+        # Jobs are inserted queued or scheduled: a row trigger whose condition
+        # is false costs an insert next to nothing (a statement trigger would
+        # build a transition table for every enqueue).
+        f"""
+        CREATE TRIGGER servcore_counted_insert AFTER INSERT ON {jobs}
+        FOR EACH ROW WHEN (NEW.{FINISHED}) EXECUTE FUNCTION {function}_inserted()
+        """,
+        f"""
+        CREATE TRIGGER servcore_counted_update AFTER UPDATE ON {jobs}
+        REFERENCING OLD TABLE AS before_rows NEW TABLE AS after_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION {function}_updated()
+        """,
+        f"""
+        CREATE TRIGGER servcore_counted_delete AFTER DELETE ON {jobs}
+        REFERENCING OLD TABLE AS before_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION {function}_deleted()
+        """,
+        f'DROP INDEX "{schema}".servcore_jobs_status',
+        f"CREATE INDEX servcore_jobs_finished_status ON {jobs} (status, id) WHERE {FINISHED}",
+        f"CREATE INDEX servcore_jobs_finished_queue ON {jobs} (queue, id) WHERE {FINISHED}",
+        f"CREATE INDEX servcore_jobs_finished_task ON {jobs} (task, id) WHERE {FINISHED}",
+    ]
+
+
+def fold_counts_sql(schema: str) -> str:
+    """Move the appended count changes into the counts, in one statement."""
+    return f"""
+        WITH moved AS (DELETE FROM "{schema}".servcore_count_changes RETURNING queue, status, jobs)
+        INSERT INTO "{schema}".servcore_counts AS counts (queue, status, jobs)
+        SELECT queue, status, sum(jobs) FROM moved GROUP BY queue, status
+        ON CONFLICT (queue, status) DO UPDATE SET jobs = counts.jobs + excluded.jobs
+    """
+
+
+def finished_counts_sql(schema: str) -> str:
+    """(queue, status, jobs) of finished jobs: the counts plus the changes not folded yet."""
+    return f"""
+        SELECT queue, status, sum(jobs)::bigint FROM (
+            SELECT queue, status, jobs FROM "{schema}".servcore_counts
+            UNION ALL
+            SELECT queue, status, jobs FROM "{schema}".servcore_count_changes
+        ) AS counted
+        GROUP BY queue, status HAVING sum(jobs) <> 0
+    """
 
 
 async def migrate(

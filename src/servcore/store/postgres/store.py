@@ -39,11 +39,11 @@ from servcore.store.base import (
     StoreError,
     rescue_verdict,
 )
+from servcore.store.listing_sql import EXACT_COUNT_CAP, Binder, Listing, estimate
 from servcore.store.postgres.inserts import Database, InsertBatcher, InsertStatements
 from servcore.store.postgres.rows import (
     COLUMNS,
     DATABASE_ERRORS,
-    STATUS_WHERE,
     append_error,
     row_to_job,
     to_json,
@@ -52,6 +52,8 @@ from servcore.store.postgres.schema import (
     EXPIRES_AT,
     LOCK_QUEUE,
     LOCK_UNIQUE,
+    finished_counts_sql,
+    fold_counts_sql,
     migrate,
     valid_schema_name,
 )
@@ -63,7 +65,7 @@ from servcore.store.postgres.waits import (
     statement_head,
     tending_due,
 )
-from servcore.store.queue_sql import queue_infos, queue_tally_sql
+from servcore.store.queue_sql import active_tally_sql, counts_of, queue_infos
 
 log = logging.getLogger("servcore.store")
 
@@ -130,6 +132,7 @@ class PostgresStore:
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._jobs = f'"{schema}".servcore_jobs'
+        self._active_tally = active_tally_sql("$1", self._jobs)
         self.channel = f"servcore_{schema}"[:63]
         self._unclaimed_nodes: set[str] = set()
         self._listener: PostgresNotifier | None = None
@@ -181,6 +184,7 @@ class PostgresStore:
             state = await pool.fetchrow(TABLE_STATE, self._jobs)
             if state is None:
                 return []
+            await pool.execute(fold_counts_sql(self.schema))
             due = tending_due(state)
             for command in due:
                 async with pool.acquire() as conn:
@@ -581,9 +585,23 @@ class PostgresStore:
             )
 
     async def list_queues(self, now: datetime, *, active_only: bool = False) -> list[QueueInfo]:
-        tallies = await self._fetch(queue_tally_sql("$1", self._jobs, active_only=active_only), now)
-        paused = await self._fetch(f'SELECT name, paused FROM "{self.schema}".servcore_queues')
-        return queue_infos(tallies, {row["name"]: row["paused"] for row in paused})
+        async with (
+            self._errors("queue tally"),
+            self._ready_pool().acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return await self._tallies(conn, now, active_only)
+
+    async def _tallies(
+        self,
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        now: datetime,
+        active_only: bool = False,
+    ) -> list[QueueInfo]:
+        active = await conn.fetch(self._active_tally, now)
+        finished = [] if active_only else await conn.fetch(finished_counts_sql(self.schema))
+        paused = await conn.fetch(f'SELECT name, paused FROM "{self.schema}".servcore_queues')
+        return queue_infos(active, finished, {row["name"]: row["paused"] for row in paused})
 
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
         if not ids:
@@ -713,65 +731,40 @@ class PostgresStore:
         rows = await self._fetch(f"SELECT {COLUMNS} FROM {self._jobs} WHERE id = $1", job_id)
         return row_to_job(rows[0]) if rows else None
 
-    @staticmethod
-    def _where(query: JobQuery, now: datetime) -> tuple[str, list[Any]]:
-        """The WHERE clause of what ``query`` matches (offset and limit aside), its arguments."""
-        clauses: list[str] = []
-        args: list[Any] = []
-        if query.status is not None:
-            where_status = STATUS_WHERE[query.status]
-            if "$now" in where_status:
-                args.append(now)
-                where_status = where_status.replace("$now", f"${len(args)}")
-            clauses.append(where_status)
-        if query.queue is not None:
-            args.append(query.queue)
-            clauses.append(f"queue = ${len(args)}")
-        if query.task is not None:
-            args.append(query.task)
-            clauses.append(f"task = ${len(args)}")
-        if query.search:
-            args.append(query.search_id)
-            args.append(query.search_text)
-            # translate(), not lower(): ASCII letters only, as on the other stores.
-            clauses.append(
-                f"(id = ${len(args) - 1} OR strpos(translate(payload::text, "
-                f"'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), ${len(args)}) > 0)"
-            )
-        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), args
+    def _listing(self, query: JobQuery, now: datetime) -> Listing:
+        return Listing(
+            query, now, jobs=self._jobs, columns=COLUMNS, binder=Binder("$"), search_clause=_search
+        )
 
     async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
-        where, args = self._where(query, now)
-        rows = await self._fetch(
-            f"""
-            SELECT {COLUMNS}, count(*) OVER () AS total_count FROM {self._jobs} {where}
-            ORDER BY id DESC LIMIT {int(query.limit)} OFFSET {int(query.offset)}
-            """,
-            *args,
-        )
-        if rows:
-            total = rows[0]["total_count"]
-        else:  # past the last page: the window gave no row to read the total from
-            counted = await self._fetch(f"SELECT count(*) AS n FROM {self._jobs} {where}", *args)
-            total = counted[0]["n"]
-        return JobPage([row_to_job(row) for row in rows], total)
+        """See ``store.listing_sql``: every statement reads an index newest first."""
+        listing = self._listing(query, now)
+        async with (
+            self._errors("job listing"),
+            self._ready_pool().acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = await conn.fetch(listing.page(), *listing.values)
+            exact = True
+            if listing.counts_from_tallies:
+                total = listing.scope_total(await self._tallies(conn, now))
+            else:
+                total = await conn.fetchval(listing.capped_count(), *listing.count_values)
+                if total > EXACT_COUNT_CAP:
+                    sample = await conn.fetchrow(listing.sample(), *listing.count_values)
+                    assert sample is not None  # an aggregate has a row
+                    read, hits = sample
+                    scope = listing.scope_total(await self._tallies(conn, now))
+                    total, exact = estimate(scope, read, hits), False
+        return JobPage([row_to_job(row) for row in rows], total, exact)
 
     async def matching_ids(self, query: JobQuery, now: datetime) -> list[int]:
-        where, args = self._where(query, now)
-        rows = await self._fetch(f"SELECT id FROM {self._jobs} {where} ORDER BY id", *args)
+        listing = self._listing(query, now)
+        rows = await self._fetch(listing.ids(), *listing.count_values)
         return [row["id"] for row in rows]
 
     async def count_jobs(self, now: datetime) -> JobCounts:
-        rows = await self._fetch(
-            f"""
-            SELECT status, count(*) AS n,
-                   count(*) FILTER (WHERE status = 'scheduled' AND run_at > $1) AS ahead
-            FROM {self._jobs} GROUP BY status
-            """,
-            now,
-        )
-        by_status = {row["status"]: row["n"] for row in rows}
-        return JobCounts.from_statuses(by_status, sum(row["ahead"] for row in rows))
+        return counts_of(await self.list_queues(now))
 
     async def next_run_at(self, queue: str) -> datetime | None:
         rows = await self._fetch(
@@ -785,6 +778,14 @@ class PostgresStore:
         )
         earliest: datetime | None = rows[0]["earliest"]
         return earliest
+
+
+def _search(id_placeholder: str, text_placeholder: str) -> str:
+    # translate(), not lower(): ASCII letters only, as on the other stores.
+    return (
+        f"(id = {id_placeholder} OR strpos(translate(payload::text, "
+        f"'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), {text_placeholder}) > 0)"
+    )
 
 
 def _stale(sent: Sequence[Lease | Completion | Failure], rows: list[asyncpg.Record]) -> list[int]:

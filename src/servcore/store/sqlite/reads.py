@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
-from servcore.job_reads import JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo, StatusFilter
+from servcore.job_reads import JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
 from servcore.jobs import Job
-from servcore.store.queue_sql import queue_infos, queue_tally_sql
+from servcore.store.listing_sql import EXACT_COUNT_CAP, Binder, Listing, estimate
+from servcore.store.queue_sql import active_tally_sql, counts_of, queue_infos
 from servcore.store.sqlite.rows import COLUMNS, from_micros, row_to_job, to_micros
 
 _decode_queues = msgspec.json.Decoder(list[str]).decode
-
-_STATUS_WHERE = {
-    "queued": "status IN ('queued', 'scheduled')",
-    "running": "status = 'running'",
-    "done": "status = 'done'",
-    "failed": "status = 'failed'",
-    "cancelled": "status = 'cancelled'",
-    StatusFilter.SCHEDULED: "status = 'scheduled' AND run_at > :now",
-    StatusFilter.AVAILABLE: "(status = 'queued' OR (status = 'scheduled' AND run_at <= :now))",
-}
 
 
 def select_job(conn: sqlite3.Connection, job_id: int) -> Job | None:
@@ -31,59 +21,61 @@ def select_job(conn: sqlite3.Connection, job_id: int) -> Job | None:
     return None if row is None else row_to_job(row)
 
 
-def _where(query: JobQuery, now: datetime) -> tuple[str, dict[str, Any]]:
-    """The WHERE clause of what ``query`` matches (offset and limit aside), its values."""
-    clauses = []
-    values: dict[str, Any] = {"now": to_micros(now)}
-    if query.status is not None:
-        clauses.append(_STATUS_WHERE[query.status])
-    if query.queue is not None:
-        clauses.append("queue = :queue")
-        values["queue"] = query.queue
-    if query.task is not None:
-        clauses.append("task = :task")
-        values["task"] = query.task
-    if query.search:
-        clauses.append("(id = :search_id OR instr(lower(payload), :search) > 0)")
-        values["search"] = query.search_text
-        values["search_id"] = query.search_id
-    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), values
+def _search(id_placeholder: str, text_placeholder: str) -> str:
+    return f"(id = {id_placeholder} OR instr(lower(payload), {text_placeholder}) > 0)"
+
+
+def _index_hint(index: str | None) -> str:
+    if index == "primary":
+        return ""
+    return " NOT INDEXED" if index is None else f" INDEXED BY jobs_{index}"
+
+
+def _listing(query: JobQuery, now_us: int) -> Listing:
+    return Listing(
+        query,
+        now_us,
+        jobs="jobs",
+        columns=COLUMNS,
+        binder=Binder("?"),
+        search_clause=_search,
+        index_hint=_index_hint,
+    )
 
 
 def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> JobPage:
-    """Newest first, with the total of all matches, from one snapshot."""
-    where, values = _where(query, now)
-    values.update(limit=query.limit, offset=query.offset)
+    """Newest first, with the total of all matches, from one snapshot (see
+    ``store.listing_sql``)."""
+    now_us = to_micros(now)
+    listing = _listing(query, now_us)
     conn.execute("BEGIN")
     try:
-        rows = conn.execute(
-            f"SELECT {COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT :limit OFFSET :offset",
-            values,
-        ).fetchall()
-        (total,) = conn.execute(f"SELECT count(*) FROM jobs {where}", values).fetchone()
+        rows = conn.execute(listing.page(), listing.values).fetchall()
+        exact = True
+        if listing.counts_from_tallies:
+            total = listing.scope_total(_tallies(conn, now_us))
+        else:
+            (total,) = conn.execute(listing.capped_count(), listing.count_values).fetchone()
+            if total > EXACT_COUNT_CAP:
+                read, hits = conn.execute(listing.sample(), listing.count_values).fetchone()
+                total = estimate(listing.scope_total(_tallies(conn, now_us)), read, hits)
+                exact = False
     finally:
         conn.execute("COMMIT")
-    return JobPage([row_to_job(row) for row in rows], total)
+    return JobPage([row_to_job(row) for row in rows], total, exact)
 
 
 def select_matching_ids(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> list[int]:
-    where, values = _where(query, now)
-    return [
-        job_id for (job_id,) in conn.execute(f"SELECT id FROM jobs {where} ORDER BY id", values)
-    ]
+    listing = _listing(query, to_micros(now))
+    return [job_id for (job_id,) in conn.execute(listing.ids(), listing.count_values)]
 
 
 def count_by_status(conn: sqlite3.Connection, now: datetime) -> JobCounts:
     conn.execute("BEGIN")
     try:
-        by_status = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
-        (scheduled,) = conn.execute(
-            "SELECT count(*) FROM jobs WHERE status = 'scheduled' AND run_at > ?",
-            (to_micros(now),),
-        ).fetchone()
+        return counts_of(_tallies(conn, to_micros(now)))
     finally:
         conn.execute("COMMIT")
-    return JobCounts.from_statuses(by_status, scheduled)
 
 
 def earliest_run_at(conn: sqlite3.Connection, queue: str) -> int | None:
@@ -122,8 +114,15 @@ def _time(micros: int) -> datetime:
     return moment
 
 
-_QUEUES = queue_tally_sql("?1", "jobs")
-_ACTIVE_QUEUES = queue_tally_sql("?1", "jobs", active_only=True)
+_ACTIVE = active_tally_sql("?1", "jobs")
+_FINISHED = "SELECT queue, status, jobs FROM servcore_counts WHERE jobs <> 0"
+
+
+def _tallies(conn: sqlite3.Connection, now_us: int, active_only: bool = False) -> list[QueueInfo]:
+    active = conn.execute(_ACTIVE, (now_us,)).fetchall()
+    finished = [] if active_only else conn.execute(_FINISHED).fetchall()
+    paused = dict(conn.execute("SELECT name, paused FROM servcore_queues"))
+    return queue_infos(active, finished, paused, from_micros)
 
 
 def select_queues(
@@ -131,8 +130,6 @@ def select_queues(
 ) -> list[QueueInfo]:
     conn.execute("BEGIN")
     try:
-        tallies = conn.execute(_ACTIVE_QUEUES if active_only else _QUEUES, (now_us,)).fetchall()
-        paused = dict(conn.execute("SELECT name, paused FROM servcore_queues"))
+        return _tallies(conn, now_us, active_only)
     finally:
         conn.execute("COMMIT")
-    return queue_infos(tallies, paused, from_micros)

@@ -13,13 +13,61 @@ from __future__ import annotations
 import sqlite3
 
 from servcore.store.job_columns import OPTIONAL_COLUMNS
+from servcore.store.queue_sql import FINISHED
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # When a finished job with a result_ttl expires (NULL while it runs): the
 # expiry query repeats this expression so that it reads the index.
 EXPIRES_AT = "finished_at + CAST(result_ttl * 1000000 AS INTEGER)"
 
-_MIGRATIONS: dict[int, str] = {
+
+def _count_change(row: str, sign: str) -> str:
+    """The trigger statement adding ``sign`` 1 to the count of ``row``'s
+    (queue, status) when that status is a finished one."""
+    return f"""
+        INSERT INTO servcore_counts (queue, status, jobs)
+        SELECT {row}.queue, {row}.status, {sign}1 WHERE {row}.{FINISHED}
+        ON CONFLICT (queue, status) DO UPDATE SET jobs = jobs + excluded.jobs;
+    """
+
+
+# Finished jobs are counted by triggers (see store.queue_sql), and indexed
+# only by indexes of finished rows: an insert (always queued or scheduled)
+# writes neither, and a listing of history reads an index in id order.
+_COUNTED_HISTORY = [
+    """
+    CREATE TABLE servcore_counts (
+        queue   TEXT    NOT NULL,
+        status  TEXT    NOT NULL,
+        jobs    INTEGER NOT NULL,
+        PRIMARY KEY (queue, status)
+    ) WITHOUT ROWID
+    """,
+    f"""
+    INSERT INTO servcore_counts (queue, status, jobs)
+    SELECT queue, status, count(*) FROM jobs WHERE {FINISHED} GROUP BY queue, status
+    """,
+    f"""
+    CREATE TRIGGER jobs_counted_insert AFTER INSERT ON jobs WHEN NEW.{FINISHED}
+    BEGIN {_count_change("NEW", "+")} END
+    """,
+    f"""
+    CREATE TRIGGER jobs_counted_delete AFTER DELETE ON jobs WHEN OLD.{FINISHED}
+    BEGIN {_count_change("OLD", "-")} END
+    """,
+    f"""
+    CREATE TRIGGER jobs_counted_update AFTER UPDATE OF status, queue ON jobs
+    WHEN (OLD.{FINISHED} OR NEW.{FINISHED})
+        AND (OLD.status IS NOT NEW.status OR OLD.queue IS NOT NEW.queue)
+    BEGIN {_count_change("OLD", "-")} {_count_change("NEW", "+")} END
+    """,
+    "DROP INDEX jobs_status",
+    f"CREATE INDEX jobs_finished_status ON jobs (status) WHERE {FINISHED}",
+    f"CREATE INDEX jobs_finished_queue ON jobs (queue) WHERE {FINISHED}",
+    f"CREATE INDEX jobs_finished_task ON jobs (task) WHERE {FINISHED}",
+]
+
+_MIGRATIONS: dict[int, str | list[str]] = {
     1: """
     CREATE TABLE jobs (
         id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -80,6 +128,7 @@ _MIGRATIONS: dict[int, str] = {
     6: """
     ALTER TABLE jobs ADD COLUMN trace_context TEXT;
     """,
+    7: _COUNTED_HISTORY,
 }
 
 
@@ -104,7 +153,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"({SCHEMA_VERSION}); upgrade servcore"
         )
     for version in range(current + 1, SCHEMA_VERSION + 1):
-        for statement in _MIGRATIONS[version].split(";"):
+        steps = _MIGRATIONS[version]
+        for statement in steps.split(";") if isinstance(steps, str) else steps:
             if statement.strip():
                 conn.execute(statement)
         conn.execute(

@@ -44,6 +44,7 @@ from servcore.store.base import (
     rescue_verdict,
 )
 from servcore.store.job_columns import inserted_values
+from servcore.store.queue_sql import FINISHED
 from servcore.store.sqlite import reads as sqlite_reads
 from servcore.store.sqlite.group_commit import GroupCommitWriter
 from servcore.store.sqlite.inserts import InsertCoalescer, insert_one, insert_rows
@@ -61,6 +62,9 @@ from servcore.store.sqlite.schema import EXPIRES_AT, migrate
 T = TypeVar("T")
 _SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 _READERS = 2
+# Finished jobs deleted by one write transaction (pruning, result expiry): a
+# few milliseconds of holding the write lock.
+_DELETE_CHUNK = 2000
 
 _CLAIM = f"""
 -- A job inserted after the claim read the clock still starts no earlier than it was inserted.
@@ -601,17 +605,22 @@ class SqliteStore:
         return await self._write(retry)
 
     async def prune_finished(self, before: datetime) -> int:
-        before_us = to_micros(before)
+        return await self._delete_in_chunks(
+            f"SELECT id FROM jobs INDEXED BY jobs_finished WHERE {FINISHED} AND finished_at < ?",
+            to_micros(before),
+        )
 
-        def prune(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "DELETE FROM jobs WHERE status IN ('done', 'failed', 'cancelled') "
-                "AND finished_at < ?",
-                (before_us,),
-            )
-            return cursor.rowcount
-
-        return await self._write(prune)
+    async def _delete_in_chunks(self, select: str, *args: Any) -> int:
+        """Delete the jobs ``select`` names a chunk per write transaction, so
+        that other writes (claims, completions) go between two chunks instead
+        of waiting for all history to go at once."""
+        sql = f"DELETE FROM jobs WHERE id IN ({select} LIMIT {_DELETE_CHUNK})"
+        deleted = 0
+        while True:
+            chunk = await self._write(lambda conn: conn.execute(sql, args).rowcount)
+            deleted += chunk
+            if chunk < _DELETE_CHUNK:
+                return deleted
 
     async def advance_cron(
         self, name: str, tick: datetime, new_job: NewJob | None, now: datetime
@@ -662,19 +671,12 @@ class SqliteStore:
         ]
 
     async def expire_results(self, now: datetime) -> int:
-        now_us = to_micros(now)
-
-        def expire(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                # Without ANALYZE statistics SQLite would rather scan jobs_status.
-                f"DELETE FROM jobs INDEXED BY jobs_expiry "
-                f"WHERE result_ttl IS NOT NULL AND {EXPIRES_AT} <= ? "
-                "AND status IN ('done', 'failed', 'cancelled')",
-                (now_us,),
-            )
-            return cursor.rowcount
-
-        return await self._write(expire)
+        return await self._delete_in_chunks(
+            # Without ANALYZE statistics SQLite might rather read another index.
+            f"SELECT id FROM jobs INDEXED BY jobs_expiry "
+            f"WHERE result_ttl IS NOT NULL AND {EXPIRES_AT} <= ? AND {FINISHED}",
+            to_micros(now),
+        )
 
     # -- reads ------------------------------------------------------------
 

@@ -6,6 +6,8 @@ import {
 } from "./core.js";
 
 const PER_PAGE = 25;
+// Page numbers reach this far (the API's count cap); beyond, filters narrow.
+const DEEPEST = 10000;
 const STATUSES = ["", "queued", "scheduled", "available", "running", "done", "failed", "cancelled"];
 const FILTERS = ["status", "queue", "task", "q"];
 // What "all matching" does for a status filter: retry what ended badly,
@@ -91,7 +93,7 @@ function selectedActions() {
 
 // "Retry all failed matching this filter" / "Cancel all queued matching …":
 // a first click asks, saying how many and which; the second does it in one call.
-function matchingActions(params, total) {
+function matchingActions(params, total, estimated) {
   const filter = filterOf(params);
   const verb = BULK_BY_STATUS[filter.status];
   if (!verb) {
@@ -99,6 +101,7 @@ function matchingActions(params, total) {
   }
   const key = JSON.stringify(filter);
   const noun = `${filter.status} job${total === 1 ? "" : "s"}`;
+  const count = estimated ? `about ${total}` : String(total); // past the count cap
   const label = verb === "retry" ? "Retry" : "Cancel";
   if (confirming && confirming.filter === key && confirming.verb === verb) {
     const run = () => act(`${label} all matching`, async () => {
@@ -108,16 +111,16 @@ function matchingActions(params, total) {
       tell(data.message);
     });
     return [el("div", { class: "confirm", role: "group", "aria-label": "Confirm" },
-      el("span", { text: `${label} all ${total} ${noun} matching ${describe(filter)}?` }),
+      el("span", { text: `${label} all ${count} ${noun} matching ${describe(filter)}?` }),
       el("button", { type: "button", class: verb === "retry" ? "" : "danger", onclick: run, "data-autofocus": true },
-        `${label} ${total} ${noun}`),
+        `${label} ${count} ${noun}`),
       el("button", { type: "button", class: "secondary", onclick: () => { confirming = null; act("Keep", async () => {}); } },
         "Keep them"))];
   }
   return [el("button", {
     type: "button", class: verb === "retry" ? "secondary" : "danger", disabled: total === 0,
     onclick: () => { confirming = { verb, filter: key }; act(label, async () => {}); },
-  }, `${label} all ${total} ${noun} matching this filter…`)];
+  }, `${label} all ${count} ${noun} matching this filter…`)];
 }
 
 export async function jobs(params) {
@@ -125,16 +128,17 @@ export async function jobs(params) {
   const query = new URLSearchParams({ page, per_page: PER_PAGE, ...filterOf(params) });
   const listed = await api("GET", `/jobs?${query}`);
   const total = Number(listed.headers.get("x-total-count") || 0);
-  const pages = Math.max(1, Math.ceil(total / PER_PAGE));
+  const estimated = listed.headers.get("x-total-count-estimate") === "true";
+  const pages = Math.max(1, Math.ceil(Math.min(total, DEEPEST) / PER_PAGE));
   const turn = (to) => () => { params.set("page", to); go("/jobs", params); };
   return [
     el("h1", { text: "Jobs" }), filters(params),
-    can("write") ? el("div", { class: "actions" }, selectedActions(), matchingActions(params, total)) : null,
+    can("write") ? el("div", { class: "actions" }, selectedActions(), matchingActions(params, total, estimated)) : null,
     table([...(can("write") ? [""] : []), "Job", "Task", "Queue", "Status", "Attempt", "Duration",
       "Inserted", "Finished", "Last error"], listed.data.map(row), "No jobs match these filters."),
     el("div", { class: "pager" },
       el("button", { type: "button", class: "secondary", disabled: page <= 1, onclick: turn(page - 1) }, "← Newer"),
-      el("span", { class: "muted", text: `page ${page} of ${pages} · ${total} job(s)` }),
+      el("span", { class: "muted", text: `page ${page} of ${pages} · ${estimated ? "about " : ""}${total} job(s)` }),
       el("button", { type: "button", class: "secondary", disabled: page >= pages, onclick: turn(page + 1) }, "Older →")),
   ];
 }

@@ -1,0 +1,206 @@
+"""``GET /jobs`` on both SQL stores: pages that read an index, whatever the history.
+
+A listing is newest first. It is cut into *arms*, one per kind of row an
+index holds in id order: queued, scheduled and running jobs (each a partial
+index of live work, small), and finished jobs (the finished-only indexes on
+status, queue and task, each ordered by id within its key). Every arm reads
+at most ``offset + limit`` rows newest first and the arms are merged, so a
+page costs the same with ten million finished jobs as with ten thousand.
+A listing with no filter walks the primary key instead.
+
+Keyset pages (``after_id``: the last id of the previous page) cost the same
+at any depth; page numbers are bounded by the HTTP layer (see
+``EXACT_COUNT_CAP``). The total is exact: from the tallies (see
+``store.queue_sql``) when the filter is status and queue only, else counted
+up to ``EXACT_COUNT_CAP`` and, past it, estimated from a sample of the
+newest jobs in scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from servcore.job_reads import EXACT_COUNT_CAP, JobQuery, QueueInfo, StatusFilter
+from servcore.store.queue_sql import FINISHED
+
+__all__ = ["ESTIMATE_SAMPLE", "EXACT_COUNT_CAP", "Binder", "Listing", "estimate"]
+# Newest jobs in scope read to estimate a total past the cap.
+ESTIMATE_SAMPLE = 10_000
+
+_QUEUED, _SCHEDULED, _RUNNING = "status = 'queued'", "status = 'scheduled'", "status = 'running'"
+# Each arm: the index that serves it (its name after ``jobs_``; None where a
+# finished arm picks its index by the filters) and its condition.
+_ARMS: dict[str | None, list[tuple[str | None, str]]] = {
+    None: [("ready", _QUEUED), ("scheduled", _SCHEDULED), ("leases", _RUNNING), (None, FINISHED)],
+    "queued": [("ready", _QUEUED), ("scheduled", _SCHEDULED)],
+    "running": [("leases", _RUNNING)],
+    "done": [(None, f"status = 'done' AND {FINISHED}")],
+    "failed": [(None, f"status = 'failed' AND {FINISHED}")],
+    "cancelled": [(None, f"status = 'cancelled' AND {FINISHED}")],
+    StatusFilter.SCHEDULED: [("scheduled", f"{_SCHEDULED} AND run_at > :now")],
+    StatusFilter.AVAILABLE: [("ready", _QUEUED), ("scheduled", f"{_SCHEDULED} AND run_at <= :now")],
+}
+
+
+class Binder:
+    """Numbered placeholders (``?1`` on SQLite, ``$1`` on PostgreSQL) and their values."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return f"{self.prefix}{len(self.values)}"
+
+
+SearchClause = Callable[[str, str], str]
+"""SQL matching a search, given the placeholders of its id and its text."""
+
+IndexHint = Callable[[str | None], str]
+"""What follows the table's name to make the store read the index named
+(``ready``, ``finished_status``…; None: the primary key). SQLite, planning
+without statistics, needs it; PostgreSQL plans well alone."""
+
+
+def no_hint(index: str | None) -> str:
+    return ""
+
+
+class Listing:
+    """The SQL of one ``GET /jobs`` question, for one store's dialect."""
+
+    def __init__(
+        self,
+        query: JobQuery,
+        now: Any,
+        *,
+        jobs: str,
+        columns: str,
+        binder: Binder,
+        search_clause: SearchClause,
+        index_hint: IndexHint = no_hint,
+    ) -> None:
+        self.query = query
+        self._jobs = jobs
+        self._columns = columns
+        self._hint = index_hint
+        self._bind = binder
+        arms = _ARMS[query.status]
+        if any(":now" in condition for _, condition in arms):
+            now_placeholder = binder(now)
+            arms = [(index, cond.replace(":now", now_placeholder)) for index, cond in arms]
+        # A listing with no filter at all reads the primary key, newest first.
+        if query.status is None and query.queue is None and query.task is None:
+            arms = [("primary", "1 = 1")]
+        self._arms = arms
+        self._scope_filters = [f"queue = {binder(query.queue)}"] if query.queue is not None else []
+        self._extra: list[str] = []
+        if query.task is not None:
+            self._extra.append(f"task = {binder(query.task)}")
+        if query.search:
+            self._extra.append(search_clause(binder(query.search_id), binder(query.search_text)))
+        # Bound last: the counts, which ignore it, take the values before it.
+        self._counted_values = list(binder.values)
+        self._after = [f"id < {binder(query.after_id)}"] if query.after_id is not None else []
+
+    @property
+    def values(self) -> list[Any]:
+        """The values of :meth:`page`."""
+        return self._bind.values
+
+    @property
+    def count_values(self) -> list[Any]:
+        """The values of :meth:`capped_count` and :meth:`sample`."""
+        return self._counted_values
+
+    @property
+    def counts_from_tallies(self) -> bool:
+        """Whether the tallies give the exact total (no task or search filter)."""
+        return not self._extra
+
+    def page(self) -> str:
+        """The page's jobs, newest first. The arms read ids only (from their
+        indexes); whole rows are read for the page alone, so a deep page
+        costs little more than the first."""
+        reach = self.query.offset + self.query.limit
+        clauses = [*self._scope_filters, *self._extra, *self._after]
+        ids = self._union("id", clauses, reach, filtered=True)
+        page_ids = (
+            f"SELECT id FROM ({ids}) AS ids ORDER BY id DESC "
+            f"LIMIT {int(self.query.limit)} OFFSET {int(self.query.offset)}"
+        )
+        return f"SELECT {self._columns} FROM {self._jobs} WHERE id IN ({page_ids}) ORDER BY id DESC"
+
+    def ids(self) -> str:
+        """Every matching id (offset, limit and ``after_id`` aside), ascending:
+        what a bulk action by filter acts on. Takes :attr:`count_values`."""
+        clauses = [*self._scope_filters, *self._extra]
+        ids = self._union("id", clauses, None, filtered=True)
+        return f"SELECT id FROM ({ids}) AS ids ORDER BY id"
+
+    def capped_count(self) -> str:
+        """How many match, counted to one past ``EXACT_COUNT_CAP`` at most per arm."""
+        clauses = [*self._scope_filters, *self._extra]
+        ids = self._union("id", clauses, EXACT_COUNT_CAP + 1, filtered=True)
+        return f"SELECT count(*) FROM ({ids}) AS counted"
+
+    def sample(self) -> str:
+        """(jobs read, of them matching) among the newest ``ESTIMATE_SAMPLE`` in scope."""
+        matches = " AND ".join(self._extra) or "1 = 1"
+        select = f"id, CASE WHEN {matches} THEN 1 ELSE 0 END AS hit"
+        scope = self._union(select, self._scope_filters, ESTIMATE_SAMPLE, filtered=False)
+        newest = f"SELECT hit FROM ({scope}) AS scope ORDER BY id DESC LIMIT {ESTIMATE_SAMPLE}"
+        return f"SELECT count(*), coalesce(sum(hit), 0) FROM ({newest}) AS sample"
+
+    def _union(self, select: str, clauses: list[str], limit: int | None, *, filtered: bool) -> str:
+        """Every arm's newest ``limit`` rows (all, for None) that meet ``clauses``."""
+        newest = "" if limit is None else f" ORDER BY id DESC LIMIT {int(limit)}"
+        return " UNION ALL ".join(
+            f"SELECT * FROM (SELECT {select} FROM {self._jobs}"
+            f"{self._hint(index or self._finished_index(filtered))} "
+            f"WHERE {' AND '.join([condition, *clauses])}{newest}) AS arm"
+            for index, condition in self._arms
+        )
+
+    def _finished_index(self, filtered: bool) -> str | None:
+        """The finished arm's index: the one on the most selective equality
+        (``filtered``: the task and text filters apply), else the primary key."""
+        if self.query.status is not None:
+            return "finished_status"
+        if self.query.queue is not None:
+            return "finished_queue"
+        if self.query.task is not None and filtered:
+            return "finished_task"
+        return None
+
+    def scope_total(self, infos: Iterable[QueueInfo]) -> int:
+        """The jobs in scope (status and queue), from the tallies."""
+        total = 0
+        for info in infos:
+            if self.query.queue is None or info.name == self.query.queue:
+                total += _in_status(info, self.query.status)
+        return total
+
+
+def _in_status(info: QueueInfo, status: str | None) -> int:
+    waiting = info.available + info.scheduled
+    by_filter = {
+        None: waiting + info.running + info.done + info.failed + info.cancelled,
+        "queued": waiting,
+        "running": info.running,
+        "done": info.done,
+        "failed": info.failed,
+        "cancelled": info.cancelled,
+        StatusFilter.SCHEDULED: info.scheduled,
+        StatusFilter.AVAILABLE: info.available,
+    }
+    return by_filter[status]
+
+
+def estimate(scope_total: int, read: int, hits: int) -> int:
+    """A total past the cap from a sample: the share of hits, scaled to the scope."""
+    if read == 0:
+        return EXACT_COUNT_CAP + 1
+    return max(EXACT_COUNT_CAP + 1, round(scope_total * hits / read))
