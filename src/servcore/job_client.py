@@ -319,6 +319,13 @@ class JobClient:
             schedule += await service.cron_schedule()
         return schedule
 
+    async def cron_last_jobs(self) -> dict[str, int]:
+        """The id of the job each cron entry last inserted, by entry name."""
+        last = await self.store.cron_last_jobs() if self.cron_entries else {}
+        for service in self.router.own_stores.values():
+            last.update(await service.cron_last_jobs())
+        return last
+
     async def get_job(self, job_id: int) -> Job | None:
         """The job, or None if unknown, pruned or past its ``result_ttl``
         (exactly then, whenever the expirer next deletes it)."""

@@ -69,8 +69,16 @@ async def nodes_json(service: Service) -> list[dict[str, Any]]:
 
 
 async def list_cron(request: Request, service: Service) -> Response:
-    """``GET /cron``: every cron entry, when it last ran (its tick) and runs next."""
-    return json_response([cron_to_json(*entry) for entry in await service.cron_schedule()])
+    """``GET /cron``: every cron entry, when it last ran (its tick) and runs
+    next, and the job it last inserted."""
+    schedule = await service.cron_schedule()
+    last_jobs = await service.cron_last_jobs()
+    return json_response(
+        [
+            cron_to_json(entry, last_tick, next_tick, last_jobs.get(entry.name))
+            for entry, last_tick, next_tick in schedule
+        ]
+    )
 
 
 async def list_tasks(request: Request, service: Service) -> Response:

@@ -292,7 +292,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "200": json_answer(
                 "Every cron entry: name, expression, timezone, task, queue, "
                 "payload, priority, max_attempts, last_run_at (its last tick, "
-                "or null), next_run_at",
+                "or null), next_run_at, last_job_id (the job it last inserted, or null)",
                 {"type": "array", "items": {"type": "object"}},
             )
         },

@@ -93,7 +93,7 @@ def node_to_json(node: NodeInfo) -> dict[str, Any]:
 
 
 def cron_to_json(
-    entry: CronEntry, last_tick: datetime | None, next_tick: datetime
+    entry: CronEntry, last_tick: datetime | None, next_tick: datetime, last_job_id: int | None
 ) -> dict[str, Any]:
     template = entry.template
     return {
@@ -107,6 +107,7 @@ def cron_to_json(
         "max_attempts": template.max_attempts,
         "last_run_at": _time(last_tick),
         "next_run_at": format_timestamp(next_tick),
+        "last_job_id": last_job_id,
     }
 
 

@@ -123,6 +123,11 @@ class JobReader(Protocol):
         """The last recorded tick of every cron entry, by name."""
         ...
 
+    async def cron_last_jobs(self) -> dict[str, int]:
+        """The id of the job each cron entry last inserted (see ``advance_cron``),
+        by name; entries that have inserted none are left out."""
+        ...
+
 
 class JobWriter(Protocol):
     """What submitters, the queue runtime and maintenance need."""
@@ -176,8 +181,9 @@ class JobWriter(Protocol):
         self, name: str, tick: datetime, new_job: NewJob | None, now: datetime
     ) -> Job | None:
         """If cron entry ``name`` has no recorded tick or one before ``tick``,
-        record ``tick`` and insert ``new_job`` (if given), atomically: of many
-        callers, on any node, one wins. The inserted job, else None."""
+        record ``tick`` and insert ``new_job`` (if given, recording its id as
+        the entry's last job), atomically: of many callers, on any node, one
+        wins. The inserted job, else None."""
         ...
 
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:

@@ -54,6 +54,7 @@ class MemoryStore:
         self._unique: dict[str, int] = {}  # unique_key -> newest job id
         self._expiring: set[int] = set()  # ids of jobs with a result_ttl
         self._cron: dict[str, datetime] = {}
+        self._cron_jobs: dict[str, int] = {}
         self._paused: dict[str, bool] = {}
 
     # -- life cycle -------------------------------------------------------
@@ -416,10 +417,14 @@ class MemoryStore:
         if new_job is None:
             return None
         (job,) = await self.insert_jobs([new_job], now)
+        self._cron_jobs[name] = job.id
         return job
 
     async def cron_ticks(self) -> dict[str, datetime]:
         return dict(self._cron)
+
+    async def cron_last_jobs(self) -> dict[str, int]:
+        return dict(self._cron_jobs)
 
     async def expire_results(self, now: datetime) -> int:
         expired = []

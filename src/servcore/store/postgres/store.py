@@ -696,7 +696,19 @@ class PostgresStore:
             if won is None or new_job is None:
                 return None
             (job,) = await self._insert(conn, [new_job], now)
+            await conn.execute(
+                f'UPDATE "{self.schema}".servcore_cron SET last_job_id = $1 WHERE name = $2',
+                job.id,
+                name,
+            )
             return job
+
+    async def cron_last_jobs(self) -> dict[str, int]:
+        rows = await self._fetch(
+            f'SELECT name, last_job_id FROM "{self.schema}".servcore_cron '
+            "WHERE last_job_id IS NOT NULL"
+        )
+        return {row["name"]: row["last_job_id"] for row in rows}
 
     async def cron_ticks(self) -> dict[str, datetime]:
         rows = await self._fetch(f'SELECT name, last_tick FROM "{self.schema}".servcore_cron')

@@ -640,12 +640,22 @@ class SqliteStore:
             if won is None or new_job is None:
                 return None
             self._tell(new_job.queue)
-            return insert_rows(conn, rows)
+            job_id = insert_rows(conn, rows)
+            conn.execute("UPDATE servcore_cron SET last_job_id = ? WHERE name = ?", (job_id, name))
+            return job_id
 
         first_id = await self._write(advance)
         if first_id is None or new_job is None:
             return None
         return new_job.stored(first_id, now)
+
+    async def cron_last_jobs(self) -> dict[str, int]:
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT name, last_job_id FROM servcore_cron WHERE last_job_id IS NOT NULL"
+            ).fetchall()
+        )
+        return dict(rows)
 
     async def cron_ticks(self) -> dict[str, datetime]:
         rows = await self._read(

@@ -2,13 +2,14 @@
 // job) and the enqueue form (its task field suggests the registered tasks).
 import { ApiError, act, api, badge, can, el, go, table, when } from "./core.js";
 
-// An entry's last job: the newest job of its task in its queue, inserted at
-// or after its last tick (cron inserts its job at the tick, or just after).
+// The job an entry last inserted, as it is now (null once pruned or expired).
 async function lastJobOf(entry) {
-  if (!entry.last_run_at) return null;
-  const query = new URLSearchParams({ task: entry.task, queue: entry.queue, per_page: 1 });
-  const [newest] = (await api("GET", `/jobs?${query}`)).data;
-  return newest && Date.parse(newest.inserted_at) >= Date.parse(entry.last_run_at) ? newest : null;
+  if (entry.last_job_id === null) return null;
+  try {
+    return (await api("GET", `/jobs/${entry.last_job_id}`)).data;
+  } catch {
+    return null;
+  }
 }
 
 export async function cron() {
@@ -24,9 +25,9 @@ export async function cron() {
       el("td", {}, el("a", { href: `#/queues/${encodeURIComponent(entry.queue)}`, text: entry.queue })),
       el("td", { text: when(entry.next_run_at) }),
       el("td", { text: entry.last_run_at ? when(entry.last_run_at) : "not yet" }),
-      el("td", { "data-last-job": last ? last.id : "" }, last
+      el("td", { "data-last-job": entry.last_job_id ?? "" }, last
         ? [el("a", { href: `#/jobs/${last.id}`, text: `#${last.id}` }), " ", badge(last.status, last.scheduled)]
-        : "—"));
+        : entry.last_job_id === null ? "—" : `#${entry.last_job_id} (gone)`));
   });
   return [
     el("h1", { text: "Cron" }),
