@@ -126,6 +126,7 @@ async def test_bulk_filters_that_are_refused(api: Api) -> None:
         ("/jobs/cancel", {"filter": {"status": "failed"}}, "queued, scheduled, available, running"),
         ("/jobs/retry", {"filter": {"status": "queued"}}, "failed, cancelled"),
         ("/jobs/retry", {"filter": {"status": "nope"}}, "Unknown status"),
+        ("/jobs/retry", {"filter": {"status": ""}}, "failed, cancelled here, not ''"),
         ("/jobs/retry", {"filter": {"queue": 3}}, "'filter.queue' must be a string"),
         ("/jobs/retry", {"filter": {"node": "a"}}, "status, queue, task, q"),
         ("/jobs/retry", {"filter": []}, "status, queue, task, q"),

@@ -263,7 +263,8 @@ def _filter_query(given: Any, rule: BulkFilter) -> JobQuery:
     params = validation.list_params({"status": rule.default, **given})
     if params.status not in rule.statuses:
         raise BadRequest(
-            f"'filter.status' must be one of {', '.join(rule.statuses)} here, not {params.status!r}"
+            f"'filter.status' must be one of {', '.join(rule.statuses)} here, "
+            f"not {given.get('status', '')!r}"
         )
     return JobQuery(
         status=params.status, queue=params.queue, task=params.task, search=params.search
