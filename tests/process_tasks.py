@@ -35,3 +35,10 @@ async def sleep(job: Job) -> str:
 @service.task("explode")
 async def explode(job: Job) -> None:
     raise RuntimeError("kaboom")
+
+
+@service.task("flaky")
+async def flaky(job: Job) -> str:
+    if job.attempt < 2:
+        raise RuntimeError("the first attempt always fails\nbecause the cache is cold")
+    return "warm now"

@@ -17,7 +17,15 @@ from typing import Any
 from servcore.clock import Clock
 from servcore.config import ServiceConfig
 from servcore.cron import CronEntry
-from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
+from servcore.job_reads import (
+    FinishedHistory,
+    Insertion,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    NodeInfo,
+    QueueInfo,
+)
 from servcore.job_requests import (
     JobRequestError,
     JobStateError,
@@ -36,9 +44,11 @@ from servcore.jobs import (
 from servcore.loop_thread import LoopThread
 from servcore.queue_router import QueueRouter
 from servcore.store.base import Store
+from servcore.tasks import TaskSpec
 from servcore.worker_node import NODE_HEARTBEAT, WorkerNode
 
 NODE_MISSED_BEATS = 3
+BULK_CHUNK = 1000  # jobs per store write of a bulk action by filter
 
 
 class JobClient:
@@ -212,6 +222,27 @@ class JobClient:
             self.node.stop_run(job_id)
         return done
 
+    async def cancel_matching(self, query: JobQuery) -> list[int]:
+        """Cancel every job ``query`` matches (its offset and limit aside) that
+        can be, as :meth:`cancel_jobs` does; the ids cancelled. Jobs that
+        match by the time of the call: one written after it is left alone."""
+        return await self._in_chunks(query, self.cancel_jobs)
+
+    async def retry_matching(self, query: JobQuery) -> list[int]:
+        """Queue again every job ``query`` matches that failed or was cancelled,
+        as :meth:`retry_jobs` does; the ids retried."""
+        return await self._in_chunks(query, self.retry_jobs)
+
+    async def _in_chunks(
+        self, query: JobQuery, action: Callable[[Sequence[int]], Coroutine[Any, Any, list[int]]]
+    ) -> list[int]:
+        ids = await self.store.matching_ids(query, self.clock.now())
+        done: list[int] = []
+        # A write per chunk: each transaction stays short however many match.
+        for start in range(0, len(ids), BULK_CHUNK):
+            done += await action(ids[start : start + BULK_CHUNK])
+        return done
+
     async def retry_jobs(self, ids: Sequence[int]) -> list[int]:
         """Queue again, due now, every one of ``ids`` that failed or was cancelled."""
         done = await self.store.retry_jobs(ids, self.clock.now())
@@ -267,6 +298,15 @@ class JobClient:
                     listed[name] = (info, concurrency)
         return [listed[name] for name in sorted(listed)]
 
+    def tasks(self) -> list[tuple[TaskSpec, str]]:
+        """Every registered task, by name, with the queue its jobs go to."""
+        registry = self.router.registry
+        return [
+            (spec, self.router.task_queue(name))
+            for name in registry.names()
+            if (spec := registry.get(name)) is not None
+        ]
+
     async def cron_schedule(self) -> list[tuple[CronEntry, datetime | None, datetime]]:
         """Every cron entry with its last recorded tick and its next one."""
         now = self.clock.now()
@@ -279,6 +319,13 @@ class JobClient:
             schedule += await service.cron_schedule()
         return schedule
 
+    async def cron_last_jobs(self) -> dict[str, int]:
+        """The id of the job each cron entry last inserted, by entry name."""
+        last = await self.store.cron_last_jobs() if self.cron_entries else {}
+        for service in self.router.own_stores.values():
+            last.update(await service.cron_last_jobs())
+        return last
+
     async def get_job(self, job_id: int) -> Job | None:
         """The job, or None if unknown, pruned or past its ``result_ttl``
         (exactly then, whenever the expirer next deletes it)."""
@@ -290,18 +337,12 @@ class JobClient:
     async def list_jobs(self, query: JobQuery) -> JobPage:
         return await self.store.list_jobs(query, self.clock.now())
 
-    async def history(self, minutes: int = 60) -> list[tuple[datetime, int, int]]:
-        """(minute, done, failed) for each of the last ``minutes`` minutes, oldest first."""
+    async def history(self, minutes: int = 60) -> FinishedHistory:
+        """Jobs done and failed in each of the last ``minutes`` minutes, by queue."""
         now = self.clock.now().replace(second=0, microsecond=0)
         first = now - timedelta(minutes=minutes - 1)
-        tally: dict[datetime, list[int]] = {
-            first + timedelta(minutes=i): [0, 0] for i in range(minutes)
-        }
-        for minute, status, count in await self.store.finished_per_minute(first):
-            bucket = tally.get(minute)
-            if bucket is not None and status in ("done", "failed"):
-                bucket[0 if status == "done" else 1] += count
-        return [(minute, done, failed) for minute, (done, failed) in tally.items()]
+        span = [first + timedelta(minutes=i) for i in range(minutes)]
+        return FinishedHistory.of(span, await self.store.finished_per_minute(first))
 
     async def count_jobs(self) -> JobCounts:
         return await self.store.count_jobs(self.clock.now())

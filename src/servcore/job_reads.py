@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from servcore.jobs import Job, JobStatus
 
@@ -100,6 +101,57 @@ class JobCounts:
     @property
     def available(self) -> int:
         return self.queued - self.scheduled
+
+
+class FinishedTally(NamedTuple):
+    """How many ``jobs`` of a queue finished with ``status`` in one UTC ``minute``."""
+
+    minute: datetime
+    queue: str
+    status: str
+    jobs: int
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedHistory:
+    """Jobs done and failed in each of a run of whole UTC minutes (oldest
+    first, the current one last), by queue."""
+
+    minutes: tuple[datetime, ...]
+    # queue -> (done, failed) per minute, aligned with ``minutes``
+    by_queue: dict[str, tuple[list[int], list[int]]]
+
+    @classmethod
+    def of(cls, minutes: Sequence[datetime], tallies: Sequence[FinishedTally]) -> FinishedHistory:
+        index = {minute: position for position, minute in enumerate(minutes)}
+        by_queue: dict[str, tuple[list[int], list[int]]] = {}
+        for tally in tallies:
+            position = index.get(tally.minute)
+            if position is None or tally.status not in ("done", "failed"):
+                continue
+            done, failed = by_queue.setdefault(
+                tally.queue, ([0] * len(minutes), [0] * len(minutes))
+            )
+            (done if tally.status == "done" else failed)[position] += tally.jobs
+        return cls(tuple(minutes), by_queue)
+
+    def per_minute(self, queue: str | None = None) -> list[tuple[datetime, int, int]]:
+        """(minute, done, failed) of one queue, or of all of them."""
+        queues = [queue] if queue is not None else list(self.by_queue)
+        done = [0] * len(self.minutes)
+        failed = [0] * len(self.minutes)
+        for name in queues:
+            if name in self.by_queue:
+                queue_done, queue_failed = self.by_queue[name]
+                done = [a + b for a, b in zip(done, queue_done, strict=True)]
+                failed = [a + b for a, b in zip(failed, queue_failed, strict=True)]
+        return list(zip(self.minutes, done, failed, strict=True))
+
+    def rate(self, queue: str, minutes: int) -> tuple[float, float]:
+        """Done and failed per minute in ``queue`` over the last ``minutes``
+        (the current, partial minute counts as one)."""
+        done, failed = self.by_queue.get(queue, ([], []))
+        return sum(done[-minutes:]) / minutes, sum(failed[-minutes:]) / minutes
 
 
 @dataclass(frozen=True, slots=True)

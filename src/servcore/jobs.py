@@ -74,12 +74,14 @@ _FINISHED = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class JobError(msgspec.Struct, frozen=True, gc=False):
-    """One failed attempt: which, when, what went wrong and where."""
+    """One failed attempt: which, when it ended (``at``), what went wrong and
+    where, and when it started (None in records older than the field)."""
 
     attempt: int
     at: datetime
     error: str
     traceback: str | None = None
+    started_at: datetime | None = None
 
 
 SECONDS = {"unit": "seconds"}  # said after a range in messages

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.acceptance.conftest import Api, assert_json_error
+from servcore import Job, Service
+from tests.acceptance.conftest import Api, OpenApi, assert_json_error
 from tests.conftest import hanging, wait_for
 
 
@@ -71,3 +72,66 @@ async def test_bulk_cancel_and_retry_of_listed_jobs(api: Api) -> None:
     assert response.json() == {"message": "2 job(s) retried", "retried": ids[:2]}
     for bad in ({}, {"ids": []}, {"ids": ["1"]}, {"ids": [0]}, {"ids": [1], "x": 1}):
         assert_json_error(await api.client.post("/jobs/cancel", json=bad), 400, "ids")
+
+
+async def test_bulk_cancel_of_every_queued_job_matching_a_filter(api: Api) -> None:
+    mail = [await api.submit({"task": "send"}, queue="mail", delay=3600) for _ in range(3)]
+    other_task = await api.submit({"task": "digest"}, queue="mail", delay=3600)
+    other_queue = await api.submit({"task": "send"}, queue="work", delay=3600)
+
+    response = await api.client.post(
+        "/jobs/cancel", json={"filter": {"queue": "mail", "task": "send"}}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"message": "3 job(s) cancelled", "cancelled": mail}
+    for job_id in mail:
+        assert (await api.job(job_id))["status"] == "cancelled"
+    for job_id in (other_task, other_queue):
+        assert (await api.job(job_id))["status"] == "queued"
+    # Nothing left to match: the same call changes nothing.
+    again = await api.client.post(
+        "/jobs/cancel", json={"filter": {"queue": "mail", "task": "send"}}
+    )
+    assert again.json() == {"message": "0 job(s) cancelled", "cancelled": []}
+
+
+async def test_bulk_retry_of_every_failed_job_matching_a_filter(open_api: OpenApi) -> None:
+    def declare_failing(service: Service) -> None:
+        @service.task("flaky")
+        async def flaky(job: Job) -> None:
+            raise RuntimeError("down")
+
+    api = await open_api(workers=True, declare=declare_failing)
+    failing = [await api.submit({"task": "flaky", "n": n}, max_attempts=1) for n in range(3)]
+    for job_id in failing:
+        await api.wait_status(job_id, "failed")
+    cancelled = await api.submit({"task": "flaky"}, delay=3600)
+    await api.client.post(f"/jobs/{cancelled}/cancel")
+
+    # Status defaults to failed: the cancelled one stays as it is.
+    response = await api.client.post("/jobs/retry", json={"filter": {"task": "flaky"}})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"message": "3 job(s) retried", "retried": failing}
+    assert (await api.job(cancelled))["status"] == "cancelled"
+    searched = await api.client.post(
+        "/jobs/retry", json={"filter": {"status": "cancelled", "q": str(cancelled)}}
+    )
+    assert searched.json()["retried"] == [cancelled]
+
+
+async def test_bulk_filters_that_are_refused(api: Api) -> None:
+    refused = [
+        ("/jobs/cancel", {"filter": {"status": "failed"}}, "queued, scheduled, available, running"),
+        ("/jobs/retry", {"filter": {"status": "queued"}}, "failed, cancelled"),
+        ("/jobs/retry", {"filter": {"status": "nope"}}, "Unknown status"),
+        ("/jobs/retry", {"filter": {"status": ""}}, "failed, cancelled here, not ''"),
+        ("/jobs/retry", {"filter": {"queue": 3}}, "'filter.queue' must be a string"),
+        ("/jobs/retry", {"filter": {"node": "a"}}, "status, queue, task, q"),
+        ("/jobs/retry", {"filter": []}, "status, queue, task, q"),
+        ("/jobs/retry", {"filter": {}, "ids": [1]}, "ids"),
+        ("/jobs/cancel", {"filter": {"q": "x" * 201}}, "at most 200"),
+    ]
+    for path, body, fragment in refused:
+        assert_json_error(await api.client.post(path, json=body), 400, fragment)

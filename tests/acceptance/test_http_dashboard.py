@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 import httpx
 import pytest
 
 from servcore.auth import ApiToken
-from tests.acceptance.conftest import Api, OpenApi
+from tests.acceptance.conftest import Api, OpenApi, assert_json_error
 
 READ, ADMIN = "read-token-0123456789", "admin-token-0123456789"
 TOKENS = (ApiToken.make("viewer", "read", token=READ), ApiToken.make("ops", "admin", token=ADMIN))
@@ -140,6 +144,27 @@ async def test_history_counts_the_last_hour(open_api: OpenApi) -> None:
     assert minutes[0]["at"] < minutes[-1]["at"]
 
 
+async def test_history_of_one_queue_and_each_queues_rate(open_api: OpenApi) -> None:
+    api = await open_api(workers=True, queues=["default", "mail"])
+    jobs = [await api.submit({"task": "x"}, queue=queue) for queue in ("mail", "mail", "default")]
+    for job_id in jobs:
+        await api.wait_status(job_id, "done")
+
+    mail = (await api.client.get("/stats/history?queue=mail")).json()
+    assert sum(m["done"] for m in mail["minutes"]) == 2
+    everything = (await api.client.get("/stats/history")).json()
+    assert sum(m["done"] for m in everything["minutes"]) == 3
+    # Rates over the last 5 minutes: 2 jobs are 0.4 a minute.
+    assert everything["rate_minutes"] == 5
+    assert everything["queues"] == {
+        "default": {"done_per_minute": 0.2, "failed_per_minute": 0.0},
+        "mail": {"done_per_minute": 0.4, "failed_per_minute": 0.0},
+    }
+    nowhere = (await api.client.get("/stats/history?queue=nowhere")).json()
+    assert sum(m["done"] for m in nowhere["minutes"]) == 0
+    assert_json_error(await api.client.get("/stats/history?queue=a/b"), 400, "queue name")
+
+
 async def test_signing_out_ends_the_session_even_if_its_cookie_is_kept(guarded: Api) -> None:
     client = guarded.client
     await sign_in(client, ADMIN)
@@ -166,3 +191,34 @@ async def test_a_huge_sign_in_body_is_refused_unread(guarded: Api) -> None:
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 413
+
+
+def preloaded(page: str) -> dict[str, Any]:
+    """The answers the dashboard page carries for its first paint."""
+    found = re.search(r'<script type="application/json" id="preload">(.*?)</script>', page, re.S)
+    assert found is not None, page
+    answers: dict[str, Any] = json.loads(found.group(1))
+    return answers
+
+
+async def test_the_page_carries_the_overviews_first_answers(open_api: OpenApi) -> None:
+    api = await open_api(workers=True)
+    await api.wait_status(await api.submit({"task": "x"}), "done")
+    answers = preloaded((await api.client.get("/dashboard")).text)
+    assert set(answers) == {"/dashboard/whoami", "/stats", "/queues", "/nodes", "/stats/history"}
+    assert answers["/stats"] == (await api.client.get("/stats")).json()
+    assert answers["/queues"] == (await api.client.get("/queues")).json()
+    assert answers["/dashboard/whoami"] == (await api.client.get("/dashboard/whoami")).json()
+    assert sum(minute["done"] for minute in answers["/stats/history"]["minutes"]) == 1
+    # The page's own query string does not reach the answers.
+    assert preloaded((await api.client.get("/dashboard?queue=a/b")).text)["/stats/history"]
+
+
+async def test_text_in_the_carried_answers_cannot_end_their_script(open_api: OpenApi) -> None:
+    token = "a-token-for-a-hostile-name-0123"
+    named = ApiToken.make("</script><script>alert(1)</script>", "admin", token=token)
+    api = await open_api(tokens=(named,))
+    await sign_in(api.client, token)
+    page = (await api.client.get("/dashboard")).text
+    assert "<script>alert(1)" not in page
+    assert preloaded(page)["/dashboard/whoami"]["name"] == named.name

@@ -266,5 +266,51 @@ async def test_cron_lists_entries_with_their_last_and_next_run(open_api: OpenApi
             "max_attempts": 3,
             "last_run_at": None,
             "next_run_at": "2030-01-01T12:00:00.000000Z",
+            "last_job_id": None,
         }
+    ]
+
+
+async def test_cron_names_the_job_an_entry_last_inserted(open_api: OpenApi) -> None:
+    clock = FakeClock(datetime(2030, 1, 1, 12, 0, 30, tzinfo=UTC))
+    api = await open_api(clock=clock, declare=lambda s: s.cron("* * * * *", "sync"))
+    [entry] = api.service.cron_entries.values()
+    store = api.service.store
+    await store.advance_cron("sync", datetime(2030, 1, 1, 11, 59, tzinfo=UTC), None, clock.now())
+    tick = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    job = await store.advance_cron("sync", tick, entry.job_for(tick), clock.now())
+    assert job is not None
+    [listed] = (await api.client.get("/cron")).json()
+    assert (listed["last_run_at"], listed["last_job_id"]) == ("2030-01-01T12:00:00.000000Z", job.id)
+
+
+async def test_tasks_lists_the_registered_tasks_with_their_defaults(open_api: OpenApi) -> None:
+    empty = await open_api()
+    assert (await empty.client.get("/tasks")).json() == []
+
+    def declare(service: Service) -> None:
+        @service.task("send_email", queue="mail", max_attempts=5, timeout=30)
+        async def send_email(job: Job) -> None: ...
+
+        @service.task("render")
+        def render(job: Job) -> None: ...
+
+    api = await open_api(declare=declare)
+    assert (await api.client.get("/tasks")).json() == [
+        {
+            "name": "render",
+            "queue": "default",
+            "max_attempts": 3,
+            "timeout": None,
+            "backoff": None,
+            "executor": "thread",
+        },
+        {
+            "name": "send_email",
+            "queue": "mail",
+            "max_attempts": 5,
+            "timeout": 30,
+            "backoff": None,
+            "executor": "async",
+        },
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -34,12 +35,23 @@ def chromium_path() -> str:
     pytest.skip(reason)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    env = {"SERVCORE_TOKENS": f"admin:{ADMIN},read:{READ}", "SERVCORE_NODE": "browser-node"}
+TOKENS = {"SERVCORE_TOKENS": f"admin:{ADMIN},read:{READ}"}
+
+
+@contextmanager
+def dashboard_server(tmp_path: Path, env: dict[str, str]) -> Iterator[ServerProcess]:
+    """``servcore serve`` of the test tasks on SQLite in ``tmp_path`` (its
+    ``servcore.toml``, if any, read), up and answering."""
     store = f"sqlite:///{tmp_path / 'dashboard.db'}"
+    env = {"SERVCORE_NODE": "browser-node", **env}
     with servcore_serve(tmp_path, "tests.process_tasks:service", "--store", store, env=env) as up:
         up.wait_ready()
+        yield up
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    with dashboard_server(tmp_path, TOKENS) as up:
         yield up
 
 
@@ -63,8 +75,20 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
+# Uncaught errors of the pages' scripts, in any test: each test must end with none.
+PAGE_ERRORS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def no_script_errors() -> Iterator[None]:
+    PAGE_ERRORS.clear()
+    yield
+    assert PAGE_ERRORS == [], PAGE_ERRORS
+
+
 async def signed_in(browser: Browser, server: ServerProcess, token: str, **options: object) -> Page:
     page = await browser.new_page(**options)  # type: ignore[arg-type]
+    page.on("pageerror", lambda error: PAGE_ERRORS.append(str(error)))
     await page.goto(f"{server.url}/dashboard")
     assert page.url.endswith("/dashboard/login")
     await page.fill("#token", token)

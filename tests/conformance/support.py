@@ -97,5 +97,5 @@ def failure(
     message: str = "boom",
     traceback: str | None = None,
 ) -> Failure:
-    error = JobError(job.attempt, at_time, message, traceback)
+    error = JobError(job.attempt, at_time, message, traceback, job.started_at)
     return Failure(job.id, job.lease_token, error, retry_at, cancel)

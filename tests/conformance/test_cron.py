@@ -13,6 +13,7 @@ async def test_a_tick_is_recorded_once_and_only_forward(store: Store) -> None:
     # A new entry: the tick is recorded, nothing inserted.
     assert await store.advance_cron("nightly", at(0), None, T0) is None
     assert await store.cron_ticks() == {"nightly": at(0)}
+    assert await store.cron_last_jobs() == {}
 
     job = await store.advance_cron("nightly", at(60), new_job(task="report", run_at=at(60)), T0)
     assert job is not None
@@ -24,9 +25,15 @@ async def test_a_tick_is_recorded_once_and_only_forward(store: Store) -> None:
     assert await store.advance_cron("nightly", at(60), new_job(), T0) is None
     assert await store.advance_cron("nightly", at(30), new_job(), T0) is None
     assert await store.cron_ticks() == {"nightly": at(60)}
+    assert await store.cron_last_jobs() == {"nightly": job.id}  # a lost tick leaves it
     # Entries are independent.
-    assert await store.advance_cron("hourly", at(60), new_job(), T0) is not None
+    hourly = await store.advance_cron("hourly", at(60), new_job(), T0)
+    assert hourly is not None
     assert await store.cron_ticks() == {"nightly": at(60), "hourly": at(60)}
+    assert await store.cron_last_jobs() == {"nightly": job.id, "hourly": hourly.id}
+    later = await store.advance_cron("nightly", at(120), new_job(run_at=at(120)), T0)
+    assert later is not None
+    assert (await store.cron_last_jobs())["nightly"] == later.id
 
 
 async def test_of_many_concurrent_callers_for_one_tick_one_inserts(store: Store) -> None:

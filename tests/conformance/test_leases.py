@@ -97,7 +97,7 @@ async def test_a_rescued_job_is_requeued_with_a_node_lost_error(store: Store) ->
     assert (job.locked_by, job.locked_until, job.finished_at) == (None, None, None)
     [error] = job.errors
     assert error.attempt == 1
-    assert error.at == rescue_at
+    assert (error.started_at, error.at) == (T0, rescue_at)  # the lost run, start to end
     assert "node lost" in error.error
     counts = await store.count_jobs(rescue_at)
     assert (counts.queued, counts.running, counts.available) == (1, 0, 1)

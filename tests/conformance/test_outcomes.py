@@ -129,7 +129,8 @@ async def test_fail_with_retry_requeues_for_later(store: Store) -> None:
     job = await fetch(store, running.id)
     assert job.status is JobStatus.QUEUED
     assert job.run_at == retry_at
-    assert job.errors == (JobError(1, at(1), "oops", "Trace\n  x"),)
+    # The attempt's start is kept beside its end: the job's started_at moves on.
+    assert job.errors == (JobError(1, at(1), "oops", "Trace\n  x", started_at=T0),)
     assert (job.locked_by, job.locked_until, job.finished_at) == (None, None, None)
     assert job.attempt == 1
     assert job.is_scheduled(at(1))
@@ -148,7 +149,7 @@ async def test_fail_without_retry_ends_failed(store: Store) -> None:
     job = await fetch(store, running.id)
     assert job.status is JobStatus.FAILED
     assert job.finished_at == at(2)
-    assert job.errors == (JobError(1, at(2), "fatal", None),)
+    assert job.errors == (JobError(1, at(2), "fatal", None, started_at=T0),)
     assert (job.locked_by, job.locked_until) == (running.locked_by, None)
     assert await claim(store, now=at(3600)) == []
 
@@ -198,9 +199,9 @@ async def test_errors_accumulate_across_attempts(store: Store) -> None:
     assert job.status is JobStatus.FAILED
     assert job.attempt == 3
     assert job.errors == (
-        JobError(1, at(1), "e1", None),
-        JobError(2, at(11), "e2", "tb2"),
-        JobError(3, at(21), "e3", None),
+        JobError(1, at(1), "e1", None, started_at=T0),
+        JobError(2, at(11), "e2", "tb2", started_at=at(10)),
+        JobError(3, at(21), "e3", None, started_at=at(20)),
     )
 
 

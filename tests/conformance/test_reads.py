@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -272,18 +273,65 @@ async def test_jobs_are_filtered_by_task_and_found_by_id_or_payload_text(store: 
 
 async def test_finished_jobs_are_counted_per_minute(store: Store) -> None:
     await insert(store, *(new_job() for _ in range(4)))
+    await insert(store, new_job("mail"), new_job("mail"))
     first, second, third, old = await claim(store)
+    mail, mail_failed = await claim(store, "mail")
     await store.complete_jobs(
         [
             completion(first, finished_at=at(65)),
             completion(second, finished_at=at(70)),
             completion(old, finished_at=at(-600)),
+            completion(mail, finished_at=at(61)),
         ]
     )
-    await store.fail_jobs([failure(third, at_time=at(130), retry_at=None)])
+    await store.fail_jobs(
+        [
+            failure(third, at_time=at(130), retry_at=None),
+            failure(mail_failed, at_time=at(70), retry_at=None),
+        ]
+    )
     counted = await store.finished_per_minute(at(0))
     minute = T0.replace(second=0, microsecond=0)
     assert counted == [
-        (minute + timedelta(minutes=1), "done", 2),
-        (minute + timedelta(minutes=2), "failed", 1),
+        (minute + timedelta(minutes=1), "default", "done", 2),
+        (minute + timedelta(minutes=1), "mail", "done", 1),
+        (minute + timedelta(minutes=1), "mail", "failed", 1),
+        (minute + timedelta(minutes=2), "default", "failed", 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    "status", ["queued", "available", "scheduled", "running", "done", "failed", "cancelled"]
+)
+async def test_matching_ids_are_every_listed_job_ascending(store: Store, status: str) -> None:
+    population = await populate(store)
+
+    # A limit and offset of 1 would list one job: the ids are all of them.
+    matched = await store.matching_ids(JobQuery(status=status, offset=1, limit=1), T0)
+
+    assert matched == sorted(population.ids(status))
+
+
+async def test_matching_ids_filter_as_the_listing_does(store: Store) -> None:
+    await populate(store)
+    searched = await insert(
+        store,
+        new_job("mail", task="send", payload={"task": "send", "to": "Ada@example.com"}),
+        new_job("mail", task="send", payload={"task": "send", "to": "bob@example.com"}),
+        new_job("work", task="send", payload={"task": "send", "to": "ada@example.org"}),
+    )
+    queries = [
+        JobQuery(queue="mail"),
+        JobQuery(task="send"),
+        JobQuery(queue="mail", task="send", search="ada"),
+        JobQuery(status="available", queue="mail", search="ADA"),
+        JobQuery(search=str(searched[1].id)),
+        JobQuery(queue="nowhere"),
+    ]
+    for query in queries:
+        listed = await store.list_jobs(dataclasses.replace(query, limit=1000), at(1))
+        matched = await store.matching_ids(query, at(1))
+        assert matched == sorted(job.id for job in listed.jobs), query
+    assert await store.matching_ids(JobQuery(queue="mail", task="send", search="ada"), T0) == [
+        searched[0].id
     ]

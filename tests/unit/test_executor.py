@@ -24,6 +24,7 @@ from tests.unit.parts import T0
 
 # No jitter: every delay is exact. 2 s, 6 s, 18 s, …
 BACKOFF = Backoff(base=2, factor=3, jitter=0)
+STARTED = T0 + timedelta(minutes=4)  # when the claim started the run
 
 
 @pytest.fixture
@@ -66,7 +67,11 @@ def running(
         backoff=backoff,
     )
     return msgspec.structs.replace(
-        new.stored(7, T0), status=JobStatus.RUNNING, attempt=attempt, lease_token=attempt + 4
+        new.stored(7, T0),
+        status=JobStatus.RUNNING,
+        attempt=attempt,
+        lease_token=attempt + 4,
+        started_at=STARTED,
     )
 
 
@@ -126,6 +131,7 @@ async def test_an_error_fails_the_attempt_with_its_traceback_and_a_backoff_retry
     assert (failure.id, failure.lease_token, failure.cancel) == (job.id, job.lease_token, False)
     assert failure.error.error == "ValueError: broken on attempt 2"
     assert (failure.error.attempt, failure.error.at) == (2, clock.now())
+    assert failure.error.started_at == STARTED  # the attempt's start, kept with its end
     assert failure.error.traceback is not None
     assert "raise ValueError" in failure.error.traceback
     assert failure.retry_at == clock.now() + timedelta(seconds=6)  # 2 s * 3 ** 1

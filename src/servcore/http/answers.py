@@ -17,7 +17,7 @@ import msgspec
 from servcore.http import validation
 from servcore.http.serialization import encode, job_to_json
 from servcore.http.validation import MAX_JOB_ID, SCHEDULE_FIELDS, BadRequest
-from servcore.job_reads import Insertion
+from servcore.job_reads import Insertion, JobQuery
 from servcore.job_requests import (
     MISSING_PAYLOAD,
     JobRequestError,
@@ -25,6 +25,7 @@ from servcore.job_requests import (
     UniqueConflict,
     decode_job_request,
     job_request,
+    json_type,
 )
 from servcore.jobs import Job, JobRequest, NewJob
 from servcore.service import Service
@@ -214,38 +215,91 @@ async def retry_job(service: Service, id_text: str, queue: str | None = None) ->
 
 
 async def cancel_jobs(service: Service, body: bytes) -> Answer:
-    """``POST /jobs/cancel`` with ``{"ids": [...]}``: cancel what can be cancelled."""
-    return await _bulk(service, body, service.cancel_jobs, "cancelled")
+    """``POST /jobs/cancel`` with ``{"ids": [...]}`` or ``{"filter": {...}}``:
+    cancel what can be cancelled."""
+    return await _bulk(
+        service, body, service.cancel_jobs, service.cancel_matching, CANCEL_FILTER, "cancelled"
+    )
 
 
 async def retry_jobs(service: Service, body: bytes) -> Answer:
-    """``POST /jobs/retry`` with ``{"ids": [...]}``: retry what can be retried."""
-    return await _bulk(service, body, service.retry_jobs, "retried")
+    """``POST /jobs/retry`` with ``{"ids": [...]}`` or ``{"filter": {...}}``:
+    retry what can be retried."""
+    return await _bulk(
+        service, body, service.retry_jobs, service.retry_matching, RETRY_FILTER, "retried"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BulkFilter:
+    """The statuses a bulk action by filter may name, the first being its default."""
+
+    statuses: tuple[str, ...]
+
+    @property
+    def default(self) -> str:
+        return self.statuses[0]
+
+
+CANCEL_FILTER = BulkFilter(("queued", "scheduled", "available", "running"))
+RETRY_FILTER = BulkFilter(("failed", "cancelled"))
+FILTER_FIELDS = ("status", "queue", "task", "q")
 
 
 async def _bulk(
     service: Service,
     body: bytes,
-    action: Callable[[list[int]], Awaitable[list[int]]],
+    by_ids: Callable[[list[int]], Awaitable[list[int]]],
+    by_filter: Callable[[JobQuery], Awaitable[list[int]]],
+    rule: BulkFilter,
     verb: str,
 ) -> Answer:
     try:
         document = validation.decode_object(body)
-        ids = document.get("ids")
-        if (
-            set(document) != {"ids"}
-            or not isinstance(ids, list)
-            or not all(
-                isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_JOB_ID for i in ids
-            )
-        ):
-            raise BadRequest(f'Send {{"ids": [...]}}: a list of job ids from 1 to {MAX_JOB_ID}')
-        if not 1 <= len(ids) <= MAX_BATCH:
-            raise BadRequest(f"'ids' must hold 1 to {MAX_BATCH} ids, not {len(ids)}")
+        if set(document) == {"filter"}:
+            done = await by_filter(_filter_query(document["filter"], rule))
+        else:
+            done = await by_ids(_ids(document))
     except BadRequest as problem:
         return error(problem.message, problem.status)
-    done = await action(sorted(set(ids)))
     return 200, encode({"message": f"{len(done)} job(s) {verb}", verb: done})
+
+
+def _ids(document: dict[str, Any]) -> list[int]:
+    ids = document.get("ids")
+    if (
+        set(document) != {"ids"}
+        or not isinstance(ids, list)
+        or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_JOB_ID for i in ids
+        )
+    ):
+        raise BadRequest(
+            f'Send {{"ids": [...]}}: a list of job ids from 1 to {MAX_JOB_ID} '
+            '(or {"filter": {"status": …, "queue": …, "task": …, "q": …}})'
+        )
+    if not 1 <= len(ids) <= MAX_BATCH:
+        raise BadRequest(f"'ids' must hold 1 to {MAX_BATCH} ids, not {len(ids)}")
+    return sorted(set(ids))
+
+
+def _filter_query(given: Any, rule: BulkFilter) -> JobQuery:
+    """The jobs a bulk filter selects; its status one ``rule`` allows (by default its first)."""
+    fields = ", ".join(FILTER_FIELDS)
+    if not isinstance(given, dict) or not set(given) <= set(FILTER_FIELDS):
+        raise BadRequest(f"'filter' must be an object with some of: {fields}")
+    for name, value in given.items():
+        if not isinstance(value, str):
+            raise BadRequest(f"'filter.{name}' must be a string, not {json_type(value)}")
+    params = validation.list_params({"status": rule.default, **given})
+    if params.status not in rule.statuses:
+        raise BadRequest(
+            f"'filter.status' must be one of {', '.join(rule.statuses)} here, "
+            f"not {given.get('status', '')!r}"
+        )
+    return JobQuery(
+        status=params.status, queue=params.queue, task=params.task, search=params.search
+    )
 
 
 async def _control(

@@ -26,10 +26,12 @@ from servcore.http.serialization import (
     job_to_json,
     node_to_json,
     queue_to_json,
+    task_to_json,
 )
 from servcore.http.validation import BadRequest
 from servcore.job_reads import JobPage, JobQuery
 from servcore.job_requests import JobRequestError
+from servcore.jobs import valid_queue_name
 from servcore.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from servcore.service import Service
 from servcore.timestamps import format_timestamp
@@ -60,12 +62,29 @@ async def health(request: Request, service: Service) -> Response:
 
 async def nodes(request: Request, service: Service) -> Response:
     """``GET /nodes``: worker nodes alive now, which queues they run, who leads."""
-    return json_response([node_to_json(node) for node in await service.nodes()])
+    return json_response(await nodes_json(service))
+
+
+async def nodes_json(service: Service) -> list[dict[str, Any]]:
+    return [node_to_json(node) for node in await service.nodes()]
 
 
 async def list_cron(request: Request, service: Service) -> Response:
-    """``GET /cron``: every cron entry, when it last ran (its tick) and runs next."""
-    return json_response([cron_to_json(*entry) for entry in await service.cron_schedule()])
+    """``GET /cron``: every cron entry, when it last ran (its tick) and runs
+    next, and the job it last inserted."""
+    schedule = await service.cron_schedule()
+    last_jobs = await service.cron_last_jobs()
+    return json_response(
+        [
+            cron_to_json(entry, last_tick, next_tick, last_jobs.get(entry.name))
+            for entry, last_tick, next_tick in schedule
+        ]
+    )
+
+
+async def list_tasks(request: Request, service: Service) -> Response:
+    """``GET /tasks``: the tasks this node has handlers for, with their defaults."""
+    return json_response([task_to_json(spec, queue) for spec, queue in service.tasks()])
 
 
 async def metrics(request: Request, service: Service) -> Response:
@@ -75,17 +94,39 @@ async def metrics(request: Request, service: Service) -> Response:
     return Response(await service.metrics.scrape(), media_type=METRICS_CONTENT_TYPE)
 
 
+RATE_MINUTES = 5  # the window of the per-minute rates /stats/history gives each queue
+
+
 async def history(request: Request, service: Service) -> Response:
-    """``GET /stats/history``: jobs done and failed in each of the last 60 minutes."""
+    """``GET /stats/history``: jobs done and failed in each of the last 60
+    minutes (of one ``queue``, or all), and each queue's recent rates."""
+    queue = request.query_params.get("queue") or None
+    if queue is not None and not valid_queue_name(queue):
+        return error_response(
+            "'queue' must be a queue name: 1-100 letters, digits, '_', '-' or '.'"
+        )
+    return json_response(await history_json(service, queue))
+
+
+async def history_json(service: Service, queue: str | None = None) -> dict[str, Any]:
+    finished = await service.history()
     minutes = [
         {"at": format_timestamp(minute), "done": done, "failed": failed}
-        for minute, done, failed in await service.history()
+        for minute, done, failed in finished.per_minute(queue)
     ]
-    return json_response({"minutes": minutes})
+    rates = {}
+    for name in sorted(finished.by_queue):
+        done, failed = finished.rate(name, RATE_MINUTES)
+        rates[name] = {"done_per_minute": done, "failed_per_minute": failed}
+    return {"minutes": minutes, "rate_minutes": RATE_MINUTES, "queues": rates}
 
 
 async def stats(request: Request, service: Service) -> Response:
-    return json_response(counts_to_json(await service.count_jobs()))
+    return json_response(await stats_json(service))
+
+
+async def stats_json(service: Service) -> dict[str, int]:
+    return counts_to_json(await service.count_jobs())
 
 
 def _response(answer: answers.Answer) -> Response:
@@ -174,7 +215,7 @@ async def get_job(request: Request, service: Service, queue: str | None = None) 
 
 
 async def cancel_jobs(request: Request, service: Service) -> Response:
-    """``POST /jobs/cancel``: ``{"ids": [...]}``."""
+    """``POST /jobs/cancel``: ``{"ids": [...]}`` or ``{"filter": {...}}``."""
     try:
         body = await read_body(request, service.config.http.max_body_bytes)
     except BadRequest as problem:
@@ -183,7 +224,7 @@ async def cancel_jobs(request: Request, service: Service) -> Response:
 
 
 async def retry_jobs(request: Request, service: Service) -> Response:
-    """``POST /jobs/retry``: ``{"ids": [...]}``."""
+    """``POST /jobs/retry``: ``{"ids": [...]}`` or ``{"filter": {...}}``."""
     try:
         body = await read_body(request, service.config.http.max_body_bytes)
     except BadRequest as problem:
@@ -204,10 +245,13 @@ async def retry_job(request: Request, service: Service, queue: str | None = None
 async def list_queues(request: Request, service: Service) -> Response:
     """``GET /queues``: per queue depth, scheduled, running, failed, paused, concurrency,
     and the age in seconds of the oldest job waiting to start."""
+    return json_response(await queues_json(service))
+
+
+async def queues_json(service: Service) -> list[dict[str, Any]]:
+    listing = await service.queues()
     now = service.clock.now()
-    return json_response(
-        [queue_to_json(info, concurrency, now) for info, concurrency in await service.queues()]
-    )
+    return [queue_to_json(info, concurrency, now) for info, concurrency in listing]
 
 
 async def pause_queue(request: Request, service: Service) -> Response:

@@ -60,14 +60,33 @@ def _id_control(action: str, summary: str, handler: Handler) -> Endpoint:
     )
 
 
-def _bulk(action: str, summary: str, handler: Handler) -> Endpoint:
+def _bulk(action: str, summary: str, handler: Handler, rule: answers.BulkFilter) -> Endpoint:
+    by_filter = {
+        "type": "object",
+        "required": ["filter"],
+        "additionalProperties": False,
+        "properties": {
+            "filter": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "Every job GET /jobs would list with these parameters "
+                f"(status: {', '.join(rule.statuses)}; by default {rule.default})",
+                "properties": {
+                    "status": {"enum": list(rule.statuses)},
+                    "queue": NO_NUL,
+                    "task": NO_NUL,
+                    "q": {**NO_NUL, "maxLength": MAX_SEARCH},
+                },
+            }
+        },
+    }
     return Endpoint(
         "POST",
         f"{JOBS}/{action}",
         "write",
         handler,
         summary=summary,
-        body=IDS_BODY,
+        body={"oneOf": [IDS_BODY, by_filter]},
         responses={
             "200": json_answer("The ids that changed", {"type": "object"}),
             "400": json_answer("Bad request", ERROR),
@@ -136,8 +155,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/stats/history",
         "read",
         handlers.history,
-        summary="Jobs done and failed in each of the last 60 minutes",
-        responses={"200": json_answer("Per minute, oldest first", {"type": "object"})},
+        summary="Jobs done and failed in each of the last 60 minutes, and each queue's rates",
+        parameters=(query_parameter("queue", QUEUE_NAME, "Count this queue's jobs only"),),
+        responses={
+            "200": json_answer(
+                "minutes: per minute, oldest first; queues: done_per_minute and "
+                "failed_per_minute of each queue over the last rate_minutes",
+                {"type": "object"},
+            ),
+            "400": BAD,
+        },
     ),
     Endpoint(
         "GET",
@@ -277,7 +304,21 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "200": json_answer(
                 "Every cron entry: name, expression, timezone, task, queue, "
                 "payload, priority, max_attempts, last_run_at (its last tick, "
-                "or null), next_run_at",
+                "or null), next_run_at, last_job_id (the job it last inserted, or null)",
+                {"type": "array", "items": {"type": "object"}},
+            )
+        },
+    ),
+    Endpoint(
+        "GET",
+        "/tasks",
+        "read",
+        handlers.list_tasks,
+        summary="The tasks this node has handlers for",
+        responses={
+            "200": json_answer(
+                "By name: name, queue, max_attempts, timeout (s or null), backoff "
+                "(base s or null: the service's), executor (async, thread, process)",
                 {"type": "array", "items": {"type": "object"}},
             )
         },
@@ -286,11 +327,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _pausing("resume", "Start the queue's jobs again", handlers.resume_queue),
     _bulk(
         "cancel",
-        "Cancel every listed job that can be (queued, scheduled, running)",
+        "Cancel every listed (or matching) job that can be (queued, scheduled, running)",
         handlers.cancel_jobs,
+        answers.CANCEL_FILTER,
     ),
     _bulk(
-        "retry", "Queue again every listed job that failed or was cancelled", handlers.retry_jobs
+        "retry",
+        "Queue again every listed (or matching) job that failed or was cancelled",
+        handlers.retry_jobs,
+        answers.RETRY_FILTER,
     ),
     _id_control("cancel", "Cancel a queued, scheduled or running job", handlers.cancel_job),
     _id_control("retry", "Queue a failed or cancelled job again, due now", handlers.retry_job),

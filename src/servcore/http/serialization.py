@@ -11,7 +11,8 @@ import msgspec
 
 from servcore.cron import CronEntry
 from servcore.job_reads import JobCounts, NodeInfo, QueueInfo
-from servcore.jobs import Job, JobError, JobStatus
+from servcore.jobs import DEFAULT_MAX_ATTEMPTS, Job, JobError, JobStatus
+from servcore.tasks import TaskSpec
 from servcore.timestamps import format_timestamp
 
 encode = msgspec.json.Encoder().encode
@@ -32,6 +33,7 @@ def _errors(errors: tuple[JobError, ...]) -> list[dict[str, Any]]:
             "at": format_timestamp(error.at),
             "error": error.error,
             "traceback": error.traceback,
+            "started_at": _time(error.started_at),
         }
         for error in errors
     ]
@@ -91,7 +93,7 @@ def node_to_json(node: NodeInfo) -> dict[str, Any]:
 
 
 def cron_to_json(
-    entry: CronEntry, last_tick: datetime | None, next_tick: datetime
+    entry: CronEntry, last_tick: datetime | None, next_tick: datetime, last_job_id: int | None
 ) -> dict[str, Any]:
     template = entry.template
     return {
@@ -105,6 +107,7 @@ def cron_to_json(
         "max_attempts": template.max_attempts,
         "last_run_at": _time(last_tick),
         "next_run_at": format_timestamp(next_tick),
+        "last_job_id": last_job_id,
     }
 
 
@@ -121,4 +124,16 @@ def queue_to_json(info: QueueInfo, concurrency: int | None, now: datetime) -> di
         "cancelled": info.cancelled,
         "concurrency": concurrency,
         "oldest_job_age": None if oldest is None else max(0.0, (now - oldest).total_seconds()),
+    }
+
+
+def task_to_json(spec: TaskSpec, queue: str) -> dict[str, Any]:
+    """A registered task and what its jobs get unless a request says otherwise."""
+    return {
+        "name": spec.name,
+        "queue": queue,
+        "max_attempts": spec.max_attempts or DEFAULT_MAX_ATTEMPTS,
+        "timeout": spec.timeout,
+        "backoff": None if spec.backoff is None else spec.backoff.base,
+        "executor": spec.executor,
     }

@@ -158,7 +158,7 @@ class Executor:
             if delay is None:
                 delay = self._backoff(job, spec).delay(job.attempt)
             retry_at = now + timedelta(seconds=min(delay, MAX_RETRY_DELAY))
-        error = JobError(job.attempt, now, message, trace)
+        error = JobError(job.attempt, now, message, trace, job.started_at)
         return Outcome(failure=Failure(job.id, job.lease_token, error, retry_at, cancel))
 
     def _backoff(self, job: Job, spec: TaskSpec) -> Backoff:

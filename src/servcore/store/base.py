@@ -23,7 +23,15 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from servcore.errors import ServcoreError
-from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
+from servcore.job_reads import (
+    FinishedTally,
+    Insertion,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    NodeInfo,
+    QueueInfo,
+)
 from servcore.jobs import Job, JobError, NewJob
 from servcore.leadership.base import Leadership
 from servcore.notifier.base import Notifier
@@ -94,11 +102,17 @@ class JobReader(Protocol):
         """Newest first. ``query.status`` is one of :attr:`StatusFilter.ALL`."""
         ...
 
+    async def matching_ids(self, query: JobQuery, now: datetime) -> list[int]:
+        """The ids of every job ``query`` matches as :meth:`list_jobs` would list
+        them (its offset and limit aside), ascending: what a bulk action by
+        filter acts on."""
+        ...
+
     async def count_jobs(self, now: datetime) -> JobCounts: ...
 
-    async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
-        """(minute, status, count) of jobs finished at or after ``since``, by UTC
-        minute and finished status (done, failed, cancelled)."""
+    async def finished_per_minute(self, since: datetime) -> list[FinishedTally]:
+        """How many jobs finished at or after ``since``, by UTC minute, queue and
+        finished status (done, failed, cancelled), in that order."""
         ...
 
     async def next_run_at(self, queue: str) -> datetime | None:
@@ -113,6 +127,11 @@ class JobReader(Protocol):
 
     async def cron_ticks(self) -> dict[str, datetime]:
         """The last recorded tick of every cron entry, by name."""
+        ...
+
+    async def cron_last_jobs(self) -> dict[str, int]:
+        """The id of the job each cron entry last inserted (see ``advance_cron``),
+        by name; entries that have inserted none are left out."""
         ...
 
 
@@ -168,8 +187,9 @@ class JobWriter(Protocol):
         self, name: str, tick: datetime, new_job: NewJob | None, now: datetime
     ) -> Job | None:
         """If cron entry ``name`` has no recorded tick or one before ``tick``,
-        record ``tick`` and insert ``new_job`` (if given), atomically: of many
-        callers, on any node, one wins. The inserted job, else None."""
+        record ``tick`` and insert ``new_job`` (if given, recording its id as
+        the entry's last job), atomically: of many callers, on any node, one
+        wins. The inserted job, else None."""
         ...
 
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
@@ -251,7 +271,10 @@ def rescue_verdict(job: Job, now: datetime, max_rescues: int) -> tuple[JobError,
             now,
             f"{lost}; rescued {job.rescued + 1} times (limit {max_rescues}): the job keeps "
             "losing its worker, so it is failed instead of retried",
+            started_at=job.started_at,
         ), False
     if job.attempt >= job.max_attempts:
-        return JobError(job.attempt, now, f"{lost}; no attempts left"), False
-    return JobError(job.attempt, now, lost), True
+        return JobError(
+            job.attempt, now, f"{lost}; no attempts left", started_at=job.started_at
+        ), False
+    return JobError(job.attempt, now, lost, started_at=job.started_at), True

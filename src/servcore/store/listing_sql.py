@@ -142,6 +142,13 @@ class Listing:
         )
         return f"SELECT {self._columns} FROM {self._jobs} WHERE id IN ({page_ids}) ORDER BY id DESC"
 
+    def ids(self) -> str:
+        """Every matching id (offset, limit and ``after_id`` aside), ascending:
+        what a bulk action by filter acts on. Takes :attr:`count_values`."""
+        clauses = [*self._scope_filters, *self._extra]
+        ids = self._union("id", clauses, None, filtered=True)
+        return f"SELECT id FROM ({ids}) AS ids ORDER BY id"
+
     def capped_count(self) -> str:
         """How many match, counted to one past ``EXACT_COUNT_CAP`` at most per arm."""
         clauses = [*self._scope_filters, *self._extra]
@@ -156,13 +163,13 @@ class Listing:
         newest = f"SELECT hit FROM ({scope}) AS scope ORDER BY id DESC LIMIT {ESTIMATE_SAMPLE}"
         return f"SELECT count(*), coalesce(sum(hit), 0) FROM ({newest}) AS sample"
 
-    def _union(self, select: str, clauses: list[str], limit: int, *, filtered: bool) -> str:
-        """Every arm's newest ``limit`` rows that meet ``clauses``."""
+    def _union(self, select: str, clauses: list[str], limit: int | None, *, filtered: bool) -> str:
+        """Every arm's newest ``limit`` rows (all, for None) that meet ``clauses``."""
+        newest = "" if limit is None else f" ORDER BY id DESC LIMIT {int(limit)}"
         return " UNION ALL ".join(
             f"SELECT * FROM (SELECT {select} FROM {self._jobs}"
             f"{self._hint(index or self._finished_index(filtered))} "
-            f"WHERE {' AND '.join([condition, *clauses])} "
-            f"ORDER BY id DESC LIMIT {int(limit)}) AS arm"
+            f"WHERE {' AND '.join([condition, *clauses])}{newest}) AS arm"
             for index, condition in self._arms
         )
 

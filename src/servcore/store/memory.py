@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from servcore.job_reads import (
+    FinishedTally,
     Insertion,
     JobCounts,
     JobPage,
@@ -53,6 +54,7 @@ class MemoryStore:
         self._unique: dict[str, int] = {}  # unique_key -> newest job id
         self._expiring: set[int] = set()  # ids of jobs with a result_ttl
         self._cron: dict[str, datetime] = {}
+        self._cron_jobs: dict[str, int] = {}
         self._paused: dict[str, bool] = {}
 
     # -- life cycle -------------------------------------------------------
@@ -415,10 +417,14 @@ class MemoryStore:
         if new_job is None:
             return None
         (job,) = await self.insert_jobs([new_job], now)
+        self._cron_jobs[name] = job.id
         return job
 
     async def cron_ticks(self) -> dict[str, datetime]:
         return dict(self._cron)
+
+    async def cron_last_jobs(self) -> dict[str, int]:
+        return dict(self._cron_jobs)
 
     async def expire_results(self, now: datetime) -> int:
         expired = []
@@ -439,10 +445,11 @@ class MemoryStore:
     async def get_job(self, job_id: int) -> Job | None:
         return self._jobs.get(job_id)
 
-    async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
+    def _matching(self, query: JobQuery, now: datetime) -> Iterator[Job]:
+        """What ``query`` matches (offset and limit aside), newest first."""
         status = query.status
         search = query if query.search else None
-        matches = (
+        return (
             job
             for job in reversed(self._jobs.values())
             if (query.queue is None or job.queue == query.queue)
@@ -450,18 +457,24 @@ class MemoryStore:
             and (status is None or _matches(job, status, now))
             and (search is None or _found(job, search.search_id, search.search_text))
         )
-        selected = list(matches)
+
+    async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
+        selected = list(self._matching(query, now))
         after = query.after_id
         older = selected if after is None else [job for job in selected if job.id < after]
         return JobPage(older[query.offset : query.offset + query.limit], len(selected))
 
-    async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
-        tally: dict[tuple[datetime, str], int] = {}
+    async def matching_ids(self, query: JobQuery, now: datetime) -> list[int]:
+        return sorted(job.id for job in self._matching(query, now))
+
+    async def finished_per_minute(self, since: datetime) -> list[FinishedTally]:
+        tally: dict[tuple[datetime, str, str], int] = {}
         for job in self._jobs.values():
             if job.status.finished and job.finished_at is not None and job.finished_at >= since:
-                key = (job.finished_at.replace(second=0, microsecond=0), job.status.value)
+                minute = job.finished_at.replace(second=0, microsecond=0)
+                key = (minute, job.queue, job.status.value)
                 tally[key] = tally.get(key, 0) + 1
-        return [(minute, status, count) for (minute, status), count in sorted(tally.items())]
+        return [FinishedTally(*key, count) for key, count in sorted(tally.items())]
 
     async def count_jobs(self, now: datetime) -> JobCounts:
         scheduled = sum(

@@ -18,7 +18,7 @@ import asyncpg
 from servcore.store.job_columns import OPTIONAL_COLUMNS
 from servcore.store.queue_sql import FINISHED
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # When a finished job with a result_ttl expires (NULL while it runs), in UTC
 # wall time: timestamptz arithmetic is not immutable, so it cannot be indexed.
 EXPIRES_AT = "(finished_at AT TIME ZONE 'UTC') + result_ttl * interval '1 second'"
@@ -109,6 +109,7 @@ def _migrations(schema: str) -> dict[int, list[str]]:
         ],
         6: [f"ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS trace_context TEXT"],
         7: _counted_history(schema, jobs),
+        8: [f'ALTER TABLE "{schema}".servcore_cron ADD COLUMN IF NOT EXISTS last_job_id BIGINT'],
     }
 
 

@@ -17,7 +17,15 @@ from typing import Any
 
 import asyncpg
 
-from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
+from servcore.job_reads import (
+    FinishedTally,
+    Insertion,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    NodeInfo,
+    QueueInfo,
+)
 from servcore.jobs import DEFAULT_LEASE, Job, NewJob
 from servcore.leadership.postgres import PostgresLeadership
 from servcore.notifier.base import CANCEL_PREFIX
@@ -697,24 +705,39 @@ class PostgresStore:
             if won is None or new_job is None:
                 return None
             (job,) = await self._insert(conn, [new_job], now)
+            await conn.execute(
+                f'UPDATE "{self.schema}".servcore_cron SET last_job_id = $1 WHERE name = $2',
+                job.id,
+                name,
+            )
             return job
+
+    async def cron_last_jobs(self) -> dict[str, int]:
+        rows = await self._fetch(
+            f'SELECT name, last_job_id FROM "{self.schema}".servcore_cron '
+            "WHERE last_job_id IS NOT NULL"
+        )
+        return {row["name"]: row["last_job_id"] for row in rows}
 
     async def cron_ticks(self) -> dict[str, datetime]:
         rows = await self._fetch(f'SELECT name, last_tick FROM "{self.schema}".servcore_cron')
         return {row["name"]: row["last_tick"] for row in rows}
 
-    async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
+    async def finished_per_minute(self, since: datetime) -> list[FinishedTally]:
         rows = await self._fetch(
             f"""
-            SELECT date_trunc('minute', finished_at AT TIME ZONE 'UTC') AS minute, status,
+            SELECT date_trunc('minute', finished_at AT TIME ZONE 'UTC') AS minute, queue, status,
                    count(*) AS n
             FROM {self._jobs}
             WHERE status IN ('done', 'failed', 'cancelled') AND finished_at >= $1
-            GROUP BY 1, 2 ORDER BY 1, 2
+            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
             """,
             since,
         )
-        return [(row["minute"].replace(tzinfo=UTC), row["status"], row["n"]) for row in rows]
+        return [
+            FinishedTally(row["minute"].replace(tzinfo=UTC), row["queue"], row["status"], row["n"])
+            for row in rows
+        ]
 
     async def expire_results(self, now: datetime) -> int:
         return await self._delete_in_chunks(
@@ -729,16 +752,14 @@ class PostgresStore:
         rows = await self._fetch(f"SELECT {COLUMNS} FROM {self._jobs} WHERE id = $1", job_id)
         return row_to_job(rows[0]) if rows else None
 
+    def _listing(self, query: JobQuery, now: datetime) -> Listing:
+        return Listing(
+            query, now, jobs=self._jobs, columns=COLUMNS, binder=Binder("$"), search_clause=_search
+        )
+
     async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
         """See ``store.listing_sql``: every statement reads an index newest first."""
-        listing = Listing(
-            query,
-            now,
-            jobs=self._jobs,
-            columns=COLUMNS,
-            binder=Binder("$"),
-            search_clause=_search,
-        )
+        listing = self._listing(query, now)
         async with (
             self._errors("job listing"),
             self._ready_pool().acquire() as conn,
@@ -760,6 +781,11 @@ class PostgresStore:
                     scope = listing.scope_total(await self._tallies(conn, now))
                     total, exact = estimate(scope, read, hits), False
         return JobPage([row_to_job(row) for row in rows], total, exact)
+
+    async def matching_ids(self, query: JobQuery, now: datetime) -> list[int]:
+        listing = self._listing(query, now)
+        rows = await self._fetch(listing.ids(), *listing.count_values)
+        return [row["id"] for row in rows]
 
     async def count_jobs(self, now: datetime) -> JobCounts:
         return counts_of(await self.list_queues(now))

@@ -31,11 +31,8 @@ def _index_hint(index: str | None) -> str:
     return " NOT INDEXED" if index is None else f" INDEXED BY jobs_{index}"
 
 
-def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> JobPage:
-    """Newest first, with the total of all matches, from one snapshot (see
-    ``store.listing_sql``)."""
-    now_us = to_micros(now)
-    listing = Listing(
+def _listing(query: JobQuery, now_us: int) -> Listing:
+    return Listing(
         query,
         now_us,
         jobs="jobs",
@@ -44,6 +41,13 @@ def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> Job
         search_clause=_search,
         index_hint=_index_hint,
     )
+
+
+def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> JobPage:
+    """Newest first, with the total of all matches, from one snapshot (see
+    ``store.listing_sql``)."""
+    now_us = to_micros(now)
+    listing = _listing(query, now_us)
     conn.execute("BEGIN")
     try:
         rows = conn.execute(listing.page(), listing.values).fetchall()
@@ -62,6 +66,11 @@ def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> Job
     finally:
         conn.execute("COMMIT")
     return JobPage([row_to_job(row) for row in rows], total, exact)
+
+
+def select_matching_ids(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> list[int]:
+    listing = _listing(query, to_micros(now))
+    return [job_id for (job_id,) in conn.execute(listing.ids(), listing.count_values)]
 
 
 def count_by_status(conn: sqlite3.Connection, now: datetime) -> JobCounts:

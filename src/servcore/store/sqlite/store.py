@@ -21,7 +21,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from servcore.job_reads import Insertion, JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
+from servcore.job_reads import (
+    FinishedTally,
+    Insertion,
+    JobCounts,
+    JobPage,
+    JobQuery,
+    NodeInfo,
+    QueueInfo,
+)
 from servcore.jobs import Job, NewJob
 from servcore.leadership.base import SoleLeadership
 from servcore.notifier.base import cancel_message
@@ -632,12 +640,22 @@ class SqliteStore:
             if won is None or new_job is None:
                 return None
             self._tell(new_job.queue)
-            return insert_rows(conn, rows)
+            job_id = insert_rows(conn, rows)
+            conn.execute("UPDATE servcore_cron SET last_job_id = ? WHERE name = ?", (job_id, name))
+            return job_id
 
         first_id = await self._write(advance)
         if first_id is None or new_job is None:
             return None
         return new_job.stored(first_id, now)
+
+    async def cron_last_jobs(self) -> dict[str, int]:
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT name, last_job_id FROM servcore_cron WHERE last_job_id IS NOT NULL"
+            ).fetchall()
+        )
+        return dict(rows)
 
     async def cron_ticks(self) -> dict[str, datetime]:
         rows = await self._read(
@@ -645,19 +663,22 @@ class SqliteStore:
         )
         return {name: time_from_micros(tick) for name, tick in rows}
 
-    async def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
+    async def finished_per_minute(self, since: datetime) -> list[FinishedTally]:
         since_us = to_micros(since)
 
-        def tally(conn: sqlite3.Connection) -> list[tuple[int, str, int]]:
+        def tally(conn: sqlite3.Connection) -> list[tuple[int, str, str, int]]:
             return conn.execute(
-                "SELECT finished_at / 60000000, status, count(*) FROM jobs "
+                "SELECT finished_at / 60000000, queue, status, count(*) FROM jobs "
                 "WHERE status IN ('done', 'failed', 'cancelled') AND finished_at >= ? "
-                "GROUP BY 1, 2 ORDER BY 1, 2",
+                "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
                 (since_us,),
             ).fetchall()
 
         rows = await self._read(tally)
-        return [(time_from_micros(minute * 60_000_000), status, n) for minute, status, n in rows]
+        return [
+            FinishedTally(time_from_micros(minute * 60_000_000), queue, status, n)
+            for minute, queue, status, n in rows
+        ]
 
     async def expire_results(self, now: datetime) -> int:
         return await self._delete_in_chunks(
@@ -674,6 +695,9 @@ class SqliteStore:
 
     async def list_jobs(self, query: JobQuery, now: datetime) -> JobPage:
         return await self._read(lambda conn: sqlite_reads.select_page(conn, query, now))
+
+    async def matching_ids(self, query: JobQuery, now: datetime) -> list[int]:
+        return await self._read(lambda conn: sqlite_reads.select_matching_ids(conn, query, now))
 
     async def count_jobs(self, now: datetime) -> JobCounts:
         return await self._read(lambda conn: sqlite_reads.count_by_status(conn, now))
