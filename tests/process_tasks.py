@@ -35,3 +35,8 @@ async def sleep(job: Job) -> str:
 @service.task("explode")
 async def explode(job: Job) -> None:
     raise RuntimeError("kaboom")
+
+
+@service.task("tick")
+async def tick(job: Job) -> None:
+    """What the cron entries of the cluster tests insert."""
