@@ -51,6 +51,7 @@ from servcore.store.sqlite.rows import (
     to_micros,
 )
 from servcore.store.sqlite.schema import EXPIRES_AT, migrate
+from servcore.store.sqlite.space import SpaceKeeper
 
 T = TypeVar("T")
 _SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
@@ -85,6 +86,7 @@ class SqliteStore:
         self.path = Path(path)
         self.synchronous = synchronous
         self._wakes = WakeSender(self.path)
+        self._space = SpaceKeeper(self.path)
         self._listener: SqliteNotifier | None = None
         self._writer = self._new_writer()  # replaced by each open()
         self._inserts = InsertCoalescer(self._writer.submit, self._tell)
@@ -105,7 +107,9 @@ class SqliteStore:
     # -- life cycle -------------------------------------------------------
 
     def _new_writer(self) -> GroupCommitWriter:
-        return GroupCommitWriter(self._connect_writer, on_commit=self._wakes.send)
+        return GroupCommitWriter(
+            self._connect_writer, on_commit=self._wakes.send, on_full=self._space.on_full
+        )
 
     def _tell(self, message: str) -> None:
         """From inside a write: other processes hear ``message`` once it commits."""
@@ -116,6 +120,7 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA busy_timeout = 10000")
+        self._space.tune(conn)
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -132,8 +137,7 @@ class SqliteStore:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Connecting once here turns an unusable path into a clear error.
-            self._connect_writer().close()
+            self._first_connect()
         except (OSError, sqlite3.Error) as error:
             raise StoreError(f"cannot open SQLite database {str(self.path)!r}: {error}") from None
         self._writer = self._new_writer()
@@ -148,6 +152,18 @@ class SqliteStore:
             raise StoreError(
                 f"cannot prepare SQLite database {str(self.path)!r}: {error}"
             ) from None
+        self._space.hold_reserve()
+
+    def _first_connect(self) -> None:
+        """Connect once, so that an unusable path is a clear error at open. On
+        a full volume WAL mode cannot create its files: the reserve of space
+        kept for this is given up, and the connection tried again."""
+        try:
+            self._connect_writer().close()
+        except (OSError, sqlite3.Error):
+            if not self._space.give_up_reserve():
+                raise
+            self._connect_writer().close()
 
     async def close(self) -> None:
         if not self._opened:
@@ -171,6 +187,9 @@ class SqliteStore:
     async def tend_tables(self) -> list[str]:
         # Claims name their index (INDEXED BY) and the other hot statements
         # find rows by id: no statistics to keep. Freed pages are reused.
+        # A reserve of space given up while the volume was full is taken back
+        # once there is room again (see store.sqlite.space).
+        await asyncio.to_thread(self._space.hold_reserve)
         return []
 
     async def register_node(self, node: str) -> None:
