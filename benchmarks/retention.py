@@ -24,6 +24,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from _common import PG_DSN, median, pg_drop_schema, pg_new_schema, pg_url, print_machine, run_async
@@ -111,9 +112,9 @@ async def one_run(kind: str, rate: int, seconds: float, retention: float, interv
     store = service.node.pruner._store  # what the leader's pruner calls
     prune = store.prune_finished
 
-    async def timed_prune(before: datetime) -> int:
+    async def timed_prune(before: datetime, **fence: Any) -> int:
         started = time.perf_counter()
-        pruned = await prune(before)
+        pruned = await prune(before, **fence)
         passes.append((time.perf_counter() - started, pruned))
         return pruned
 

@@ -42,3 +42,8 @@ async def flaky(job: Job) -> str:
     if job.attempt < 2:
         raise RuntimeError("the first attempt always fails\nbecause the cache is cold")
     return "warm now"
+
+
+@service.task("tick")
+async def tick(job: Job) -> None:
+    """What the cron entries of the cluster tests insert."""

@@ -301,12 +301,17 @@ class RuntimeSettings(_Part):
 
 @dataclass(frozen=True, slots=True)
 class MaintenanceSettings(_Part):
-    """Read by the leader-run maintenance (rescuer, pruner, expirer) and unique jobs."""
+    """Read by the leader-run maintenance (rescuer, pruner, expirer) and unique jobs.
+
+    ``leader_lease`` is how long the leader's hold lasts without renewal (at
+    most ``lease``): a leader that dies, freezes or is cut off is replaced
+    that long after its last renewal, plus at most a second."""
 
     max_rescues: int = setting(
         3, toml="integer", parse=_integer, valid=lambda v: v >= 0, rule="must be >= 0"
     )
     rescue_interval: float = seconds(0.5)
+    leader_lease: float = seconds(5.0)
     retention: float = seconds(7 * 24 * 3600.0)
     prune_interval: float = seconds(3600.0)
     expire_interval: float = seconds(1.0)

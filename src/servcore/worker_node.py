@@ -19,7 +19,8 @@ from servcore.config import ServiceConfig
 from servcore.cron import CronEntry
 from servcore.job_reads import NodeInfo, QueueInfo
 from servcore.jobs import Job
-from servcore.leadership.base import Leadership, SoleLeadership
+from servcore.leadership.base import Leadership, LeaderTerm
+from servcore.leadership.lease import LeaseLeadership
 from servcore.maintenance.cron import CronScheduler
 from servcore.maintenance.periodic import Periodic
 from servcore.maintenance.pruner import Expirer, Pruner
@@ -63,7 +64,12 @@ class WorkerNode:
         self.early_cancels: dict[Claim, float] = {}
         self.rescuer = Rescuer(store, config.maintenance.max_rescues, self._on_rescued, self.held)
         self.pruner = Pruner(store, config.maintenance.retention)
-        self.leadership: Leadership = SoleLeadership()
+        # Never longer than a job's lease: a frozen leader's jobs are then
+        # rescued by its successor within two leases.
+        leader_lease = min(config.maintenance.leader_lease, config.runtime.lease)
+        self.leadership: Leadership = LeaseLeadership(
+            store, config.node, lease=leader_lease, clock=clock
+        )
         self._sampled_queues: set[str] = set()
         self._threads: ThreadPoolExecutor | None = None
         self._processes: ProcessPool | None = None
@@ -114,7 +120,6 @@ class WorkerNode:
         notifier = self.store.notifier()
         if notifier is not None:
             self.supervisor.start("listener", lambda: notifier.run(self.notify, self.stop_run))
-        self.leadership = self.store.leadership(config.node)
         self.supervisor.start("leadership", self.leadership.run)
         self._started_at = self.clock.now()
         await self._heartbeat(self._started_at)
@@ -128,41 +133,37 @@ class WorkerNode:
         """The periodic parts; those that act for the whole cluster only on the leader."""
 
         def every(
-            name: str,
-            run_once: Callable[[datetime], Awaitable[object]],
-            interval: float,
-            *,
-            leader_only: bool,
+            name: str, run_once: Callable[[datetime], Awaitable[object]], interval: float
         ) -> None:
             periodic = Periodic(
-                name,
-                run_once,
-                interval=interval,
-                clock=self.clock,
-                health=self.health,
-                gate=self.leadership.is_leader if leader_only else lambda: True,
+                name, run_once, interval=interval, clock=self.clock, health=self.health
             )
             self.supervisor.start(name, periodic.run)
 
+        def led(
+            run_once: Callable[[datetime, LeaderTerm], Awaitable[object]],
+        ) -> Callable[[datetime], Awaitable[object]]:
+            """Run only while leading, and write under the term (see store.base)."""
+
+            async def run(now: datetime) -> None:
+                term = self.leadership.term()
+                if term is not None:
+                    await run_once(now, term)
+
+            return run
+
         config = self.config
-        every(
-            "rescuer", self.rescuer.run_once, config.maintenance.rescue_interval, leader_only=True
-        )
-        every("pruner", self.pruner.run_once, config.maintenance.prune_interval, leader_only=True)
-        every(
-            "expirer",
-            Expirer(self.store).run_once,
-            config.maintenance.expire_interval,
-            leader_only=True,
-        )
-        every("table care", self._tend_tables, TEND_INTERVAL, leader_only=True)
+        every("rescuer", led(self.rescuer.run_once), config.maintenance.rescue_interval)
+        every("pruner", led(self.pruner.run_once), config.maintenance.prune_interval)
+        every("expirer", led(Expirer(self.store).run_once), config.maintenance.expire_interval)
+        every("table care", led(self._tend_tables), TEND_INTERVAL)
         if cron_entries:
             scheduler = CronScheduler(
                 self.store,
                 list(cron_entries),
                 clock=self.clock,
                 health=self.health,
-                gate=self.leadership.is_leader,
+                leader=self.leadership.term,
                 on_inserted=lambda job: self.wake_for([job]),
                 look_every=config.runtime.poll_interval,
             )
@@ -172,8 +173,10 @@ class WorkerNode:
             async def sample(now: datetime) -> None:
                 await self._sample_queues(now, list_queues)
 
-            every("queue sampler", sample, config.telemetry.sample_interval, leader_only=False)
-        every("node heartbeat", self._heartbeat, NODE_HEARTBEAT, leader_only=False)
+            every("queue sampler", sample, config.telemetry.sample_interval)
+        every("node heartbeat", self._heartbeat, NODE_HEARTBEAT)
+        # As often as the runtimes renew their leases.
+        every("orphan check", self.release_orphans, config.runtime.lease / 3)
 
     # -- stopping ---------------------------------------------------------
 
@@ -267,7 +270,25 @@ class WorkerNode:
             )
         )
 
-    async def _tend_tables(self, now: datetime) -> None:
+    async def release_orphans(self, now: datetime) -> list[int]:
+        """Put back, without spending an attempt, the jobs the store says this
+        node runs but no runtime here has: a claim that committed but whose
+        answer was lost (the connection dropped after COMMIT). Claims still on
+        their way are spared: only jobs started before the oldest of them count."""
+        if not self.runtimes:
+            return []
+        cutoff = min([now, *(r.claiming_since for r in self.runtimes.values() if r.claiming_since)])
+        released = await self.store.release_orphans(self.config.node, self.held(), cutoff)
+        if released:
+            log.warning(
+                "Released %d job(s) claimed for this node that never reached it: %s",
+                len(released),
+                ", ".join(map(str, released[:20])),
+            )
+            self.wake_all()
+        return released
+
+    async def _tend_tables(self, now: datetime, term: LeaderTerm | None = None) -> None:
         done = await self.store.tend_tables()
         if done:
             log.info("Tended the jobs table: %s", ", ".join(done))

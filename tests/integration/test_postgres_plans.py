@@ -151,9 +151,13 @@ def _assert_index_plans(plans: list[dict[str, Any]], what: str) -> None:
     claims = [plan for plan in touching if "SET status = 'running'" in plan["Query Text"]]
     promotions = [plan for plan in touching if "SET status = 'queued'\n" in plan["Query Text"]]
     rescues = [plan for plan in touching if "locked_until <= $1" in plan["Query Text"]]
+    orphans = [
+        plan for plan in touching if "locked_by = $1 AND started_at < $2" in plan["Query Text"]
+    ]
     assert claims, f"{what}: no claim was seen"
     assert promotions, f"{what}: no promotion of scheduled jobs was seen"
     assert rescues, f"{what}: no rescue was seen"
+    assert orphans, f"{what}: no check for lost claims was seen"
     for plan in claims:
         # The ready index hands jobs over in claim order: no sort of every queued job.
         assert _uses(plan, "servcore_jobs_ready"), f"{what}: claim\n{_describe(plan)}"
@@ -164,6 +168,8 @@ def _assert_index_plans(plans: list[dict[str, Any]], what: str) -> None:
         assert _uses(plan, "servcore_jobs_scheduled"), f"{what}: promotion\n{_describe(plan)}"
     for plan in rescues:
         assert _uses(plan, "servcore_jobs_leases"), f"{what}: rescue\n{_describe(plan)}"
+    for plan in orphans:
+        assert _uses(plan, "servcore_jobs_leases"), f"{what}: lost claims\n{_describe(plan)}"
 
 
 def _new_jobs(count: int, run_at: datetime) -> list[NewJob]:
@@ -181,6 +187,10 @@ async def _exercise(store: PostgresStore, now: datetime, batch: int) -> dict[str
     assert len(claimed) == batch * 4, "the claim took every new job"
     leases = [Lease(job.id, job.lease_token) for job in claimed]
     await store.extend_leases(leases, now + timedelta(seconds=60))
+    # Every node's check for claims that never reached it, every lease/3 (here:
+    # the jobs an earlier round left running are the orphans).
+    held = {job.id for job in claimed}
+    assert not held & set(await store.release_orphans("plans", held, due + timedelta(seconds=1)))
     completions = [Completion(job.id, job.lease_token, now, None) for job in claimed[:batch]]
     assert await store.complete_jobs(completions) == []
     error = JobError(1, now, "boom")

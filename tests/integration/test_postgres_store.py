@@ -218,3 +218,40 @@ async def test_a_version_6_schema_gets_counts_of_the_finished_jobs_it_holds() ->
         assert (await store.count_jobs(NOW)).total == 5
     finally:
         await store.close()
+
+
+async def test_a_version_8_schema_gains_the_leader_lease_and_keeps_its_running_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    require_postgres()
+    url = postgres_url()
+    schema = url.rsplit("schema=", 1)[1]
+    conn = await asyncpg.connect(DSN)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(postgres_schema, "SCHEMA_VERSION", 8)
+            await postgres_schema.migrate(conn, schema)
+        assert not await conn.fetchval("SELECT to_regclass($1)", f"{schema}.servcore_leader")
+    finally:
+        await conn.close()
+    old = store_from_url(url)
+    await old.open()  # migrates to the current version
+    try:
+        [job] = await old.insert_jobs([a_job()], NOW)
+        [running] = await old.claim_jobs(
+            ClaimParams("default", 1, "n1", NOW, NOW + timedelta(seconds=30))
+        )
+        term = await old.seek_leadership("n1", NOW, NOW + timedelta(seconds=10))
+        assert term is not None
+        assert await old.seek_leadership("n2", NOW, NOW + timedelta(seconds=10)) is None
+        assert (await old.get_job(job.id)) == running
+    finally:
+        await old.close()
+    conn = await asyncpg.connect(DSN)
+    try:
+        version = await conn.fetchval(
+            f"SELECT value FROM \"{schema}\".servcore_meta WHERE key = 'schema_version'"
+        )
+        assert version == str(SCHEMA_VERSION) == "9"
+    finally:
+        await conn.close()

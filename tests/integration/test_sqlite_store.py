@@ -339,3 +339,34 @@ async def test_a_version_6_file_gets_counts_of_the_finished_jobs_it_holds(db_pat
     finally:
         await store.close()
     assert read_file(db_path, "SELECT name FROM sqlite_master WHERE name = 'jobs_status'") == []
+
+
+async def test_a_version_8_file_gains_the_leader_lease_and_keeps_its_running_jobs(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_schema, "SCHEMA_VERSION", 8)
+        sqlite_schema.migrate(conn)
+    conn.execute(
+        "INSERT INTO jobs (queue, task, payload, status, max_attempts, run_at, inserted_at, "
+        "attempt, started_at, locked_by, locked_until, lease_token) "
+        "VALUES ('default', 'old', '{\"task\": \"old\"}', 'running', 3, 0, 0, 1, 0, 'n1', 0, 1)"
+    )
+    leader_table = "SELECT name FROM sqlite_master WHERE name = 'servcore_leader'"
+    assert conn.execute(leader_table).fetchall() == []
+    conn.close()
+
+    store = SqliteStore(f"sqlite:///{db_path}", str(db_path))
+    await store.open()
+    try:
+        old = await store.get_job(1)
+        assert old is not None
+        assert (old.status, old.locked_by, old.attempt) == (JobStatus.RUNNING, "n1", 1)
+        term = await store.seek_leadership("n1", T0, T0 + LEASE)
+        assert term is not None
+        assert await store.seek_leadership("n2", T0, T0 + LEASE) is None
+    finally:
+        await store.close()
+    version = "SELECT value FROM servcore_meta WHERE key = 'schema_version'"
+    assert read_file(db_path, version) == [(str(SCHEMA_VERSION),)] == [("9",)]

@@ -1,1 +1,1 @@
-"""Which node runs the once-per-cluster maintenance (rescue sweeps, pruning)."""
+"""Which node runs the once-per-cluster maintenance (rescue sweeps, pruning, cron)."""

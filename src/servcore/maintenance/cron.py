@@ -2,8 +2,10 @@
 
 Exactly once rests on the store, not on timing: ``advance_cron`` records an
 entry's tick and inserts its job in one transaction, and only the first
-caller for a tick wins. Only the leader looks (one node does the work), but
-two nodes that both think they lead still insert one job.
+caller for a tick wins. Only the leader looks (one node does the work), and
+it writes under its term (see store.base): a leader that was replaced while
+it was frozen inserts nothing on waking, and two nodes that both think they
+lead still insert one job.
 
 At each look the entry's latest tick at or before now is compared with the
 recorded one. Several ticks missed while every node was down thus give one
@@ -21,6 +23,7 @@ from datetime import datetime
 from servcore.clock import Clock
 from servcore.cron.entry import CronEntry
 from servcore.jobs import Job
+from servcore.leadership.base import LeaderTerm
 from servcore.store.base import Store
 from servcore.supervisor import Health
 
@@ -37,7 +40,7 @@ class CronScheduler:
         *,
         clock: Clock,
         health: Health,
-        gate: Callable[[], bool] = lambda: True,
+        leader: Callable[[], LeaderTerm | None] | None = None,
         on_inserted: Callable[[Job], None] = lambda job: None,
         look_every: float = 1.0,
     ) -> None:
@@ -45,15 +48,17 @@ class CronScheduler:
         self._entries = list(entries)
         self._clock = clock
         self._health = health
-        self._gate = gate
+        # The term this node leads in, or None; no callable: look always, unfenced.
+        self._leader = leader
         self._on_inserted = on_inserted
         # However far the next tick is, look again this often: leadership may
         # have moved here, or the wall clock jumped.
         self._look_every = look_every
         self._due_at: datetime | None = None  # None: look at the next chance
 
-    async def run_once(self, now: datetime) -> list[Job]:
-        """Insert the job of every entry whose latest tick is not yet recorded."""
+    async def run_once(self, now: datetime, fence: LeaderTerm | None = None) -> list[Job]:
+        """Insert the job of every entry whose latest tick is not yet recorded
+        (as the leader in term ``fence`` when given)."""
         recorded = await self._store.cron_ticks()
         inserted = []
         for entry in self._entries:
@@ -63,7 +68,7 @@ class CronScheduler:
                 continue
             # A new entry records its latest past tick without a job.
             new_job = entry.job_for(tick) if last is not None else None
-            job = await self._store.advance_cron(entry.name, tick, new_job, now)
+            job = await self._store.advance_cron(entry.name, tick, new_job, now, fence=fence)
             if job is not None:
                 log.info("Cron %s: inserted job %d for %s", entry.name, job.id, tick.isoformat())
                 self._on_inserted(job)
@@ -73,12 +78,13 @@ class CronScheduler:
 
     async def run(self) -> None:
         while True:
-            leading = self._gate()
+            term = self._leader() if self._leader is not None else None
+            leading = self._leader is None or term is not None
             now = self._clock.now()
             if not leading:
                 self._due_at = None  # when leadership comes, catch up at once
             elif self._due_at is None or now >= self._due_at:
-                await self.run_once(now)
+                await self.run_once(now, term)
             self._health.ok("cron")
             wait = self._look_every
             if leading and self._due_at is not None:

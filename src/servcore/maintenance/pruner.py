@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from servcore.leadership.base import LeaderTerm
 from servcore.store.base import Store
 
 log = logging.getLogger("servcore.maintenance")
@@ -16,8 +17,8 @@ class Pruner:
         self._store = store
         self._retention = timedelta(seconds=retention)
 
-    async def run_once(self, now: datetime) -> int:
-        pruned = await self._store.prune_finished(now - self._retention)
+    async def run_once(self, now: datetime, fence: LeaderTerm | None = None) -> int:
+        pruned = await self._store.prune_finished(now - self._retention, fence=fence)
         if pruned:
             log.info("Pruned %d finished job(s) older than %s", pruned, self._retention)
         return pruned
@@ -30,8 +31,8 @@ class Expirer:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def run_once(self, now: datetime) -> int:
-        expired = await self._store.expire_results(now)
+    async def run_once(self, now: datetime, fence: LeaderTerm | None = None) -> int:
+        expired = await self._store.expire_results(now, fence=fence)
         if expired:
             log.debug("Expired %d finished job(s) past their result_ttl", expired)
         return expired

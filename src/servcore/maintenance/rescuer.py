@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Collection
 from datetime import datetime
 
+from servcore.leadership.base import LeaderTerm
 from servcore.store.base import RescueReport, Store
 
 log = logging.getLogger("servcore.maintenance")
@@ -26,9 +27,10 @@ class Rescuer:
         self._on_rescued = on_rescued
         self.rescued = 0
 
-    async def run_once(self, now: datetime) -> RescueReport:
+    async def run_once(self, now: datetime, fence: LeaderTerm | None = None) -> RescueReport:
+        """One sweep; as the leader in term ``fence`` when given (see store.base)."""
         report = await self._store.rescue_expired_leases(
-            now, self._max_rescues, spare=self._held_here()
+            now, self._max_rescues, spare=self._held_here(), fence=fence
         )
         self.rescued += len(report.requeued) + len(report.failed)
         if report.requeued or report.failed:

@@ -21,6 +21,19 @@ from servcore.notifier.base import OnCancel, OnQueue, deliver
 
 log = logging.getLogger("servcore.notifier")
 
+# Every servcore connection asks the server to notice within seconds, not the
+# kernel's two hours, that its client is gone (host down, network cut): the
+# session then ends, and the row locks of a transaction it had open go with
+# it. TCP keepalives probe an idle connection; tcp_user_timeout bounds how
+# long data sent may go unacknowledged. (A frozen process's kernel still
+# answers both: leadership and job leases do not rest on the session.)
+DEAD_PEER_SETTINGS = {
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "10000",  # milliseconds
+}
+
 _DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 _ERRORS = (
     OSError,
@@ -59,7 +72,7 @@ class PostgresNotifier:
                 failures = 0
 
     async def _listen(self, heard: OnQueue, on_queue: OnQueue) -> None:
-        conn = await asyncpg.connect(self._dsn, timeout=10)
+        conn = await asyncpg.connect(self._dsn, timeout=10, server_settings=DEAD_PEER_SETTINGS)
         lost = asyncio.Event()
         try:
             conn.add_termination_listener(lambda _: lost.set())

@@ -110,6 +110,9 @@ class QueueRuntime:
         self._workers: list[asyncio.Task[None]] = []
         self._supervisor: Supervisor | None = None
         self._claiming = True
+        # The clock of the claim on its way to the store, if any: the jobs it
+        # takes start no earlier (see WorkerNode.release_orphans).
+        self.claiming_since: datetime | None = None
         self._working = True
         self.stale_outcomes = 0
         self.executed = 0
@@ -265,7 +268,11 @@ class QueueRuntime:
             return []
         params = ClaimParams(self.name, free, self._node, now, now + self._lease)
         began = asyncio.get_running_loop().time()
-        jobs = await self._store.claim_jobs(params)
+        self.claiming_since = now
+        try:
+            jobs = await self._store.claim_jobs(params)
+        finally:
+            self.claiming_since = None
         self._claim_time = _moving(self._claim_time, asyncio.get_running_loop().time() - began)
         self.take(jobs)
         return jobs

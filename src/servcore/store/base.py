@@ -13,6 +13,16 @@ next claim bumps the token, and a late completion from the old run is refused
 
 A job rescued more than ``max_rescues`` times is failed rather than requeued:
 something in it keeps killing its worker (a poison pill).
+
+Leadership and fencing
+----------------------
+The store also keeps the cluster's leader lease (``seek_leadership``): one
+node at a time holds it, under a term that goes up each time it changes
+hands or lapses. The leader-only writes — rescue sweeps, pruning, expiry,
+cron ticks — take that term as ``fence`` and do nothing unless it is still
+the current term, checked in the same statement or transaction as the
+write. ``fence=None`` writes unconditionally (a node's own start-up rescue,
+tests, tools).
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from servcore.job_reads import (
     QueueInfo,
 )
 from servcore.jobs import Job, JobError, NewJob
-from servcore.leadership.base import Leadership
+from servcore.leadership.base import LeaderTerm
 from servcore.notifier.base import Notifier
 
 
@@ -167,29 +177,53 @@ class JobWriter(Protocol):
         """Push leases forward; returns the ids no longer held."""
         ...
 
+    async def release_orphans(
+        self, node: str, held: Collection[int], started_before: datetime
+    ) -> list[int]:
+        """Put back to ``queued``, without spending their attempt, the jobs
+        running under ``node`` that started before ``started_before`` and are
+        not in ``held``: claims the node made whose runs it does not have (the
+        claim committed, its answer never arrived). Their ids, ascending."""
+        ...
+
     async def rescue_expired_leases(
-        self, now: datetime, max_rescues: int, spare: Collection[int] = ()
+        self,
+        now: datetime,
+        max_rescues: int,
+        spare: Collection[int] = (),
+        *,
+        fence: LeaderTerm | None = None,
     ) -> RescueReport:
         """Requeue (or fail, see :func:`rescue_verdict`) running jobs whose lease
         ran out or whose node is gone — except ``spare``: the jobs the calling
-        node itself still holds (running, or their outcome being written)."""
+        node itself still holds (running, or their outcome being written).
+        Nothing, if ``fence`` is no longer the current leader term."""
         ...
 
-    async def prune_finished(self, before: datetime) -> int:
-        """Delete done/failed/cancelled jobs finished before ``before``."""
+    async def prune_finished(self, before: datetime, *, fence: LeaderTerm | None = None) -> int:
+        """Delete done/failed/cancelled jobs finished before ``before`` (none if
+        ``fence`` is no longer the current leader term)."""
         ...
 
-    async def expire_results(self, now: datetime) -> int:
-        """Delete finished jobs that have outlived their ``result_ttl``."""
+    async def expire_results(self, now: datetime, *, fence: LeaderTerm | None = None) -> int:
+        """Delete finished jobs that have outlived their ``result_ttl`` (none if
+        ``fence`` is no longer the current leader term)."""
         ...
 
     async def advance_cron(
-        self, name: str, tick: datetime, new_job: NewJob | None, now: datetime
+        self,
+        name: str,
+        tick: datetime,
+        new_job: NewJob | None,
+        now: datetime,
+        *,
+        fence: LeaderTerm | None = None,
     ) -> Job | None:
         """If cron entry ``name`` has no recorded tick or one before ``tick``,
         record ``tick`` and insert ``new_job`` (if given, recording its id as
         the entry's last job), atomically: of many callers, on any node, one
-        wins. The inserted job, else None."""
+        wins. The inserted job, else None. Nothing is recorded or inserted if
+        ``fence`` is no longer the current term."""
         ...
 
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
@@ -243,8 +277,16 @@ class Store(JobReader, JobWriter, Protocol):
         """Hears jobs stored by other processes, where the backend can tell."""
         ...
 
-    def leadership(self, node: str) -> Leadership:
-        """How ``node`` learns whether it runs the once-per-cluster maintenance."""
+    async def seek_leadership(self, node: str, now: datetime, until: datetime) -> LeaderTerm | None:
+        """Hold the cluster's leader lease for ``node`` until ``until``: renewed
+        in the same term while ``node`` holds it and it has not lapsed by ``now``;
+        taken in the next term when it is free, lapsed, or resigned. None while
+        another node holds it. Terms only go up, across restarts."""
+        ...
+
+    async def resign_leadership(self, held: LeaderTerm, now: datetime) -> None:
+        """Let the lease lapse at ``now`` if ``held`` is still the current term,
+        so another node takes it at its next ask."""
         ...
 
     async def record_node(self, info: NodeInfo) -> None:

@@ -22,7 +22,7 @@ from servcore.job_reads import (
     ascii_lower,
 )
 from servcore.jobs import Job, JobStatus, NewJob
-from servcore.leadership.base import SoleLeadership
+from servcore.leadership.base import LeaderTerm
 from servcore.store.base import (
     ClaimParams,
     Completion,
@@ -56,6 +56,8 @@ class MemoryStore:
         self._cron: dict[str, datetime] = {}
         self._cron_jobs: dict[str, int] = {}
         self._paused: dict[str, bool] = {}
+        # The leader lease: (node, term, until); the term survives a resign.
+        self._leader: tuple[str, int, datetime] | None = None
 
     # -- life cycle -------------------------------------------------------
 
@@ -74,8 +76,28 @@ class MemoryStore:
     async def register_node(self, node: str) -> None:
         return None
 
-    def leadership(self, node: str) -> SoleLeadership:
-        return SoleLeadership()
+    async def seek_leadership(self, node: str, now: datetime, until: datetime) -> LeaderTerm | None:
+        current = self._leader
+        if current is None:
+            term = 1
+        else:
+            holder, term, lapses = current
+            if holder != node or lapses <= now:
+                if lapses > now:
+                    return None  # another node holds it
+                term += 1
+        self._leader = (node, term, until)
+        return LeaderTerm(node, term)
+
+    async def resign_leadership(self, held: LeaderTerm, now: datetime) -> None:
+        if self._leads(held):
+            self._leader = (held.node, held.term, now)
+
+    def _leads(self, fence: LeaderTerm | None) -> bool:
+        """True unless ``fence`` is given and is no longer the current term."""
+        if fence is None:
+            return True
+        return self._leader is not None and self._leader[:2] == (fence.node, fence.term)
 
     async def record_node(self, info: NodeInfo) -> None:
         self._nodes[info.node] = info
@@ -284,10 +306,34 @@ class MemoryStore:
                 self._jobs[job.id] = _replace(job, locked_until=until)
         return lost
 
+    async def release_orphans(
+        self, node: str, held: Collection[int], started_before: datetime
+    ) -> list[int]:
+        orphans = sorted(
+            job.id
+            for job in self._jobs.values()
+            if job.status is _RUNNING
+            and job.locked_by == node
+            and job.started_at is not None
+            and job.started_at < started_before
+            and job.id not in held
+        )
+        await self.release_jobs(
+            [Lease(job_id, self._jobs[job_id].lease_token) for job_id in orphans]
+        )
+        return orphans
+
     async def rescue_expired_leases(
-        self, now: datetime, max_rescues: int, spare: Collection[int] = ()
+        self,
+        now: datetime,
+        max_rescues: int,
+        spare: Collection[int] = (),
+        *,
+        fence: LeaderTerm | None = None,
     ) -> RescueReport:
         report = RescueReport(requeued=[], failed=[])
+        if not self._leads(fence):
+            return report
         expired = [
             job
             for job in self._jobs.values()
@@ -396,7 +442,9 @@ class MemoryStore:
                 done.append(job_id)
         return done
 
-    async def prune_finished(self, before: datetime) -> int:
+    async def prune_finished(self, before: datetime, *, fence: LeaderTerm | None = None) -> int:
+        if not self._leads(fence):
+            return 0
         doomed = [
             job
             for job in self._jobs.values()
@@ -408,10 +456,16 @@ class MemoryStore:
         return len(doomed)
 
     async def advance_cron(
-        self, name: str, tick: datetime, new_job: NewJob | None, now: datetime
+        self,
+        name: str,
+        tick: datetime,
+        new_job: NewJob | None,
+        now: datetime,
+        *,
+        fence: LeaderTerm | None = None,
     ) -> Job | None:
         last = self._cron.get(name)
-        if last is not None and last >= tick:
+        if (last is not None and last >= tick) or not self._leads(fence):
             return None
         self._cron[name] = tick
         if new_job is None:
@@ -426,7 +480,9 @@ class MemoryStore:
     async def cron_last_jobs(self) -> dict[str, int]:
         return dict(self._cron_jobs)
 
-    async def expire_results(self, now: datetime) -> int:
+    async def expire_results(self, now: datetime, *, fence: LeaderTerm | None = None) -> int:
+        if not self._leads(fence):
+            return 0
         expired = []
         for job_id in list(self._expiring):
             job = self._jobs.get(job_id)

@@ -18,7 +18,7 @@ import asyncpg
 from servcore.store.job_columns import OPTIONAL_COLUMNS
 from servcore.store.queue_sql import FINISHED
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 # When a finished job with a result_ttl expires (NULL while it runs), in UTC
 # wall time: timestamptz arithmetic is not immutable, so it cannot be indexed.
 EXPIRES_AT = "(finished_at AT TIME ZONE 'UTC') + result_ttl * interval '1 second'"
@@ -26,7 +26,7 @@ EXPIRES_AT = "(finished_at AT TIME ZONE 'UTC') + result_ttl * interval '1 second
 # Advisory lock namespaces (the first key of the two-key form), so that a
 # user's unique_key can never hash onto the migration or the leader lock.
 LOCK_MIGRATE = 7301
-LOCK_UNIQUE = 7303  # 7302 is the leader's (leadership.postgres)
+LOCK_UNIQUE = 7303  # 7302 was the leader's, before leadership became a lease row
 LOCK_QUEUE = 7304  # claims hold it shared, pausing exclusive
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -110,6 +110,18 @@ def _migrations(schema: str) -> dict[int, list[str]]:
         6: [f"ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS trace_context TEXT"],
         7: _counted_history(schema, jobs),
         8: [f'ALTER TABLE "{schema}".servcore_cron ADD COLUMN IF NOT EXISTS last_job_id BIGINT'],
+        # The leader lease (store.postgres.leader): one row, never deleted, so
+        # that terms only go up.
+        9: [
+            f"""
+            CREATE TABLE "{schema}".servcore_leader (
+                id          INTEGER     PRIMARY KEY CHECK (id = 1),
+                node        TEXT        NOT NULL,
+                term        BIGINT      NOT NULL,
+                expires_at  TIMESTAMPTZ NOT NULL
+            )
+            """,
+        ],
     }
 
 

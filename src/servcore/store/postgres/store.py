@@ -27,7 +27,7 @@ from servcore.job_reads import (
     QueueInfo,
 )
 from servcore.jobs import DEFAULT_LEASE, Job, NewJob
-from servcore.leadership.postgres import PostgresLeadership
+from servcore.leadership.base import LeaderTerm
 from servcore.notifier.base import CANCEL_PREFIX
 from servcore.notifier.postgres import PostgresNotifier
 from servcore.store.base import (
@@ -41,6 +41,7 @@ from servcore.store.base import (
     rescue_verdict,
 )
 from servcore.store.listing_sql import EXACT_COUNT_CAP, Binder, Listing, estimate
+from servcore.store.postgres import leader
 from servcore.store.postgres.inserts import Database, InsertBatcher, InsertStatements
 from servcore.store.postgres.rows import (
     COLUMNS,
@@ -85,7 +86,7 @@ async def _release(conn: asyncpg.Connection) -> None:
     (a round trip on every use: it doubled the cost of one enqueue). Nothing
     here leaves session state on a pooled connection: settings are SET LOCAL
     or set_config(..., true) (tend_tables resets its own), advisory locks are
-    transaction-scoped, LISTEN and leadership hold connections of their own.
+    transaction-scoped, LISTEN holds a connection of its own.
     A connection left inside a transaction (a cancelled caller) gets the full reset."""
     if conn.is_in_transaction():
         await conn.reset()
@@ -206,8 +207,12 @@ class PostgresStore:
     def problem(self) -> str | None:
         return self._listener.problem() if self._listener is not None else None
 
-    def leadership(self, node: str) -> PostgresLeadership:
-        return PostgresLeadership(self._dsn, f"servcore-leader:{self.schema}", node)
+    async def seek_leadership(self, node: str, now: datetime, until: datetime) -> LeaderTerm | None:
+        rows = await self._fetch(leader.seek_sql(self.schema), node, now, until)
+        return LeaderTerm(node, rows[0]["term"]) if rows else None
+
+    async def resign_leadership(self, held: LeaderTerm, now: datetime) -> None:
+        await self._fetch(leader.resign_sql(self.schema), held.node, held.term, now)
 
     async def record_node(self, info: NodeInfo) -> None:
         await self._fetch(
@@ -525,26 +530,58 @@ class PostgresStore:
         )
         return _stale(leases, rows)
 
+    async def release_orphans(
+        self, node: str, held: Collection[int], started_before: datetime
+    ) -> list[int]:
+        rows = await self._fetch(
+            f"""
+            WITH released AS (
+                UPDATE {self._jobs}
+                SET status = 'queued', attempt = attempt - 1, started_at = NULL,
+                    locked_by = NULL, locked_until = NULL
+                WHERE status = 'running' AND locked_by = $1 AND started_at < $2
+                  AND NOT id = ANY($3::bigint[])
+                RETURNING id, queue
+            ),
+            woken AS (SELECT pg_notify($4, queue) FROM (SELECT DISTINCT queue FROM released) q)
+            SELECT id FROM released WHERE (SELECT count(*) FROM woken) >= 0
+            """,
+            node,
+            started_before,
+            list(held),
+            self.channel,
+        )
+        return sorted(row["id"] for row in rows)
+
     async def rescue_expired_leases(
-        self, now: datetime, max_rescues: int, spare: Collection[int] = ()
+        self,
+        now: datetime,
+        max_rescues: int,
+        spare: Collection[int] = (),
+        *,
+        fence: LeaderTerm | None = None,
     ) -> RescueReport:
         report = RescueReport(requeued=[], failed=[])
+        leading, fence_args = leader.fence_check(self.schema, fence, 4)
         async with (
             self._errors("rescue"),
             self._ready_pool().acquire() as conn,
             conn.transaction(),
         ):
+            # The fence's row lock lasts the transaction: the updates below
+            # are made under the term too.
             rows = await conn.fetch(
                 f"""
                 SELECT {COLUMNS} FROM {self._jobs}
                 WHERE status = 'running'
                   AND (locked_until <= $1 OR locked_by IS NULL OR locked_by = ANY($2::text[]))
-                  AND NOT id = ANY($3::bigint[])
+                  AND NOT id = ANY($3::bigint[]) AND {leading}
                 FOR UPDATE SKIP LOCKED
                 """,
                 now,
                 sorted(self._unclaimed_nodes),
                 list(spare),
+                *fence_args,
             )
             for row in rows:
                 job = row_to_job(row)
@@ -663,44 +700,58 @@ class PostgresStore:
         )
         return sorted(row["id"] for row in rows)
 
-    async def prune_finished(self, before: datetime) -> int:
+    async def prune_finished(self, before: datetime, *, fence: LeaderTerm | None = None) -> int:
         return await self._delete_in_chunks(
-            "status IN ('done', 'failed', 'cancelled') AND finished_at < $1", before
+            "status IN ('done', 'failed', 'cancelled') AND finished_at < $1", fence, before
         )
 
-    async def _delete_in_chunks(self, where: str, *args: Any) -> int:
+    async def _delete_in_chunks(self, where: str, fence: LeaderTerm | None, *args: Any) -> int:
         """Delete what ``where`` matches a chunk at a time: each statement stays
-        well inside the statement timeout however much history has gathered."""
+        well inside the statement timeout however much history has gathered.
+        Each chunk is fenced by itself: a leader replaced midway stops there."""
+        leading, fence_args = leader.fence_check(self.schema, fence, len(args) + 1)
         deleted = 0
         while True:
             rows = await self._fetch(
                 f"DELETE FROM {self._jobs} WHERE id IN "
-                f"(SELECT id FROM {self._jobs} WHERE {where} LIMIT {_DELETE_CHUNK}) RETURNING id",
+                f"(SELECT id FROM {self._jobs} WHERE {where} LIMIT {_DELETE_CHUNK}) "
+                f"AND {leading} RETURNING id",
                 *args,
+                *fence_args,
             )
             deleted += len(rows)
             if len(rows) < _DELETE_CHUNK:
                 return deleted
 
     async def advance_cron(
-        self, name: str, tick: datetime, new_job: NewJob | None, now: datetime
+        self,
+        name: str,
+        tick: datetime,
+        new_job: NewJob | None,
+        now: datetime,
+        *,
+        fence: LeaderTerm | None = None,
     ) -> Job | None:
+        leading, fence_args = leader.fence_check(self.schema, fence, 3)
         async with (
             self._errors("cron tick"),
             self._ready_pool().acquire() as conn,
             conn.transaction(),
         ):
             # The upsert's row lock makes concurrent callers on any node
-            # queue; the one after sees the tick already recorded.
+            # queue; the one after sees the tick already recorded. The fence's
+            # lasts the transaction, so the job is inserted under the term too.
             won = await conn.fetchval(
                 f"""
-                INSERT INTO "{self.schema}".servcore_cron (name, last_tick) VALUES ($1, $2)
+                INSERT INTO "{self.schema}".servcore_cron (name, last_tick)
+                SELECT $1, $2 WHERE {leading}
                 ON CONFLICT (name) DO UPDATE SET last_tick = excluded.last_tick
                 WHERE servcore_cron.last_tick < excluded.last_tick
                 RETURNING name
                 """,
                 name,
                 tick,
+                *fence_args,
             )
             if won is None or new_job is None:
                 return None
@@ -739,10 +790,11 @@ class PostgresStore:
             for row in rows
         ]
 
-    async def expire_results(self, now: datetime) -> int:
+    async def expire_results(self, now: datetime, *, fence: LeaderTerm | None = None) -> int:
         return await self._delete_in_chunks(
             f"result_ttl IS NOT NULL AND {EXPIRES_AT} <= ($1::timestamptz AT TIME ZONE 'UTC') "
             "AND status IN ('done', 'failed', 'cancelled')",
+            fence,
             now,
         )
 

@@ -7,7 +7,8 @@ sends has a ``statement_timeout`` and a ``lock_timeout``, and every
 transaction an ``idle_in_transaction_session_timeout`` (which also frees the
 row locks of a node that froze mid-transaction), all derived from the lease.
 They are session settings given at connect: a pool's reset (``RESET ALL``)
-returns to them.
+returns to them. So are the TCP keepalive settings that let the server
+notice a vanished client in seconds (``notifier.postgres.DEAD_PEER_SETTINGS``).
 
 A statement that times out becomes a ``StoreError`` (the caller retries, or
 its part goes DEGRADED on ``/health``) after one log line naming the
@@ -27,6 +28,8 @@ import logging
 from dataclasses import dataclass
 
 import asyncpg
+
+from servcore.notifier.postgres import DEAD_PEER_SETTINGS
 
 log = logging.getLogger("servcore.store")
 
@@ -77,6 +80,7 @@ class WaitLimits:
     def server_settings(self) -> dict[str, str]:
         return {
             **PLANNER_SETTINGS,
+            **DEAD_PEER_SETTINGS,
             "statement_timeout": _milliseconds(self.statement),
             "lock_timeout": _milliseconds(self.lock),
             "idle_in_transaction_session_timeout": _milliseconds(self.idle_in_transaction),

@@ -17,6 +17,8 @@ callers costs one fsync instead of N.
 
 If an operation raises, the group is rolled back and each operation is run
 again in a transaction of its own, so one bad write fails only its caller.
+If it failed for want of space, ``on_full`` (see ``space``) first gets a
+chance to make room.
 If the connection itself breaks, the writer reports the problem, reopens it
 with backoff, and carries on: it is supervised from inside.
 
@@ -39,11 +41,14 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from servcore.store.sqlite.space import disk_full
+
 log = logging.getLogger("servcore.store.sqlite")
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
 OnCommit = Callable[[set[str]], None]
+OnFull = Callable[[sqlite3.Connection], object]
 
 _STOP = object()
 _RESTART_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
@@ -83,10 +88,12 @@ class GroupCommitWriter:
         max_group: int = 2000,
         name: str = "servcore-sqlite-writer",
         on_commit: OnCommit | None = None,
+        on_full: OnFull | None = None,
     ) -> None:
         self._connect = connect
         self._max_group = max_group
         self._on_commit = on_commit
+        self._on_full = on_full
         self._told: set[str] = set()  # by the transaction under way (writer thread only)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -206,6 +213,8 @@ class GroupCommitWriter:
             if _connection_broken(error) or not _usable(conn):
                 self._fail_all(group, error)
                 raise
+            if self._on_full is not None and disk_full(error):
+                self._on_full(conn)
             results = self._one_by_one(conn, group)
         self._answer(group, results)
 

@@ -15,7 +15,7 @@ import sqlite3
 from servcore.store.job_columns import OPTIONAL_COLUMNS
 from servcore.store.queue_sql import FINISHED
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 # When a finished job with a result_ttl expires (NULL while it runs): the
 # expiry query repeats this expression so that it reads the index.
 EXPIRES_AT = "finished_at + CAST(result_ttl * 1000000 AS INTEGER)"
@@ -131,6 +131,16 @@ _MIGRATIONS: dict[int, str | list[str]] = {
     7: _COUNTED_HISTORY,
     8: """
     ALTER TABLE servcore_cron ADD COLUMN last_job_id INTEGER;
+    """,
+    # The leader lease (store.sqlite.leader): one row, never deleted, so that
+    # terms only go up.
+    9: """
+    CREATE TABLE servcore_leader (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        node        TEXT    NOT NULL,
+        term        INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );
     """,
 }
 

@@ -31,7 +31,7 @@ from servcore.job_reads import (
     QueueInfo,
 )
 from servcore.jobs import Job, NewJob
-from servcore.leadership.base import SoleLeadership
+from servcore.leadership.base import LeaderTerm
 from servcore.notifier.base import cancel_message
 from servcore.notifier.sqlite import SqliteNotifier, WakeSender
 from servcore.store.base import (
@@ -45,6 +45,7 @@ from servcore.store.base import (
 )
 from servcore.store.job_columns import inserted_values
 from servcore.store.queue_sql import FINISHED
+from servcore.store.sqlite import leader
 from servcore.store.sqlite import reads as sqlite_reads
 from servcore.store.sqlite.group_commit import GroupCommitWriter
 from servcore.store.sqlite.inserts import InsertCoalescer, insert_one, insert_rows
@@ -58,6 +59,7 @@ from servcore.store.sqlite.rows import (
     to_micros,
 )
 from servcore.store.sqlite.schema import EXPIRES_AT, migrate
+from servcore.store.sqlite.space import SpaceKeeper
 
 T = TypeVar("T")
 _SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
@@ -92,6 +94,7 @@ class SqliteStore:
         self.path = Path(path)
         self.synchronous = synchronous
         self._wakes = WakeSender(self.path)
+        self._space = SpaceKeeper(self.path)
         self._listener: SqliteNotifier | None = None
         self._writer = self._new_writer()  # replaced by each open()
         self._inserts = InsertCoalescer(self._writer.submit, self._tell)
@@ -112,7 +115,9 @@ class SqliteStore:
     # -- life cycle -------------------------------------------------------
 
     def _new_writer(self) -> GroupCommitWriter:
-        return GroupCommitWriter(self._connect_writer, on_commit=self._wakes.send)
+        return GroupCommitWriter(
+            self._connect_writer, on_commit=self._wakes.send, on_full=self._space.on_full
+        )
 
     def _tell(self, message: str) -> None:
         """From inside a write: other processes hear ``message`` once it commits."""
@@ -123,6 +128,7 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA busy_timeout = 10000")
+        self._space.tune(conn)
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -139,8 +145,7 @@ class SqliteStore:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Connecting once here turns an unusable path into a clear error.
-            self._connect_writer().close()
+            self._first_connect()
         except (OSError, sqlite3.Error) as error:
             raise StoreError(f"cannot open SQLite database {str(self.path)!r}: {error}") from None
         self._writer = self._new_writer()
@@ -155,6 +160,18 @@ class SqliteStore:
             raise StoreError(
                 f"cannot prepare SQLite database {str(self.path)!r}: {error}"
             ) from None
+        self._space.hold_reserve()
+
+    def _first_connect(self) -> None:
+        """Connect once, so that an unusable path is a clear error at open. On
+        a full volume WAL mode cannot create its files: the reserve of space
+        kept for this is given up, and the connection tried again."""
+        try:
+            self._connect_writer().close()
+        except (OSError, sqlite3.Error):
+            if not self._space.give_up_reserve():
+                raise
+            self._connect_writer().close()
 
     async def close(self) -> None:
         if not self._opened:
@@ -178,6 +195,9 @@ class SqliteStore:
     async def tend_tables(self) -> list[str]:
         # Claims name their index (INDEXED BY) and the other hot statements
         # find rows by id: no statistics to keep. Freed pages are reused.
+        # A reserve of space given up while the volume was full is taken back
+        # once there is room again (see store.sqlite.space).
+        await asyncio.to_thread(self._space.hold_reserve)
         return []
 
     async def register_node(self, node: str) -> None:
@@ -186,8 +206,13 @@ class SqliteStore:
         # belongs to an earlier process of the same name: rescue it at once.
         self._unclaimed_nodes.add(node)
 
-    def leadership(self, node: str) -> SoleLeadership:
-        return SoleLeadership()  # one host: every process keeps its own house
+    async def seek_leadership(self, node: str, now: datetime, until: datetime) -> LeaderTerm | None:
+        now_us, until_us = to_micros(now), to_micros(until)
+        return await self._write(lambda conn: leader.seek(conn, node, now_us, until_us))
+
+    async def resign_leadership(self, held: LeaderTerm, now: datetime) -> None:
+        now_us = to_micros(now)
+        await self._write(lambda conn: leader.resign(conn, held, now_us))
 
     async def record_node(self, info: NodeInfo) -> None:
         row = (
@@ -488,13 +513,44 @@ class SqliteStore:
 
         return await self._write(extend)
 
+    async def release_orphans(
+        self, node: str, held: Collection[int], started_before: datetime
+    ) -> list[int]:
+        self._generation += 1
+        before_us = to_micros(started_before)
+
+        def release(conn: sqlite3.Connection) -> list[int]:
+            rows = conn.execute(
+                "SELECT id, queue FROM jobs WHERE status = 'running' AND locked_by = ? "
+                "AND started_at < ?",
+                (node, before_us),
+            ).fetchall()
+            orphans = sorted((job_id, queue) for job_id, queue in rows if job_id not in held)
+            conn.executemany(
+                "UPDATE jobs SET status = 'queued', attempt = attempt - 1, started_at = NULL, "
+                "locked_by = NULL, locked_until = NULL WHERE id = ?",
+                [(job_id,) for job_id, _ in orphans],
+            )
+            for queue in {queue for _, queue in orphans}:
+                self._tell(queue)
+            return [job_id for job_id, _ in orphans]
+
+        return await self._write(release)
+
     async def rescue_expired_leases(
-        self, now: datetime, max_rescues: int, spare: Collection[int] = ()
+        self,
+        now: datetime,
+        max_rescues: int,
+        spare: Collection[int] = (),
+        *,
+        fence: LeaderTerm | None = None,
     ) -> RescueReport:
         self._generation += 1
         now_us = to_micros(now)
 
         def rescue(conn: sqlite3.Connection) -> RescueReport:
+            if not leader.leads(conn, fence):
+                return RescueReport(requeued=[], failed=[])
             owners = [
                 node
                 for (node,) in conn.execute(
@@ -604,31 +660,47 @@ class SqliteStore:
 
         return await self._write(retry)
 
-    async def prune_finished(self, before: datetime) -> int:
+    async def prune_finished(self, before: datetime, *, fence: LeaderTerm | None = None) -> int:
         return await self._delete_in_chunks(
             f"SELECT id FROM jobs INDEXED BY jobs_finished WHERE {FINISHED} AND finished_at < ?",
+            fence,
             to_micros(before),
         )
 
-    async def _delete_in_chunks(self, select: str, *args: Any) -> int:
+    async def _delete_in_chunks(self, select: str, fence: LeaderTerm | None, *args: Any) -> int:
         """Delete the jobs ``select`` names a chunk per write transaction, so
         that other writes (claims, completions) go between two chunks instead
-        of waiting for all history to go at once."""
+        of waiting for all history to go at once. Each chunk is fenced by
+        itself: a leader replaced midway stops there."""
         sql = f"DELETE FROM jobs WHERE id IN ({select} LIMIT {_DELETE_CHUNK})"
+
+        def delete(conn: sqlite3.Connection) -> int:
+            if not leader.leads(conn, fence):
+                return 0
+            return conn.execute(sql, args).rowcount
+
         deleted = 0
         while True:
-            chunk = await self._write(lambda conn: conn.execute(sql, args).rowcount)
+            chunk = await self._write(delete)
             deleted += chunk
             if chunk < _DELETE_CHUNK:
                 return deleted
 
     async def advance_cron(
-        self, name: str, tick: datetime, new_job: NewJob | None, now: datetime
+        self,
+        name: str,
+        tick: datetime,
+        new_job: NewJob | None,
+        now: datetime,
+        *,
+        fence: LeaderTerm | None = None,
     ) -> Job | None:
         self._generation += 1
         rows = [_insert_row(new_job, now)] if new_job is not None else []
 
         def advance(conn: sqlite3.Connection) -> int | None:
+            if not leader.leads(conn, fence):
+                return None
             # The writer runs one operation at a time, and other processes on
             # the file wait for its lock: compare-and-set, then insert.
             won = conn.execute(
@@ -680,11 +752,12 @@ class SqliteStore:
             for minute, queue, status, n in rows
         ]
 
-    async def expire_results(self, now: datetime) -> int:
+    async def expire_results(self, now: datetime, *, fence: LeaderTerm | None = None) -> int:
         return await self._delete_in_chunks(
             # Without ANALYZE statistics SQLite might rather read another index.
             f"SELECT id FROM jobs INDEXED BY jobs_expiry "
             f"WHERE result_ttl IS NOT NULL AND {EXPIRES_AT} <= ? AND {FINISHED}",
+            fence,
             to_micros(now),
         )
 
