@@ -51,6 +51,7 @@ from servcore.tracing import Tracing
 from servcore.worker_node import WorkerNode
 
 log = logging.getLogger("servcore")
+WARNINGS_WAIT = 0.5  # seconds /health waits for the reads behind its warnings
 
 
 class Service(JobClient):
@@ -232,7 +233,9 @@ class Service(JobClient):
         for refused in REFUSED_OPTIONS:
             if refused in options:
                 raise JobRequestError(f"a cron entry sets its own '{refused}'")
-        template = self.build_job({"task": task, **(payload or {})}, **options)
+        # Not build_job: the entry may be declared (in the configuration
+        # file) before its task is registered; a tick of an unknown task fails.
+        template = self.job_template({"task": task, **(payload or {})}, **options)
         entry = CronEntry.declare(name or task, expression, timezone, template, self.cron_entries)
         self.cron_entries[entry.name] = entry
         return entry
@@ -364,6 +367,29 @@ class Service(JobClient):
             for part, problem in service.problems().items():
                 problems[f"pipeline {name}: {part}"] = problem
         return problems
+
+    async def warnings(self, wait: float = WARNINGS_WAIT) -> dict[str, str]:
+        """What looks wrong though nothing is down (``/health``'s ``warnings``):
+        queues with jobs ready for over a minute that no live node runs. Read
+        within ``wait`` s; a store too slow for that is a problem of its own."""
+        if not self._started:
+            return {}
+        try:
+            async with asyncio.timeout(wait):
+                flagged = await self.unserved_queues()
+        except (StoreError, TimeoutError):
+            return {}
+        now = self.clock.now()
+        return {
+            f"queue {name}": (
+                f"{info.available} job(s) ready, the oldest for "
+                f"{(now - info.oldest_available_at).total_seconds():.0f} s, "
+                "and no live worker node runs this queue"
+                if info.oldest_available_at is not None
+                else "no live worker node runs this queue"
+            )
+            for name, info in flagged.items()
+        }
 
     @property
     def runtimes(self) -> dict[str, QueueRuntime]:

@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"runtime", "maintenance"},
     {"worker_node", "queue_router", "job_client", "service_telemetry"},
     {"service"},
-    {"http", "process_main", "cli", "testing", "__init__"},
+    {"http", "process_main", "cli", "cli_types", "testing", "__init__"},
 ]
 
 

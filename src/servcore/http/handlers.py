@@ -50,10 +50,16 @@ async def root(request: Request, service: Service) -> Response:
 
 
 async def health(request: Request, service: Service) -> Response:
+    """``GET /health``: 503 while a part is down; ``warnings`` name what looks
+    wrong without being down (a queue nobody serves), still 200."""
     problems = service.problems()
-    if problems:
-        return json_response({"status": "DEGRADED", "problems": problems}, 503)
-    return json_response({"status": "OK"})
+    warnings = await service.warnings()
+    body: dict[str, Any] = (
+        {"status": "DEGRADED", "problems": problems} if problems else {"status": "OK"}
+    )
+    if warnings:
+        body["warnings"] = warnings
+    return json_response(body, 503 if problems else 200)
 
 
 async def nodes(request: Request, service: Service) -> Response:
@@ -187,9 +193,14 @@ async def retry_job(request: Request, service: Service, queue: str | None = None
 async def list_queues(request: Request, service: Service) -> Response:
     """``GET /queues``: per queue depth, scheduled, running, failed, paused, concurrency,
     and the age in seconds of the oldest job waiting to start."""
+    listing = await service.queues()
+    unserved = await service.unserved_queues([info for info, _ in listing])
     now = service.clock.now()
     return json_response(
-        [queue_to_json(info, concurrency, now) for info, concurrency in await service.queues()]
+        [
+            queue_to_json(info, concurrency, now, unserved=info.name in unserved)
+            for info, concurrency in listing
+        ]
     )
 
 

@@ -237,7 +237,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         responses={
             "200": json_answer(
                 "Every queue: depth, scheduled, running, done, failed, cancelled, "
-                "paused, this node's concurrency, oldest_job_age (s)",
+                "paused, this node's concurrency, oldest_job_age (s), unserved (ready jobs "
+                "waiting over a minute with no live worker node running the queue)",
                 {"type": "array", "items": {"type": "object"}},
             )
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from servcore.store.base import Store, StoreError
@@ -9,7 +10,15 @@ from servcore.store.memory import MemoryStore
 from servcore.store.postgres import PostgresStore
 from servcore.store.sqlite import SqliteStore
 
-__all__ = ["MemoryStore", "PostgresStore", "SqliteStore", "Store", "StoreError", "store_from_url"]
+__all__ = [
+    "MemoryStore",
+    "PostgresStore",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "missing_database",
+    "store_from_url",
+]
 
 
 def store_from_url(url: str) -> Store:
@@ -51,6 +60,16 @@ def store_from_url(url: str) -> Store:
         f"unsupported store URL {url!r}: use memory://, sqlite:///path.db "
         "or postgresql://user@host:port/db"
     )
+
+
+def missing_database(url: str) -> str | None:
+    """The file a ``sqlite://`` URL names, if it does not exist (opening it
+    would create it); None for every other store."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc:
+        return None
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    return None if Path(path).exists() else path
 
 
 def _no_options(url: str, options: dict[str, str], allowed: set[str]) -> None:
