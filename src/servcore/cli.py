@@ -27,7 +27,7 @@ from servcore.errors import ConfigError
 from servcore.http.serialization import job_to_json, queue_to_json
 from servcore.job_reads import JobPage, JobQuery, QueueInfo, StatusFilter
 from servcore.job_requests import JobRequestError
-from servcore.logs import FORMATS, LEVELS, configure_logging
+from servcore.logs import FORMATS, LEVELS, configure_logging, configure_logging_unless_set
 from servcore.process_main import ServeError, run_workers, serve
 from servcore.service import Service
 from servcore.store import missing_database
@@ -250,6 +250,8 @@ def _with_store(
             f"no database at {missing}: check --store (or SERVCORE_STORE); "
             "servcore enqueue or servcore migrate creates one"
         )
+
+    configure_logging_unless_set("warning")
 
     async def run() -> T:
         await service.start(workers=False)

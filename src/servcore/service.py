@@ -35,6 +35,7 @@ from servcore.cron.entry import REFUSED_OPTIONS
 from servcore.job_client import JobClient
 from servcore.job_reads import JobCounts, QueueInfo
 from servcore.job_requests import JobRequestError
+from servcore.logs import log_unless_configured
 from servcore.metrics import Metrics
 from servcore.pipelines import Pipeline
 from servcore.queue_router import QueueRouter
@@ -272,6 +273,7 @@ class Service(JobClient):
         """Open the store and, with ``workers``, start running queues."""
         if self._started:
             return
+        log_unless_configured()
         self.store.bound_waits(self.config.runtime.lease)
         await self.store.open()
         self.loop = asyncio.get_running_loop()
