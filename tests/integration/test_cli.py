@@ -205,3 +205,22 @@ def test_verbs_on_a_queue_that_never_existed_exit_2_unless_created(store_url: st
     assert run("enqueue", "send", "--queue", "email", "--store", store_url)[0] == 0
     assert run("queues", "pause", "emial", "--create", "--store", store_url)[0] == 0
     assert run("queues", "resume", "emial", "--store", store_url)[0] == 0
+
+
+def test_enqueue_with_the_app_refuses_a_task_it_has_no_handler_for(tmp_path: Path) -> None:
+    (tmp_path / "shop.py").write_text(
+        "from servcore import Service, ServiceConfig\n"
+        "service = Service(config=ServiceConfig())\n"
+        "@service.task('charge')\n"
+        "async def charge(job): ...\n"
+        "@service.task('refund', queue='money')\n"
+        "async def refund(job): ...\n"
+    )
+    db = tmp_path / "shop.db"
+    prefix = ["--app-dir", str(tmp_path), "enqueue"]
+    code, output = run(*prefix, "chrage", "shop:service", "--store", f"sqlite:///{db}")
+    assert (code, output) == (2, "Error: no handler for task 'chrage' (known: charge, refund)\n")
+    assert not db.exists()  # refused before the store was opened
+    code, output = run(*prefix, "refund", "shop:service", "--store", f"sqlite:///{db}")
+    assert code == 0, output
+    assert json.loads(output)["queue"] == "money"  # the task's queue: known, no --create
