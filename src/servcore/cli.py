@@ -460,7 +460,7 @@ def queues_list(store: str | None) -> None:
 
 
 def _pause_command(name: str, pause: bool) -> None:
-    @queues_group.command(name=name, help=f"{name.capitalize()} the queue QUEUE.")
+    @queues_group.command(name=name, help=f"{name.capitalize()} the queue NAME.")
     @click.argument("queue", metavar="NAME")
     @_STORE
     @click.option(

@@ -12,14 +12,19 @@ from typing import Any
 import click
 
 
+def _number(value: float) -> str:
+    """As a person writes it: 31536000, not 3.1536e+07; 0.5 stays 0.5."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def _range_text(low: float | None, high: float | None, *, low_open: bool = False) -> str:
     if low is not None and high is not None:
-        lower = f"more than {low:g}" if low_open else f"from {low:g}"
-        return f" {lower} {'up ' if low_open else ''}to {high:g}"
+        lower = f"more than {_number(low)} up" if low_open else f"from {_number(low)}"
+        return f" {lower} to {_number(high)}"
     if low is not None:
-        return f" more than {low:g}" if low_open else f" of at least {low:g}"
+        return f" more than {_number(low)}" if low_open else f" of at least {_number(low)}"
     if high is not None:
-        return f" of at most {high:g}"
+        return f" of at most {_number(high)}"
     return ""
 
 

@@ -74,7 +74,10 @@ def test_migrate_creates_the_schema(store_url: str) -> None:
             "give a whole number from 0 to 9; 'high' is not one",
         ),
         (["enqueue", "x", "--timeout", "0"], "give a number of seconds more than 0 up to 604800"),
-        (["enqueue", "x", "--delay", "soon"], "give a number of seconds from 0 to 3.1536e+07"),
+        (
+            ["enqueue", "x", "--delay", "soon"],
+            "give a number of seconds from 0 to 31536000; 'soon' is not a number",
+        ),
         (["jobs", "list", "--status", "sleeping"], "'sleeping' is not one of"),
         (["jobs", "list", "--page", "0"], "give a whole number of at least 1; 0 is out of range"),
         (["jobs", "get", "zero"], "give a job id, a whole number such as 42; 'zero' is not one"),
