@@ -26,7 +26,7 @@ from servcore.config_file import load_configuration
 from servcore.errors import ConfigError
 from servcore.http.serialization import job_to_json, queue_to_json
 from servcore.job_reads import JobPage, JobQuery, QueueInfo, StatusFilter
-from servcore.job_requests import JobRequestError
+from servcore.job_requests import JobRequestError, JobStateError
 from servcore.logs import FORMATS, LEVELS, configure_logging, configure_logging_unless_set
 from servcore.process_main import ServeError, run_workers, serve
 from servcore.service import Service
@@ -51,7 +51,11 @@ def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(main())
-    except (StoreError, ServeError, ConfigError, JobRequestError) as error:
+    except JobStateError as error:  # what was typed is fine; the job is not in that state
+        raise click.ClickException(str(error)) from None
+    except JobRequestError as error:  # what was typed is not: a bad queue name, task, option
+        raise UsageFailure(str(error)) from None
+    except (StoreError, ServeError, ConfigError) as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         sys.exit(130)
