@@ -249,15 +249,14 @@ def _with_store(
     ``existing``: the command only reads or changes what is stored, so a
     database that is not there is a mistaken ``--store`` (opening would
     create an empty one and answer as if it were empty)."""
-    if existing and (missing := missing_database(service.config.store)) is not None:
-        raise UsageFailure(
-            f"no database at {missing}: check --store (or SERVCORE_STORE); "
-            "servcore enqueue or servcore migrate creates one"
-        )
-
     configure_logging_unless_set("warning")
 
     async def run() -> T:
+        if existing and (missing := await missing_database(service.config.store)) is not None:
+            raise UsageFailure(
+                f"{missing}: check --store (or SERVCORE_STORE); "
+                "servcore enqueue or servcore migrate creates one"
+            )
         await service.start(workers=False)
         try:
             return await action()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+import asyncpg
 import pytest
 from click.testing import CliRunner
 
 from servcore.cli import _prepare, main
+from tests.postgres import DSN, postgres_url, require_postgres
 
 
 @pytest.fixture
@@ -229,3 +232,26 @@ def test_enqueue_with_the_app_refuses_a_task_it_has_no_handler_for(tmp_path: Pat
     code, output = run(*prefix, "refund", "shop:service", "--store", f"sqlite:///{db}")
     assert code == 0, output
     assert json.loads(output)["queue"] == "money"  # the task's queue: known, no --create
+
+
+def test_commands_on_stored_jobs_never_create_postgres_tables() -> None:
+    require_postgres()
+    url = postgres_url()  # a schema of its own, dropped at the end of the run
+    schema = url.rsplit("schema=", 1)[1]
+    code, output = run("jobs", "list", "--store", url)
+    assert (code, output) == (
+        2,
+        f"Error: no servcore tables in PostgreSQL schema {schema!r}: check --store (or "
+        "SERVCORE_STORE); servcore enqueue or servcore migrate creates one\n",
+    )
+
+    async def tables() -> object:
+        conn = await asyncpg.connect(DSN)
+        try:
+            return await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".servcore_jobs')
+        finally:
+            await conn.close()
+
+    assert asyncio.run(tables()) is None
+    assert run("migrate", "--store", url)[0] == 0
+    assert run("jobs", "list", "--store", url) == (0, "")

@@ -62,14 +62,20 @@ def store_from_url(url: str) -> Store:
     )
 
 
-def missing_database(url: str) -> str | None:
-    """The file a ``sqlite://`` URL names, if it does not exist (opening it
-    would create it); None for every other store."""
+async def missing_database(url: str) -> str | None:
+    """What is missing where ``url`` points, if opening it would create it: a
+    SQLite file, or servcore's tables in a PostgreSQL schema. None when it is
+    there (or for ``memory://``, which is never anywhere)."""
     parts = urlsplit(url)
-    if parts.scheme != "sqlite" or parts.netloc:
-        return None
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    return None if Path(path).exists() else path
+    if parts.scheme == "sqlite" and not parts.netloc:
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        return None if Path(path).exists() else f"no database at {path}"
+    if parts.scheme in ("postgresql", "postgres"):
+        store = store_from_url(url)
+        assert isinstance(store, PostgresStore)
+        if not await store.has_tables():
+            return f"no servcore tables in PostgreSQL schema {store.schema!r}"
+    return None
 
 
 def _no_options(url: str, options: dict[str, str], allowed: set[str]) -> None:
