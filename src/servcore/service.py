@@ -32,6 +32,7 @@ from servcore.config import ServiceConfig
 from servcore.config_file import load_configuration
 from servcore.cron import CronEntry
 from servcore.cron.entry import REFUSED_OPTIONS
+from servcore.errors import ConfigError
 from servcore.job_client import JobClient
 from servcore.job_reads import JobCounts, QueueInfo
 from servcore.job_requests import JobRequestError
@@ -274,6 +275,8 @@ class Service(JobClient):
         if self._started:
             return
         log_unless_configured()
+        if workers:
+            self._check_cron_tasks()
         self.store.bound_waits(self.config.runtime.lease)
         await self.store.open()
         self.loop = asyncio.get_running_loop()
@@ -302,6 +305,14 @@ class Service(JobClient):
             # Half started is worse than stopped: undo it all, then say why.
             await self.stop(grace=0)
             raise
+
+    def _check_cron_tasks(self) -> None:
+        """Every cron entry's task has a handler by now (entries may be declared
+        before their tasks are registered): else every tick would fail."""
+        for entry in self.cron_entries.values():
+            problem = self.registry.missing(entry.template.task, entry.template.queue)
+            if problem is not None:
+                raise ConfigError(f"cron entry {entry.name!r}: {problem}")
 
     async def _active_queues(self) -> list[QueueInfo]:
         return [info for info, _ in await self.queues(active_only=True)]

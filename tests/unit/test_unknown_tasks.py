@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from servcore import Service, ServiceConfig
+from servcore import ConfigError, Service, ServiceConfig
 from servcore.job_requests import JobRequestError
 from servcore.jobs import Job, JobStatus, NewJob
 from servcore.retry import Backoff
@@ -122,3 +122,17 @@ def test_a_node_that_knows_no_task_leaves_the_defaults_to_the_worker() -> None:
     service = Service("memory://", config=ServiceConfig(), clock=FakeClock(T0))
     new = service.build_job({"task": "send_email"})
     assert (new.timeout, new.max_attempts, new.backoff) == (None, 3, None)
+
+
+async def test_a_cron_entry_whose_task_never_came_stops_the_start() -> None:
+    service = service_with_tasks()
+    service.cron("@hourly", "nightly_report")
+    with pytest.raises(ConfigError) as refused:
+        await service.start()
+    assert str(refused.value) == (
+        "cron entry 'nightly_report': no handler for task 'nightly_report' "
+        "(known: charge, refund, send_email)"
+    )
+    assert not service.started
+    await service.start(workers=False)  # an app that only enqueues runs no cron
+    await service.stop()
