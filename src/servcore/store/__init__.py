@@ -69,13 +69,17 @@ async def missing_database(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme == "sqlite" and not parts.netloc:
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        return None if Path(path).exists() else f"no database at {path}"
+        return None if _exists(path) else f"no database at {path}"
     if parts.scheme in ("postgresql", "postgres"):
         store = store_from_url(url)
         assert isinstance(store, PostgresStore)
         if not await store.has_tables():
             return f"no servcore tables in PostgreSQL schema {store.schema!r}"
     return None
+
+
+def _exists(path: str) -> bool:
+    return Path(path).exists()  # one stat: not worth a thread
 
 
 def _no_options(url: str, options: dict[str, str], allowed: set[str]) -> None:
