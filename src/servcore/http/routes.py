@@ -117,7 +117,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "read",
         handlers.health,
         responses={
-            "200": json_answer("Healthy", {"type": "object"}),
+            "200": json_answer(
+                "Healthy; 'warnings' (when present) names queues whose jobs have been "
+                "ready for over a minute with no live worker node running them",
+                {"type": "object"},
+            ),
             "503": json_answer("A part is down", {"type": "object"}),
         },
         public_if=lambda config: config.auth.public_health,
