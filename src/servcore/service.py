@@ -42,6 +42,7 @@ from servcore.pipelines import Pipeline
 from servcore.queue_router import QueueRouter
 from servcore.retry import Backoff
 from servcore.runtime.queue import QueueRuntime
+from servcore.sampled import Sampled
 from servcore.service_telemetry import ServiceTelemetry
 from servcore.store import store_from_url
 from servcore.store.base import Store, StoreError
@@ -100,6 +101,7 @@ class Service(JobClient):
             job_totals=self._job_totals,
         )
         self._samples_queues = True  # not a pipeline's own: its parent samples every queue
+        self._warnings: Sampled[dict[str, str]] = Sampled(self._read_warnings, {}, clock)
         self._started = False
         self._stopping = False
         self._build_parts()
@@ -361,6 +363,7 @@ class Service(JobClient):
             # once its lock is released below (or their lease runs out).
             log.error("Stopping: could not return running jobs to the queue: %s", error)
         finally:
+            await self._warnings.close()
             await self.node.shut_down()
             await self.observed.close()
             await self.store.close()
@@ -384,14 +387,14 @@ class Service(JobClient):
     async def warnings(self, wait: float = WARNINGS_WAIT) -> dict[str, str]:
         """What looks wrong though nothing is down (``/health``'s ``warnings``):
         queues with jobs ready for over a minute that no live node runs. Read
-        within ``wait`` s; a store too slow for that is a problem of its own."""
+        at most once per ``sample_interval``; a caller waits for a read at
+        most ``wait`` s, then gets the last one."""
         if not self._started:
             return {}
-        try:
-            async with asyncio.timeout(wait):
-                flagged = await self.unserved_queues()
-        except (StoreError, TimeoutError):
-            return {}
+        return await self._warnings.get(self.config.telemetry.sample_interval, wait)
+
+    async def _read_warnings(self) -> dict[str, str]:
+        flagged = await self.unserved_queues()
         now = self.clock.now()
         return {
             f"queue {name}": (

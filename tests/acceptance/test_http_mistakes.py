@@ -101,7 +101,9 @@ async def test_declared_pipelines_refuse_a_queue_nobody_declares(open_api: OpenA
 
 async def test_open_queues_flag_ready_jobs_no_live_node_serves(open_api: OpenApi) -> None:
     clock = FakeClock(T0)
-    api = await open_api(workers=True, clock=clock)
+    # /health's warnings are read at most once per sample_interval (by the
+    # service's clock too): each step below moves the clock past it.
+    api = await open_api(workers=True, clock=clock, sample_interval=1.0)
     await api.submit({"task": "x"}, queue="emial")
     ran = await api.submit({"task": "x"})
     await api.wait_status(ran, "done")
@@ -131,6 +133,7 @@ async def test_open_queues_flag_ready_jobs_no_live_node_serves(open_api: OpenApi
     await api.service.store.record_node(
         NodeInfo("other-node", clock.now(), clock.now(), ("emial",), leader=False)
     )
+    clock.advance(1)  # past the interval of /health's warnings
     assert await flags() == {"default": False, "emial": False}
     assert (await api.client.get("/health")).json() == {"status": "OK"}
     clock.advance(timedelta(minutes=1).total_seconds())  # its heartbeats stopped
