@@ -11,8 +11,11 @@ import asyncio
 import os
 
 from servcore import Job, Service
+from servcore.tasks import default_handler
 
 service = Service()
+# Tasks not named here complete as in the demo (the tests post any name).
+service.set_default_handler(default_handler)
 
 
 @service.task("record")

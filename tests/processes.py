@@ -36,13 +36,13 @@ class ServerProcess:
     def output(self) -> str:
         return self.log.read_text()
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = 20.0, path: str = "/health") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"server exited early:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -90,6 +90,21 @@ def _servcore(
     port: int,
     max_open_files: int | None = None,
 ) -> Iterator[ServerProcess]:
+    with spawn(tmp_path, [str(SERVCORE), *command], env, name, port, max_open_files) as server:
+        yield server
+
+
+@contextmanager
+def spawn(
+    tmp_path: Path,
+    argv: list[str],
+    env: dict[str, str] | None,
+    name: str,
+    port: int,
+    max_open_files: int | None = None,
+) -> Iterator[ServerProcess]:
+    """Run ``argv`` in ``tmp_path``, its output in a log file there; killed at
+    the end (with ``max_open_files``: as under ``ulimit -n``)."""
     log = tmp_path / f"{name}-{port}.log"
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
 
@@ -99,7 +114,7 @@ def _servcore(
 
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [str(SERVCORE), *command],
+            argv,
             cwd=tmp_path,
             env=environment,
             stdout=sink,

@@ -5,8 +5,11 @@ jobs; includes read), ``admin`` (pause and resume queues; includes write).
 Tokens come from configuration (``[[tokens]]`` in servcore.toml) or the
 environment::
 
-    SERVCORE_TOKENS="admin:s3cret-admin,read:grafana-token"
-    SERVCORE_TOKENS="write:sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    SERVCORE_TOKENS="admin:s3cret-admin-token-1,grafana=read:s3cret-grafana-token"
+    SERVCORE_TOKENS="ci=write:sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+An item's ``name=`` (optional) names the token in logs, the dashboard and
+403 answers; without one it is ``SERVCORE_TOKENS[N]`` (its place, from 1).
 
 A token may be given as its SHA-256 (``sha256:<hex>``) so that the clear text
 never sits in a file. Presented tokens are hashed and compared with every
@@ -80,18 +83,22 @@ def find_token(tokens: Iterable[ApiToken], presented: str) -> ApiToken | None:
 
 
 def tokens_from_env(text: str) -> tuple[ApiToken, ...]:
-    """``SERVCORE_TOKENS``: comma-separated ``scope:token`` or ``scope:sha256:<hex>``."""
+    """``SERVCORE_TOKENS``: comma-separated ``[name=]scope:token`` or
+    ``[name=]scope:sha256:<hex>``."""
     tokens = []
     for index, item in enumerate(part.strip() for part in text.split(",")):
         if not item:
             continue
-        scope, colon, secret = item.partition(":")
+        named_scope, colon, secret = item.partition(":")
         if not colon:
             raise ConfigError(
-                "SERVCORE_TOKENS takes scope:token items (scope read, write or admin), "
+                "SERVCORE_TOKENS takes [name=]scope:token items (scope read, write or admin), "
                 f"item {index + 1} has no scope"
             )
-        name = f"SERVCORE_TOKENS[{index + 1}]"
+        given_name, equals, scope = named_scope.rpartition("=")
+        if equals and not given_name.strip():
+            raise ConfigError(f"SERVCORE_TOKENS item {index + 1}: an empty name before '='")
+        name = given_name.strip() if equals else f"SERVCORE_TOKENS[{index + 1}]"
         if secret.startswith("sha256:"):
             tokens.append(ApiToken.make(name, scope, sha256=secret[len("sha256:") :]))
         else:

@@ -20,15 +20,17 @@ import msgspec
 import uvloop
 
 from servcore import job_requests
+from servcore.cli_types import JOB_ID, Seconds, WholeNumber
 from servcore.config import env_overrides
 from servcore.config_file import load_configuration
 from servcore.errors import ConfigError
 from servcore.http.serialization import job_to_json, queue_to_json
-from servcore.job_reads import JobQuery, StatusFilter
-from servcore.job_requests import JobRequestError
-from servcore.logs import FORMATS, LEVELS, configure_logging
+from servcore.job_reads import JobPage, JobQuery, QueueInfo, StatusFilter
+from servcore.job_requests import JobRequestError, JobStateError
+from servcore.logs import FORMATS, LEVELS, configure_logging, configure_logging_unless_set
 from servcore.process_main import ServeError, run_workers, serve
 from servcore.service import Service
+from servcore.store import missing_database
 from servcore.store.base import StoreError
 from servcore.timestamps import TimestampError, parse_timestamp
 
@@ -38,12 +40,22 @@ _CONFIG_KEY = "servcore.config_path"
 _APP_DIR_KEY = "servcore.app_dir"
 
 
+class UsageFailure(click.ClickException):
+    """A one-line error for something the user must type differently: exit 2."""
+
+    exit_code = 2
+
+
 def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run on uvloop, turning known failures into one line."""
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(main())
-    except (StoreError, ServeError, ConfigError, JobRequestError) as error:
+    except JobStateError as error:  # what was typed is fine; the job is not in that state
+        raise click.ClickException(str(error)) from None
+    except JobRequestError as error:  # what was typed is not: a bad queue name, task, option
+        raise UsageFailure(str(error)) from None
+    except (StoreError, ServeError, ConfigError) as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         sys.exit(130)
@@ -102,12 +114,12 @@ _STORE = click.option(
 _NODE = click.option("--node", help="Node name (env SERVCORE_NODE). Default hostname-pid")
 _CONCURRENCY = click.option(
     "--concurrency",
-    type=click.IntRange(1, 10_000),
+    type=WholeNumber(1, 10_000),
     help="Jobs run at once per queue (env SERVCORE_CONCURRENCY). Default: CPU count",
 )
 _GRACE = click.option(
     "--shutdown-grace",
-    type=click.FloatRange(0, 3600),
+    type=Seconds(0, 3600),
     help="Seconds running jobs get to finish on SIGTERM (env SERVCORE_SHUTDOWN_GRACE). Default 15",
 )
 
@@ -129,13 +141,13 @@ _QUEUES = click.option(
 )
 _LEASE = click.option(
     "--lease",
-    type=click.FloatRange(1, 3600),
+    type=Seconds(1, 3600),
     help="Seconds a claim holds without renewal; a dead node's jobs return after it "
     "(env SERVCORE_LEASE). Default 30",
 )
 _METRICS_PORT = click.option(
     "--metrics-port",
-    type=click.IntRange(1, 65535),
+    type=WholeNumber(1, 65535),
     help="Also serve GET /metrics on this port, e.g. 9568 (env SERVCORE_METRICS_PORT)",
 )
 _LOG_LEVEL = click.option(
@@ -179,7 +191,7 @@ def main(ctx: click.Context, config_path: Path | None, app_dir: Path | None) -> 
 @main.command(name="serve")
 @_TARGET
 @click.option("--host", help="Bind address (env SERVCORE_HOST). Default 127.0.0.1")
-@click.option("--port", type=click.IntRange(1, 65535), help="Port (env PORT). Default 4000")
+@click.option("--port", type=WholeNumber(1, 65535), help="Port (env PORT). Default 4000")
 @_STORE
 @_NODE
 @_CONCURRENCY
@@ -259,10 +271,22 @@ def worker_command(target: str | None, log_level: str, log_format: str, **flags:
     _run(lambda: run_workers(service))
 
 
-def _with_store(service: Service, action: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Open the store (no workers), run ``action``, close it again."""
+def _with_store(
+    service: Service, action: Callable[[], Coroutine[Any, Any, T]], *, existing: bool = False
+) -> T:
+    """Open the store (no workers), run ``action``, close it again.
+
+    ``existing``: the command only reads or changes what is stored, so a
+    database that is not there is a mistaken ``--store`` (opening would
+    create an empty one and answer as if it were empty)."""
+    configure_logging_unless_set("warning")
 
     async def run() -> T:
+        if existing and (missing := await missing_database(service.config.store)) is not None:
+            raise UsageFailure(
+                f"{missing}: check --store (or SERVCORE_STORE); "
+                "servcore enqueue or servcore migrate creates one"
+            )
         await service.start(workers=False)
         try:
             return await action()
@@ -330,11 +354,11 @@ def _option_settings(request_field: job_requests.RequestField) -> dict[str, Any]
             callback=_parse_run_at, help="ISO 8601 with zone, e.g. 2030-01-01T00:00:00Z"
         )
     elif request_field.kind == "integer":
-        settings["type"] = click.IntRange(
+        settings["type"] = WholeNumber(
             None if low is None else int(low), None if high is None else int(high)
         )
     elif request_field.kind == "number":
-        settings["type"] = click.FloatRange(low, high, min_open=low_open)
+        settings["type"] = Seconds(low, high, low_open=low_open)
     if request_field.default not in (None, msgspec.NODEFAULT) and request_field.kind != "object":
         settings.update(default=request_field.default, show_default=True)
     return settings
@@ -345,14 +369,50 @@ def _option_settings(request_field: job_requests.RequestField) -> dict[str, Any]
 @_job_request_options
 @click.argument("target", required=False, metavar="[MODULE:SERVICE]")
 @_STORE
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Enqueue to a queue that has never had jobs (else a new name is taken for a typo)",
+)
 def enqueue_command(
-    task: str, payload: dict[str, Any], target: str | None, store: str | None, **options: Any
+    task: str,
+    payload: dict[str, Any],
+    target: str | None,
+    store: str | None,
+    create: bool,
+    **options: Any,
 ) -> None:
-    """Submit a job for TASK straight into the store; prints the stored job."""
+    """Submit a job for TASK straight into the store; prints the stored job.
+
+    With MODULE:SERVICE, TASK must be one of its tasks."""
     service = _prepare(target, store=store)
     options = {name: value for name, value in options.items() if value is not None}
-    job = _with_store(service, lambda: service.enqueue(task, payload, **options))
+    try:
+        new_job = service.build_job({"task": task, **payload}, **options)
+    except JobRequestError as error:
+        raise UsageFailure(str(error)) from None
+
+    async def enqueue() -> Any:
+        if not create:
+            await _check_queue_exists(service, new_job.queue, verb="enqueue to")
+        (job,) = await service.submit([new_job])
+        return job
+
+    job = _with_store(service, enqueue)
     _echo_json(job_to_json(job, service.clock.now()))
+
+
+async def _check_queue_exists(service: Service, queue: str, *, verb: str) -> None:
+    """Refuse a queue that has never had jobs, no live node runs and the
+    configuration does not name: most likely a typo."""
+    stored = {info.name for info, _ in await service.queues()}
+    known = stored | set(service.router.known_queues(service.config))
+    if queue in known or queue in await service.served_queues():
+        return
+    raise UsageFailure(
+        f"no queue {queue!r} has ever had jobs (known: {', '.join(sorted(known))}); "
+        f"to {verb} it anyway, add --create"
+    )
 
 
 @main.group(name="jobs")
@@ -363,11 +423,11 @@ def jobs_group() -> None:
 @jobs_group.command(name="list")
 @click.option("--status", type=click.Choice(sorted(StatusFilter.ALL)))
 @click.option("--queue")
-@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--per-page", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option("--page", type=WholeNumber(1), default=1, show_default=True)
+@click.option("--per-page", type=WholeNumber(1, 200), default=50, show_default=True)
 @click.option(
     "--after-id",
-    type=click.IntRange(1, 2**63 - 1),
+    type=WholeNumber(1, 2**63 - 1),
     help="Only jobs older than this id (the last one you have): pages at any depth.",
 )
 @_STORE
@@ -382,7 +442,13 @@ def jobs_list(
     """Jobs, newest first, one JSON object per line."""
     service = _prepare(None, store=store)
     query = JobQuery(status, queue, (page - 1) * per_page, per_page, after_id=after_id)
-    found = _with_store(service, lambda: service.list_jobs(query))
+
+    async def listing() -> JobPage:
+        if queue is not None:
+            await _check_queue_exists(service, queue, verb="list")
+        return await service.list_jobs(query)
+
+    found = _with_store(service, listing, existing=True)
     now = service.clock.now()
     for job in found.jobs:
         _echo_json(job_to_json(job, now))
@@ -392,11 +458,11 @@ def _job_command(name: str, summary: str, act: Callable[[Service, int], Any]) ->
     """``servcore jobs NAME ID``: act on one job, print it as JSON."""
 
     @jobs_group.command(name=name, help=summary)
-    @click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
+    @click.argument("job_id", type=JOB_ID, metavar="ID")
     @_STORE
     def command(job_id: int, store: str | None) -> None:
         service = _prepare(None, store=store)
-        job = _with_store(service, lambda: act(service, job_id))
+        job = _with_store(service, lambda: act(service, job_id), existing=True)
         if job is None:
             raise click.ClickException(f"job {job_id} not found")
         _echo_json(job_to_json(job, service.clock.now()), pretty=name == "get")
@@ -425,21 +491,33 @@ def queues_group() -> None:
 def queues_list(store: str | None) -> None:
     """Every queue, one JSON object per line."""
     service = _prepare(None, store=store)
-    queues = _with_store(service, service.queues)
+
+    async def listing() -> tuple[list[tuple[QueueInfo, int | None]], dict[str, QueueInfo]]:
+        queues = await service.queues()
+        return queues, await service.unserved_queues([info for info, _ in queues])
+
+    queues, unserved = _with_store(service, listing, existing=True)
     now = service.clock.now()
     for info, concurrency in queues:
-        _echo_json(queue_to_json(info, concurrency, now))
+        _echo_json(queue_to_json(info, concurrency, now, unserved=info.name in unserved))
 
 
 def _pause_command(name: str, pause: bool) -> None:
-    @queues_group.command(name=name, help=f"{name.capitalize()} the queue QUEUE.")
-    @click.argument("queue")
+    @queues_group.command(name=name, help=f"{name.capitalize()} the queue NAME.")
+    @click.argument("queue", metavar="NAME")
     @_STORE
-    def command(queue: str, store: str | None) -> None:
+    @click.option(
+        "--create", is_flag=True, help=f"{name.capitalize()} a queue that has never had jobs"
+    )
+    def command(queue: str, store: str | None, create: bool) -> None:
         service = _prepare(None, store=store)
-        _with_store(
-            service, lambda: (service.pause_queue if pause else service.resume_queue)(queue)
-        )
+
+        async def act() -> None:
+            if not create:
+                await _check_queue_exists(service, queue, verb=name)
+            await (service.pause_queue if pause else service.resume_queue)(queue)
+
+        _with_store(service, act, existing=not create)
         click.echo(f"queue {queue} {name}d")
 
 

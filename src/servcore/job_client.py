@@ -25,6 +25,7 @@ from servcore.job_reads import (
     JobQuery,
     NodeInfo,
     QueueInfo,
+    unserved_queues,
 )
 from servcore.job_requests import (
     JobRequestError,
@@ -88,14 +89,28 @@ class JobClient:
 
         ``request`` is a :class:`JobRequest`, or a payload and ``options`` —
         :class:`JobRequest`'s fields (queue, priority, max_attempts, …),
-        checked here. Raises :class:`JobRequestError` naming the first problem.
+        checked here. Raises :class:`JobRequestError` naming the first problem:
+        among them a task this service has no handler for, once it registers
+        tasks, and a queue nobody declares, once it declares pipelines.
         """
+        new = self.job_template(request, **options)
+        problem = self.router.registry.missing(new.task, new.queue)
+        if problem is not None:
+            raise JobRequestError(problem)
+        return new
+
+    def job_template(self, request: JobRequest | dict[str, Any], /, **options: Any) -> NewJob:
+        """:meth:`build_job` without the task check: for a job made later
+        (a cron entry declared before its task is registered)."""
         if not isinstance(request, JobRequest):
             request = job_request({"payload": request, **options})
         elif options:
             raise TypeError("give a JobRequest or a payload with options, not both")
         name = task_name(request.payload)
         queue = request.queue if request.queue is not None else self.router.task_queue(name)
+        unknown = self.router.undeclared(queue, self.config)
+        if unknown is not None:
+            raise JobRequestError(unknown)
         if self.router.held_apart(queue) is not None:
             routes = self.router.pipelines[queue].routes
             raise JobRequestError(
@@ -105,6 +120,12 @@ class JobClient:
             )
         spec = self.router.registry.get(name)
         now = self.clock.now()
+        # What the job will run with, shown on its record: the request's, else
+        # its task's, else the service's. A task this node does not know keeps
+        # None (the worker that runs it applies its own task's defaults).
+        backoff = request.backoff
+        if backoff is None and spec is not None:
+            backoff = (spec.backoff or self.config.runtime.backoff).base
         return to_new_job(
             request,
             run_at=request.run_at
@@ -114,6 +135,10 @@ class JobClient:
             task=name,
             max_attempts=request.max_attempts
             or (spec.max_attempts if spec and spec.max_attempts else DEFAULT_MAX_ATTEMPTS),
+            timeout=request.timeout
+            if request.timeout is not None or spec is None
+            else spec.timeout,
+            backoff=backoff,
             trace_context=self._current_trace(),
         )
 
@@ -351,6 +376,25 @@ class JobClient:
         """Worker nodes that reported in within the last few heartbeats."""
         since = self.clock.now() - timedelta(seconds=NODE_HEARTBEAT * NODE_MISSED_BEATS)
         return await self.store.list_nodes(since)
+
+    async def served_queues(self) -> set[str]:
+        """The queues some live worker node runs (this one's included, before
+        its first heartbeat lands), pipelines with a store of their own too."""
+        served = set(self.node.runtimes)
+        for info in await self.nodes():
+            served.update(info.queues)
+        for service in self.router.own_stores.values():
+            served |= await service.served_queues()
+        return served
+
+    async def unserved_queues(
+        self, listing: Sequence[QueueInfo] | None = None
+    ) -> dict[str, QueueInfo]:
+        """Queues with a job ready for over a minute and no live node running
+        them (see ``job_reads.unserved_queues``); ``listing`` if read already."""
+        if listing is None:
+            listing = [info for info, _ in await self.queues(active_only=True)]
+        return unserved_queues(listing, await self.served_queues(), self.clock.now())
 
 
 def _check_queue_name(name: str) -> None:

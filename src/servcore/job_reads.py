@@ -6,7 +6,7 @@ HTTP layer (which ask them and render the answers): nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import astuple, dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -191,3 +191,24 @@ class NodeInfo:
     heartbeat_at: datetime
     queues: tuple[str, ...]
     leader: bool
+
+
+# A queue whose oldest ready job has waited this long (seconds) while no live
+# worker node runs the queue is flagged: a typo'd queue name, or workers gone.
+UNSERVED_AFTER = 60.0
+
+
+def unserved_queues(
+    listing: Iterable[QueueInfo], served: Collection[str], now: datetime
+) -> dict[str, QueueInfo]:
+    """The queues of ``listing`` that have had a job ready for longer than
+    :data:`UNSERVED_AFTER` and that no queue in ``served`` (the queues live
+    nodes run) covers, by name."""
+    flagged = {}
+    for info in listing:
+        oldest = info.oldest_available_at
+        if info.name in served or info.available == 0 or oldest is None:
+            continue
+        if (now - oldest).total_seconds() > UNSERVED_AFTER:
+            flagged[info.name] = info
+    return flagged

@@ -1,4 +1,5 @@
-"""Log set-up for the CLI: the seed's human-readable ``[info] …`` lines, or JSON lines.
+"""Log set-up for the CLI: the seed's human-readable ``[info] …`` lines, or JSON lines;
+and, in a host's process, lines of our own unless the host set logging up.
 
 JSON (``--log-format json`` / ``SERVCORE_LOG_FORMAT=json``) is one object per
 line for log shippers: ``time`` (UTC, ISO 8601), ``level``, ``logger``,
@@ -59,3 +60,31 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+
+
+def configure_logging_unless_set(level: str = "warning") -> None:
+    """:func:`configure_logging` in a process whose root logger has no handler
+    yet (the short CLI commands: problems only, the seed's lines)."""
+    if not logging.getLogger().handlers:
+        configure_logging(level)
+
+
+HOST_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_unless_configured() -> bool:
+    """In a process whose logging nobody set up — an app served by uvicorn or
+    gunicorn, which configure only their own loggers; a script — give
+    servcore's loggers a stderr handler at INFO with time, level and logger
+    name. Without it, INFO lines vanish and warnings come out bare (Python's
+    last-resort handler). A host that set logging up (a handler on the root
+    logger or on ``servcore``, or a level for ``servcore``) decides alone.
+    True if the handler was added."""
+    ours = logging.getLogger("servcore")
+    if logging.getLogger().handlers or ours.handlers or ours.level != logging.NOTSET:
+        return False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(HOST_FORMAT))
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    return True

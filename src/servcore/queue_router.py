@@ -58,6 +58,27 @@ class QueueRouter:
         spec = self.registry.get(task)
         return spec.queue if spec and spec.queue else DEFAULT_QUEUE
 
+    def known_queues(self, config: ServiceConfig) -> list[str]:
+        """Every queue this service knows of: ``default``, the pipelines, the
+        queues of registered tasks and those this node is told to run."""
+        names = {DEFAULT_QUEUE, *self.pipelines, *config.runtime.queues}
+        for name in self.registry.names():
+            spec = self.registry.get(name)
+            if spec is not None and spec.queue:
+                names.add(spec.queue)
+        return sorted(names)
+
+    def undeclared(self, queue: str, config: ServiceConfig) -> str | None:
+        """Why a job may not go to ``queue``, or None. A service that declares
+        pipelines knows its queues, so another name is a mistake (a typo); with
+        none declared, queues are open: any name makes a queue."""
+        if not self.pipelines:
+            return None
+        known = self.known_queues(config)
+        if queue in known:
+            return None
+        return f"no queue {queue!r} is declared (known: {', '.join(known)})"
+
     def held_apart(self, queue: str) -> Service | None:
         """The service of the pipeline that keeps ``queue`` in a store of its own."""
         return self.own_stores.get(queue)

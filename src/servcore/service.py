@@ -32,14 +32,17 @@ from servcore.config import ServiceConfig
 from servcore.config_file import load_configuration
 from servcore.cron import CronEntry
 from servcore.cron.entry import REFUSED_OPTIONS
+from servcore.errors import ConfigError
 from servcore.job_client import JobClient
 from servcore.job_reads import JobCounts, QueueInfo
 from servcore.job_requests import JobRequestError
+from servcore.logs import log_unless_configured
 from servcore.metrics import Metrics
 from servcore.pipelines import Pipeline
 from servcore.queue_router import QueueRouter
 from servcore.retry import Backoff
 from servcore.runtime.queue import QueueRuntime
+from servcore.sampled import Sampled
 from servcore.service_telemetry import ServiceTelemetry
 from servcore.store import store_from_url
 from servcore.store.base import Store, StoreError
@@ -51,6 +54,7 @@ from servcore.tracing import Tracing
 from servcore.worker_node import WorkerNode
 
 log = logging.getLogger("servcore")
+WARNINGS_WAIT = 0.5  # seconds /health waits for the reads behind its warnings
 
 
 class Service(JobClient):
@@ -97,6 +101,7 @@ class Service(JobClient):
             job_totals=self._job_totals,
         )
         self._samples_queues = True  # not a pipeline's own: its parent samples every queue
+        self._warnings: Sampled[dict[str, str]] = Sampled(self._read_warnings, {}, clock)
         self._started = False
         self._stopping = False
         self._build_parts()
@@ -232,7 +237,9 @@ class Service(JobClient):
         for refused in REFUSED_OPTIONS:
             if refused in options:
                 raise JobRequestError(f"a cron entry sets its own '{refused}'")
-        template = self.build_job({"task": task, **(payload or {})}, **options)
+        # Not build_job: the entry may be declared (in the configuration
+        # file) before its task is registered; a tick of an unknown task fails.
+        template = self.job_template({"task": task, **(payload or {})}, **options)
         entry = CronEntry.declare(name or task, expression, timezone, template, self.cron_entries)
         self.cron_entries[entry.name] = entry
         return entry
@@ -269,6 +276,9 @@ class Service(JobClient):
         """Open the store and, with ``workers``, start running queues."""
         if self._started:
             return
+        log_unless_configured()
+        if workers:
+            self._check_cron_tasks()
         self.store.bound_waits(self.config.runtime.lease)
         await self.store.open()
         self.loop = asyncio.get_running_loop()
@@ -297,6 +307,14 @@ class Service(JobClient):
             # Half started is worse than stopped: undo it all, then say why.
             await self.stop(grace=0)
             raise
+
+    def _check_cron_tasks(self) -> None:
+        """Every cron entry's task has a handler by now (entries may be declared
+        before their tasks are registered): else every tick would fail."""
+        for entry in self.cron_entries.values():
+            problem = self.registry.missing(entry.template.task, entry.template.queue)
+            if problem is not None:
+                raise ConfigError(f"cron entry {entry.name!r}: {problem}")
 
     async def _active_queues(self) -> list[QueueInfo]:
         return [info for info, _ in await self.queues(active_only=True)]
@@ -345,6 +363,7 @@ class Service(JobClient):
             # once its lock is released below (or their lease runs out).
             log.error("Stopping: could not return running jobs to the queue: %s", error)
         finally:
+            await self._warnings.close()
             await self.node.shut_down()
             await self.observed.close()
             await self.store.close()
@@ -364,6 +383,29 @@ class Service(JobClient):
             for part, problem in service.problems().items():
                 problems[f"pipeline {name}: {part}"] = problem
         return problems
+
+    async def warnings(self, wait: float = WARNINGS_WAIT) -> dict[str, str]:
+        """What looks wrong though nothing is down (``/health``'s ``warnings``):
+        queues with jobs ready for over a minute that no live node runs. Read
+        at most once per ``sample_interval``; a caller waits for a read at
+        most ``wait`` s, then gets the last one."""
+        if not self._started:
+            return {}
+        return await self._warnings.get(self.config.telemetry.sample_interval, wait)
+
+    async def _read_warnings(self) -> dict[str, str]:
+        flagged = await self.unserved_queues()
+        now = self.clock.now()
+        return {
+            f"queue {name}": (
+                f"{info.available} job(s) ready, the oldest for "
+                f"{(now - info.oldest_available_at).total_seconds():.0f} s, "
+                "and no live worker node runs this queue"
+                if info.oldest_available_at is not None
+                else "no live worker node runs this queue"
+            )
+            for name, info in flagged.items()
+        }
 
     @property
     def runtimes(self) -> dict[str, QueueRuntime]:

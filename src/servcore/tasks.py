@@ -125,17 +125,37 @@ async def default_handler(job: Job) -> dict[str, Any]:
     }
 
 
+def _refusing(problem: str) -> TaskSpec:
+    """A handler that fails its job at once, with no retry, saying ``problem``."""
+
+    async def refuse(job: Job) -> None:
+        raise Discard(problem)
+
+    return TaskSpec("", refuse, is_async=True)
+
+
 def _is_async(handler: Handler) -> bool:
     call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects too
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
 
 
 class TaskRegistry:
-    """Task name → :class:`TaskSpec`, with a fallback for unknown names."""
+    """Task name → :class:`TaskSpec`, and what a job whose task has none gets.
 
-    def __init__(self, default: Handler = default_handler) -> None:
+    A job whose task has no handler runs the queue's handler (a pipeline's
+    ``handler``) or the default one set with :meth:`set_default`. Without
+    either, it runs the seed's demo handler only while no task is registered
+    at all (the bare ``servcore serve``); once tasks are registered, such a
+    job is a mistake (a typo, a missing ``task``): it is refused at submission
+    and, if stored anyway, fails at once without retries (:meth:`missing`).
+    """
+
+    def __init__(self, default: Handler | None = None) -> None:
         self._specs: dict[str, TaskSpec] = {}
+        chosen = default is not None
+        default = default or default_handler
         self._default = TaskSpec("", default, _is_async(default))
+        self._default_chosen = chosen
         self._queue_defaults: dict[str, TaskSpec] = {}
 
     def register(
@@ -211,6 +231,7 @@ class TaskRegistry:
     def set_default(self, handler: Handler) -> None:
         """Replace the handler for jobs whose task has none registered."""
         self._default = TaskSpec("", handler, _is_async(handler))
+        self._default_chosen = True
 
     def set_queue_default(self, queue: str, handler: Handler) -> None:
         """The handler for ``queue``'s jobs whose task has none registered (the
@@ -221,9 +242,22 @@ class TaskRegistry:
         spec = self._specs.get(name)
         if spec is not None:
             return spec
-        if self._queue_defaults and queue is not None:
-            return self._queue_defaults.get(queue, self._default)
-        return self._default
+        if queue is not None and (queue_default := self._queue_defaults.get(queue)):
+            return queue_default
+        problem = self.missing(name, queue)
+        return _refusing(problem) if problem is not None else self._default
+
+    def missing(self, name: str, queue: str | None = None) -> str | None:
+        """Why a ``name`` job of ``queue`` has no handler here, or None when it
+        has one (its own, the queue's, the chosen default, or the demo)."""
+        if name in self._specs or not self._specs or self._default_chosen:
+            return None
+        if queue is not None and queue in self._queue_defaults:
+            return None
+        known = f"(known: {', '.join(self.names())})"
+        if not name:
+            return f"no handler for a job without a 'task' in its payload {known}"
+        return f"no handler for task {name!r} {known}"
 
     def include(self, other: TaskRegistry, *, queue: str | None = None) -> None:
         """Register every task of ``other`` here; ``queue`` for those without one."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
+from pathlib import Path
 
 import httpx
 import pytest
 
 from servcore import Pipeline
-from servcore.auth import ApiToken
+from servcore.auth import ApiToken, tokens_from_env
 from servcore.http.routes import openapi_document
 from tests.acceptance.conftest import OpenApi, client_for
 
@@ -19,6 +21,7 @@ TOKENS = (
     # Stored hashed: the clear text is nowhere in the configuration.
     ApiToken.make("ops", "admin", sha256=hashlib.sha256(ADMIN.encode()).hexdigest()),
 )
+README = Path(__file__).resolve().parents[2] / "README.md"
 ADMIN_ROUTES = {"/queues/{name}/pause", "/queues/{name}/resume"}
 PUBLIC = {("GET", "/"), ("GET", "/health")}
 
@@ -212,3 +215,19 @@ async def test_routes_mounted_one_by_one_are_guarded_by_gated(open_api: OpenApi)
         assert (await client.get("/email_jobs", headers=as_(READ))).status_code == 200
         denied = await client.post("/email_jobs", json={"payload": {}}, headers=as_(READ))
         assert denied.status_code == 403
+
+
+async def test_the_readme_s_access_control_answers_with_its_named_tokens(
+    open_api: OpenApi,
+) -> None:
+    """As the README's ``SERVCORE_TOKENS="admin:…,grafana=read:…"`` sets them up."""
+    readme = README.read_text()
+    assert "grafana=read:<grafana's>\"" in readme
+    shown = dict(re.findall(r"`(40[13]) (\{.*?\})`", readme))
+    api = await open_api(tokens=tokens_from_env(f"admin:{ADMIN},grafana=read:{READ}"))
+    anonymous = await api.client.post("/jobs", json={"payload": {}})
+    assert (anonymous.status_code, anonymous.text) == (401, shown["401"])
+    grafana = await api.client.post(
+        "/jobs", json={"payload": {}}, headers={"Authorization": f"Bearer {READ}"}
+    )
+    assert (grafana.status_code, grafana.text) == (403, shown["403"])

@@ -118,12 +118,16 @@ async def every_state(live_api: Api, release: asyncio.Event) -> dict[str, list[i
     async def cancel(job: Job) -> None:
         raise Cancel("not wanted")
 
+    @service.task("plain")
+    async def plain(job: Job) -> str:
+        return "plain"
+
     running = await live_api.submit({"task": "hold"})
     failed = await live_api.submit({"task": "discard"})
     cancelled = await live_api.submit({"task": "cancel"})
     done = await live_api.submit({"task": "plain"})
-    scheduled = await live_api.submit({"task": "later"}, delay=3600)
-    available = await live_api.submit({"task": "idle"}, queue="no_workers_here")
+    scheduled = await live_api.submit({"task": "plain"}, delay=3600)
+    available = await live_api.submit({"task": "plain"}, queue="no_workers_here")
     expected = {
         "running": [running],
         "failed": [failed],

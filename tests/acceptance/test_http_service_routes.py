@@ -120,12 +120,16 @@ async def test_stats_move_as_jobs_run(live_api: Api) -> None:
     async def cancel(job: Job) -> None:
         raise Cancel("not wanted")
 
+    @live_api.service.task("plain")
+    async def plain(job: Job) -> str:
+        return "plain"
+
     held = await live_api.submit({"task": "hold"})
     await live_api.submit({"task": "discard"})
     await live_api.submit({"task": "cancel"})
     await live_api.submit({"task": "plain"})
-    await live_api.submit({"task": "later"}, delay=3600)
-    await live_api.submit({"task": "nobody_runs_this_queue"}, queue="idle")
+    await live_api.submit({"task": "plain"}, delay=3600)
+    await live_api.submit({"task": "plain"}, queue="idle")
 
     settled = {
         "queued": 2,

@@ -23,6 +23,10 @@ async def test_a_handler_raising_cancelled_error_fails_only_its_job(service: Ser
     async def rogue(job: Job) -> None:
         raise asyncio.CancelledError
 
+    @service.task("anything")
+    async def anything(job: Job) -> None:
+        return None
+
     service.configure(concurrency=1)
     await service.start()
     bad = await service.enqueue("rogue", max_attempts=1)

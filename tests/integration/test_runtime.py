@@ -149,6 +149,10 @@ async def test_unserialisable_result_fails_only_that_job(service: Service) -> No
     async def weird(job: Job) -> Any:
         return {"handle": object()}
 
+    @service.task("anything")
+    async def anything(job: Job) -> None:
+        return None
+
     await service.start()
     job = await service.enqueue("weird")
     failed = await finished(service, job.id)
@@ -376,6 +380,10 @@ async def test_a_running_async_job_is_cancelled_and_its_slot_freed(service: Serv
             cleaned_up.set()
         return "never"
 
+    @service.task("quick")
+    async def quick(job: Job) -> None:
+        return None
+
     service.configure(concurrency=1)
     await service.start()
     job = await service.enqueue("forever")
@@ -385,7 +393,7 @@ async def test_a_running_async_job_is_cancelled_and_its_slot_freed(service: Serv
     assert cancelled.status is JobStatus.CANCELLED
     await asyncio.wait_for(cleaned_up.wait(), 10)  # the handler really was cancelled
     # The one slot is free again, and the stopped run recorded nothing over the cancel.
-    after = await service.enqueue("nobody_handles_this")
+    after = await service.enqueue("quick")
     assert (await finished(service, after.id)).status is JobStatus.DONE
     final = await service.get_job(job.id)
     assert final is not None

@@ -34,6 +34,8 @@ def test_tokens_from_the_environment_clear_or_hashed() -> None:
     [
         (SECRET, "has no scope"),
         (f"root:{SECRET}", "scope must be one of read, write, admin"),
+        (f"=read:{SECRET}", "item 1: an empty name before '='"),
+        (f"grafana=reader:{SECRET}", "token 'grafana': scope must be one of"),
         ("read:short", "at least 16 characters"),
         ("read:sha256:abc", "64 hexadecimal digits"),
     ],
@@ -41,6 +43,17 @@ def test_tokens_from_the_environment_clear_or_hashed() -> None:
 def test_bad_tokens_are_one_clear_error(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         tokens_from_env(text)
+
+
+def test_tokens_from_the_environment_may_be_named() -> None:
+    digest = hashlib.sha256(b"another-long-secret-token").hexdigest()
+    tokens = tokens_from_env(f"grafana=read:{SECRET}, write:x={SECRET}, ci=admin:sha256:{digest}")
+    assert [(t.name, t.scope) for t in tokens] == [
+        ("grafana", "read"),
+        ("SERVCORE_TOKENS[2]", "write"),  # '=' inside the token itself names nothing
+        ("ci", "admin"),
+    ]
+    assert find_token(tokens, f"x={SECRET}") is tokens[1]
 
 
 def test_scopes_nest() -> None:

@@ -143,7 +143,9 @@ async def test_an_error_fails_the_attempt_with_its_traceback_and_a_backoff_retry
         (None, None, 1, 2.0),  # the executor's default
         (None, None, 3, 18.0),
         (Backoff(base=5, jitter=0), None, 1, 5.0),  # the task's own
-        (Backoff(base=5, jitter=0), 10.0, 2, 30.0),  # the job's base, the default's factor
+        # The job's base in the task's shape: a job records its task's base
+        # (build_job), so the task's factor must still apply to it.
+        (Backoff(base=5, jitter=0), 10.0, 2, 20.0),
     ],
 )
 async def test_the_retry_delay_comes_from_the_backoff(

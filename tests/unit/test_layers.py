@@ -10,7 +10,17 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "servcore"
 
 # Bottom to top; the first part of a module's name under servcore/.
 LAYERS: list[set[str]] = [
-    {"errors", "clock", "timestamps", "retry", "jobs", "job_reads", "telemetry", "loop_thread"},
+    {
+        "errors",
+        "clock",
+        "timestamps",
+        "retry",
+        "jobs",
+        "job_reads",
+        "telemetry",
+        "loop_thread",
+        "sampled",
+    },
     {
         "tasks",
         "cron",
@@ -26,7 +36,7 @@ LAYERS: list[set[str]] = [
     {"runtime", "maintenance"},
     {"worker_node", "queue_router", "job_client", "service_telemetry"},
     {"service"},
-    {"http", "process_main", "cli", "testing", "__init__"},
+    {"http", "process_main", "cli", "cli_types", "testing", "__init__"},
 ]
 
 

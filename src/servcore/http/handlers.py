@@ -54,10 +54,16 @@ async def root(request: Request, service: Service) -> Response:
 
 
 async def health(request: Request, service: Service) -> Response:
+    """``GET /health``: 503 while a part is down; ``warnings`` name what looks
+    wrong without being down (a queue nobody serves), still 200."""
     problems = service.problems()
-    if problems:
-        return json_response({"status": "DEGRADED", "problems": problems}, 503)
-    return json_response({"status": "OK"})
+    warnings = await service.warnings()
+    body: dict[str, Any] = (
+        {"status": "DEGRADED", "problems": problems} if problems else {"status": "OK"}
+    )
+    if warnings:
+        body["warnings"] = warnings
+    return json_response(body, 503 if problems else 200)
 
 
 async def nodes(request: Request, service: Service) -> Response:
@@ -250,8 +256,12 @@ async def list_queues(request: Request, service: Service) -> Response:
 
 async def queues_json(service: Service) -> list[dict[str, Any]]:
     listing = await service.queues()
+    unserved = await service.unserved_queues([info for info, _ in listing])
     now = service.clock.now()
-    return [queue_to_json(info, concurrency, now) for info, concurrency in listing]
+    return [
+        queue_to_json(info, concurrency, now, unserved=info.name in unserved)
+        for info, concurrency in listing
+    ]
 
 
 async def pause_queue(request: Request, service: Service) -> Response:

@@ -138,7 +138,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "read",
         handlers.health,
         responses={
-            "200": json_answer("Healthy", {"type": "object"}),
+            "200": json_answer(
+                "Healthy; 'warnings' (when present) names queues whose jobs have been "
+                "ready for over a minute with no live worker node running them",
+                {"type": "object"},
+            ),
             "503": json_answer("A part is down", {"type": "object"}),
         },
         public_if=lambda config: config.auth.public_health,
@@ -290,7 +294,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         responses={
             "200": json_answer(
                 "Every queue: depth, scheduled, running, done, failed, cancelled, "
-                "paused, this node's concurrency, oldest_job_age (s)",
+                "paused, this node's concurrency, oldest_job_age (s), unserved (ready jobs "
+                "waiting over a minute with no live worker node running the queue)",
                 {"type": "array", "items": {"type": "object"}},
             )
         },

@@ -111,7 +111,11 @@ def cron_to_json(
     }
 
 
-def queue_to_json(info: QueueInfo, concurrency: int | None, now: datetime) -> dict[str, Any]:
+def queue_to_json(
+    info: QueueInfo, concurrency: int | None, now: datetime, *, unserved: bool = False
+) -> dict[str, Any]:
+    """``unserved``: jobs have been ready for over a minute and no live worker
+    node runs the queue (``job_reads.unserved_queues``)."""
     oldest = info.oldest_available_at
     return {
         "name": info.name,
@@ -124,6 +128,7 @@ def queue_to_json(info: QueueInfo, concurrency: int | None, now: datetime) -> di
         "cancelled": info.cancelled,
         "concurrency": concurrency,
         "oldest_job_age": None if oldest is None else max(0.0, (now - oldest).total_seconds()),
+        "unserved": unserved,
     }
 
 

@@ -162,10 +162,10 @@ class Executor:
         return Outcome(failure=Failure(job.id, job.lease_token, error, retry_at, cancel))
 
     def _backoff(self, job: Job, spec: TaskSpec) -> Backoff:
+        shape = spec.backoff or self._default_backoff
         if job.backoff is not None:
-            base = self._default_backoff
-            return Backoff(job.backoff, base.factor, base.max_delay, base.jitter)
-        return spec.backoff or self._default_backoff
+            return Backoff(job.backoff, shape.factor, shape.max_delay, shape.jitter)
+        return shape
 
 
 class _Unserialisable(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from servcore.store.base import Store, StoreError
@@ -9,7 +10,15 @@ from servcore.store.memory import MemoryStore
 from servcore.store.postgres import PostgresStore
 from servcore.store.sqlite import SqliteStore
 
-__all__ = ["MemoryStore", "PostgresStore", "SqliteStore", "Store", "StoreError", "store_from_url"]
+__all__ = [
+    "MemoryStore",
+    "PostgresStore",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "missing_database",
+    "store_from_url",
+]
 
 
 def store_from_url(url: str) -> Store:
@@ -51,6 +60,26 @@ def store_from_url(url: str) -> Store:
         f"unsupported store URL {url!r}: use memory://, sqlite:///path.db "
         "or postgresql://user@host:port/db"
     )
+
+
+async def missing_database(url: str) -> str | None:
+    """What is missing where ``url`` points, if opening it would create it: a
+    SQLite file, or servcore's tables in a PostgreSQL schema. None when it is
+    there (or for ``memory://``, which is never anywhere)."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite" and not parts.netloc:
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        return None if _exists(path) else f"no database at {path}"
+    if parts.scheme in ("postgresql", "postgres"):
+        store = store_from_url(url)
+        assert isinstance(store, PostgresStore)
+        if not await store.has_tables():
+            return f"no servcore tables in PostgreSQL schema {store.schema!r}"
+    return None
+
+
+def _exists(path: str) -> bool:
+    return Path(path).exists()  # one stat: not worth a thread
 
 
 def _no_options(url: str, options: dict[str, str], allowed: set[str]) -> None:

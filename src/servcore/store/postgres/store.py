@@ -171,6 +171,21 @@ class PostgresStore:
             raise StoreError(f"cannot prepare PostgreSQL schema {self.schema!r}: {error}") from None
         self._pool = pool
 
+    async def has_tables(self) -> bool:
+        """Whether the schema holds servcore's tables already (opening would
+        create them). True when that cannot be told: then ``open`` says why."""
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=10)
+        except (TimeoutError, OSError, asyncpg.PostgresError):
+            return True
+        try:
+            found = await conn.fetchval("SELECT to_regclass($1)", f'"{self.schema}".servcore_jobs')
+        except asyncpg.PostgresError:
+            return True
+        finally:
+            await conn.close()
+        return found is not None
+
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
