@@ -273,9 +273,9 @@ async def test_the_task_field_suggests_the_registered_tasks(
     page = await signed_in(browser, server, ADMIN)
     await page.goto(f"{server.url}/dashboard#/enqueue")
     suggested = page.locator("#e-tasks option")
-    await expect(suggested).to_have_count(4)
+    await expect(suggested).to_have_count(5)
     values = [await option.get_attribute("value") for option in await suggested.all()]
-    assert values == ["explode", "flaky", "record", "sleep"]  # tests/process_tasks.py's
+    assert values == ["explode", "flaky", "record", "sleep", "tick"]  # tests/process_tasks.py's
     assert await page.locator("#e-task").get_attribute("list") == "e-tasks"
     await page.fill("#e-task", "sleeep")
     await expect(page.locator("#e-task-hint")).to_contain_text("No handler for task 'sleeep'")
