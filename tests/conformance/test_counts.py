@@ -177,8 +177,14 @@ async def test_a_total_past_the_cap_is_an_estimate_marked_as_such(store: Store) 
     many = EXACT_COUNT_CAP + 500
     for start in range(0, many, 1000):
         size = min(1000, many - start)
-        await insert(store, *(new_job(task="bulk") for _ in range(size)))
-    await insert(store, *(new_job(task="rare") for _ in range(3)))
+        await insert(
+            store,
+            *(
+                new_job(task="bulk", payload={"task": "bulk", "tag": "hay" if n % 10 else "needle"})
+                for n in range(start, start + size)
+            ),
+        )
+    await insert(store, *(new_job(task="rare", payload={"tag": "needle"}) for _ in range(3)))
 
     by_status = await store.list_jobs(JobQuery(status="queued", limit=5), T0)
     assert (by_status.total, by_status.exact) == (many + 3, True)  # from the tallies
@@ -190,3 +196,15 @@ async def test_a_total_past_the_cap_is_an_estimate_marked_as_such(store: Store) 
         assert bulk.total == many
     else:
         assert EXACT_COUNT_CAP < bulk.total <= many + 3
+
+    # A text search reads a bounded sample of payloads: exact when the scope
+    # fits in it, else estimated from the share of matches.
+    rare_needles = await store.list_jobs(JobQuery(task="rare", search="needle", limit=1), T0)
+    assert (rare_needles.total, rare_needles.exact) == (3, True)
+    needles = await store.list_jobs(JobQuery(search="needle", limit=5), T0)
+    assert len(needles.jobs) == 5
+    expected = many // 10 + 3
+    if needles.exact:
+        assert needles.total == expected
+    else:
+        assert abs(needles.total - expected) <= expected // 10

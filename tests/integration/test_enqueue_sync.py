@@ -101,3 +101,20 @@ def test_stopping_closes_the_callers_connections(tmp_path: Path) -> None:
     # The next call opens the store again, with a new connection of this thread's.
     assert service.enqueue_sync("work", {}).id == 2
     service._loop_thread.run(service.stop(), service.loop)
+
+
+def test_on_sqlite_a_job_is_committed_when_enqueue_sync_returns(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    service = Service(SqliteStore(f"sqlite:///{path}", str(path)), config=fast_config())
+    try:
+        for n in range(1, 4):
+            service.enqueue_sync("send", {"n": n})
+            # Another connection sees only what is committed.
+            other = sqlite3.connect(path)
+            try:
+                assert other.execute("SELECT count(*) FROM jobs").fetchone() == (n,)
+            finally:
+                other.close()
+    finally:
+        assert service.loop is not None
+        service._loop_thread.run(service.stop(), service.loop)

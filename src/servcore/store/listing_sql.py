@@ -18,7 +18,7 @@ newest jobs in scope.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from servcore.job_reads import EXACT_COUNT_CAP, JobQuery, QueueInfo, StatusFilter
@@ -96,11 +96,13 @@ class Listing:
             arms = [("primary", "1 = 1")]
         self._arms = arms
         self._scope_filters = [f"queue = {binder(query.queue)}"] if query.queue is not None else []
-        self._extra: list[str] = []
-        if query.task is not None:
-            self._extra.append(f"task = {binder(query.task)}")
-        if query.search:
-            self._extra.append(search_clause(binder(query.search_id), binder(query.search_text)))
+        self._task = [f"task = {binder(query.task)}"] if query.task is not None else []
+        self._search = (
+            [search_clause(binder(query.search_id), binder(query.search_text))]
+            if query.search
+            else []
+        )
+        self._extra = [*self._task, *self._search]
         # Bound last: the counts, which ignore it, take the values before it.
         self._counted_values = list(binder.values)
         self._after = [f"id < {binder(query.after_id)}"] if query.after_id is not None else []
@@ -149,27 +151,69 @@ class Listing:
         ids = self._union("id", clauses, None, filtered=True)
         return f"SELECT id FROM ({ids}) AS ids ORDER BY id"
 
-    def capped_count(self) -> str:
-        """How many match, counted to one past ``EXACT_COUNT_CAP`` at most per arm."""
-        clauses = [*self._scope_filters, *self._extra]
+    def capped_count(self, *, search: bool = True) -> str:
+        """How many match (``search``: the text search too), counted to one
+        past ``EXACT_COUNT_CAP`` at most per arm."""
+        clauses = [*self._scope_filters, *self._task, *(self._search if search else [])]
         ids = self._union("id", clauses, EXACT_COUNT_CAP + 1, filtered=True)
         return f"SELECT count(*) FROM ({ids}) AS counted"
 
     def sample(self) -> str:
-        """(jobs read, of them matching) among the newest ``ESTIMATE_SAMPLE`` in scope."""
-        matches = " AND ".join(self._extra) or "1 = 1"
+        """(jobs read, of them of the task) among the newest ``ESTIMATE_SAMPLE``
+        in scope (status and queue)."""
+        return self._share(" AND ".join(self._task) or "1 = 1", self._scope_filters, False)
+
+    def search_sample(self) -> str:
+        """(jobs read, of them matching the search) among the newest
+        ``ESTIMATE_SAMPLE`` of the status, queue and task: a search reads each
+        payload, so this reads a bounded number of them whatever the history."""
+        return self._share(" AND ".join(self._search), [*self._scope_filters, *self._task], True)
+
+    def _share(self, matches: str, clauses: list[str], filtered: bool) -> str:
         select = f"id, CASE WHEN {matches} THEN 1 ELSE 0 END AS hit"
-        scope = self._union(select, self._scope_filters, ESTIMATE_SAMPLE, filtered=False)
+        scope = self._union(select, clauses, ESTIMATE_SAMPLE, filtered=filtered)
         newest = f"SELECT hit FROM ({scope}) AS scope ORDER BY id DESC LIMIT {ESTIMATE_SAMPLE}"
         return f"SELECT count(*), coalesce(sum(hit), 0) FROM ({newest}) AS sample"
 
+    def total(self, page_rows: int) -> Generator[tuple[str, str], Any, tuple[int, bool]]:
+        """The total and whether it is exact, worked out by asking the store:
+        yields ``("row", sql)`` (answer: the statement's one row, with
+        :attr:`count_values`) or ``("scope", "")`` (answer:
+        :meth:`scope_total` of the tallies). A store drives it (see
+        :func:`drive`); every statement asked for reads a bounded number of rows."""
+        known = self.total_from_page(page_rows)
+        if known is not None:
+            return known, True
+        if self.counts_from_tallies:
+            return (yield ("scope", "")), True
+        if self._search:
+            read, hits = yield ("row", self.search_sample())
+            if read < ESTIMATE_SAMPLE:  # every job in scope was read
+                return int(hits), True
+            if self._task:
+                scope = yield from self._task_total()
+            else:
+                scope = yield ("scope", "")
+            return max(int(hits), round(scope * hits / read)), False
+        (counted,) = yield ("row", self.capped_count())
+        if counted <= EXACT_COUNT_CAP:
+            return int(counted), True
+        return (yield from self._task_total()), False
+
+    def _task_total(self) -> Generator[tuple[str, str], Any, int]:
+        """The jobs of the task in scope: counted to the cap, estimated past it."""
+        (counted,) = yield ("row", self.capped_count(search=False))
+        if counted <= EXACT_COUNT_CAP:
+            return int(counted)
+        read, hits = yield ("row", self.sample())
+        return estimate((yield ("scope", "")), read, hits)
+
     def _union(self, select: str, clauses: list[str], limit: int | None, *, filtered: bool) -> str:
         """Every arm's newest ``limit`` rows (all, for None) that meet ``clauses``."""
-        newest = "" if limit is None else f" ORDER BY id DESC LIMIT {int(limit)}"
         return " UNION ALL ".join(
             f"SELECT * FROM (SELECT {select} FROM {self._jobs}"
             f"{self._hint(index or self._finished_index(filtered))} "
-            f"WHERE {' AND '.join([condition, *clauses])}{newest}) AS arm"
+            f"WHERE {' AND '.join([condition, *clauses])}{_newest(index, limit)}) AS arm"
             for index, condition in self._arms
         )
 
@@ -191,6 +235,16 @@ class Listing:
             if self.query.queue is None or info.name == self.query.queue:
                 total += _in_status(info, self.query.status)
         return total
+
+
+def _newest(index: str | None, limit: int | None) -> str:
+    """An arm's order and limit. A live-work arm sorts what its partial index
+    holds (``id + 0``): ordered by the bare id, PostgreSQL may walk the
+    primary key backwards through all history looking for a few live rows."""
+    if limit is None:
+        return ""
+    live = index in ("ready", "scheduled", "leases")
+    return f" ORDER BY {'id + 0' if live else 'id'} DESC LIMIT {int(limit)}"
 
 
 def _in_status(info: QueueInfo, status: str | None) -> int:

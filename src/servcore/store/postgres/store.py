@@ -40,7 +40,7 @@ from servcore.store.base import (
     StoreError,
     rescue_verdict,
 )
-from servcore.store.listing_sql import EXACT_COUNT_CAP, Binder, Listing, estimate
+from servcore.store.listing_sql import Binder, Listing
 from servcore.store.postgres import leader
 from servcore.store.postgres.inserts import Database, InsertBatcher, InsertStatements
 from servcore.store.postgres.rows import (
@@ -833,20 +833,18 @@ class PostgresStore:
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             rows = await conn.fetch(listing.page(), *listing.values)
-            exact = True
-            known = listing.total_from_page(len(rows))
-            if known is not None:
-                total = known
-            elif listing.counts_from_tallies:
-                total = listing.scope_total(await self._tallies(conn, now))
-            else:
-                total = await conn.fetchval(listing.capped_count(), *listing.count_values)
-                if total > EXACT_COUNT_CAP:
-                    sample = await conn.fetchrow(listing.sample(), *listing.count_values)
-                    assert sample is not None  # an aggregate has a row
-                    read, hits = sample
-                    scope = listing.scope_total(await self._tallies(conn, now))
-                    total, exact = estimate(scope, read, hits), False
+            steps = listing.total(len(rows))
+            try:
+                ask = next(steps)
+                while True:
+                    kind, sql = ask
+                    if kind == "scope":
+                        answer: Any = listing.scope_total(await self._tallies(conn, now))
+                    else:
+                        answer = await conn.fetchrow(sql, *listing.count_values)
+                    ask = steps.send(answer)
+            except StopIteration as done:
+                total, exact = done.value
         return JobPage([row_to_job(row) for row in rows], total, exact)
 
     async def matching_ids(self, query: JobQuery, now: datetime) -> list[int]:

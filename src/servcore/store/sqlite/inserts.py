@@ -34,9 +34,11 @@ _INSERT_ONE = _INSERT + " RETURNING id"
 
 
 def insert_one(conn: sqlite3.Connection, row: Row) -> int:
-    """Insert ``row``; its id (one statement, where insert_rows takes two)."""
-    found: int = conn.execute(_INSERT_ONE, row).fetchone()[0]
-    return found
+    """Insert ``row``; its id (one statement, where insert_rows takes two).
+    Read to the end, so that outside a transaction the statement's own
+    transaction has committed when this returns."""
+    ((found,),) = conn.execute(_INSERT_ONE, row).fetchall()
+    return int(found)
 
 
 def insert_rows(conn: sqlite3.Connection, rows: list[Row]) -> int:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
 from servcore.job_reads import JobCounts, JobPage, JobQuery, NodeInfo, QueueInfo
 from servcore.jobs import Job
-from servcore.store.listing_sql import EXACT_COUNT_CAP, Binder, Listing, estimate
+from servcore.store.listing_sql import Binder, Listing
 from servcore.store.queue_sql import active_tally_sql, counts_of, queue_infos
 from servcore.store.sqlite.rows import COLUMNS, from_micros, row_to_job, to_micros
 
@@ -51,18 +52,18 @@ def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> Job
     conn.execute("BEGIN")
     try:
         rows = conn.execute(listing.page(), listing.values).fetchall()
-        exact = True
-        known = listing.total_from_page(len(rows))
-        if known is not None:
-            total = known
-        elif listing.counts_from_tallies:
-            total = listing.scope_total(_tallies(conn, now_us))
-        else:
-            (total,) = conn.execute(listing.capped_count(), listing.count_values).fetchone()
-            if total > EXACT_COUNT_CAP:
-                read, hits = conn.execute(listing.sample(), listing.count_values).fetchone()
-                total = estimate(listing.scope_total(_tallies(conn, now_us)), read, hits)
-                exact = False
+        steps = listing.total(len(rows))
+        try:
+            ask = next(steps)
+            while True:
+                kind, sql = ask
+                if kind == "scope":
+                    answer: Any = listing.scope_total(_tallies(conn, now_us))
+                else:
+                    answer = conn.execute(sql, listing.count_values).fetchone()
+                ask = steps.send(answer)
+        except StopIteration as done:
+            total, exact = done.value
     finally:
         conn.execute("COMMIT")
     return JobPage([row_to_job(row) for row in rows], total, exact)

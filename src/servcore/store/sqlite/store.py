@@ -298,13 +298,18 @@ class SqliteStore:
         rows = [_insert_row(new, now) for new in new_jobs]
         conn = self._caller_writer()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                first_id = insert_one(conn, rows[0]) if len(rows) == 1 else insert_rows(conn, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            if len(rows) == 1:
+                # One statement is its own transaction: no BEGIN and COMMIT to
+                # run around it (one caller's enqueue is this path's whole cost).
+                first_id = insert_one(conn, rows[0])
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    first_id = insert_rows(conn, rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
         except sqlite3.Error as error:
             raise StoreError(f"SQLite write failed: {error}") from error
         self._wakes.send({new.queue for new in new_jobs})
