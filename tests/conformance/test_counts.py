@@ -208,3 +208,9 @@ async def test_a_total_past_the_cap_is_an_estimate_marked_as_such(store: Store) 
         assert needles.total == expected
     else:
         assert abs(needles.total - expected) <= expected // 10
+    bulk_needles = await store.list_jobs(JobQuery(task="bulk", search="needle", limit=5), T0)
+    assert len(bulk_needles.jobs) == 5
+    if bulk_needles.exact:
+        assert bulk_needles.total == many // 10
+    else:
+        assert abs(bulk_needles.total - many // 10) <= many // 100

@@ -55,6 +55,10 @@ class Binder:
         return f"{self.prefix}{len(self.values)}"
 
 
+Ask = tuple[str, str, list[Any]]
+"""What :meth:`Listing.total` asks a store: ("row", sql, values) or ("scope", "", [])."""
+_SCOPE: Ask = ("scope", "", [])
+
 SearchClause = Callable[[str, str], str]
 """SQL matching a search, given the placeholders of its id and its text."""
 
@@ -97,6 +101,8 @@ class Listing:
         self._arms = arms
         self._scope_filters = [f"queue = {binder(query.queue)}"] if query.queue is not None else []
         self._task = [f"task = {binder(query.task)}"] if query.task is not None else []
+        # The statements that leave the search out take the values before it.
+        self._unsearched_values = list(binder.values)
         self._search = (
             [search_clause(binder(query.search_id), binder(query.search_text))]
             if query.search
@@ -175,38 +181,38 @@ class Listing:
         newest = f"SELECT hit FROM ({scope}) AS scope ORDER BY id DESC LIMIT {ESTIMATE_SAMPLE}"
         return f"SELECT count(*), coalesce(sum(hit), 0) FROM ({newest}) AS sample"
 
-    def total(self, page_rows: int) -> Generator[tuple[str, str], Any, tuple[int, bool]]:
+    def total(self, page_rows: int) -> Generator[Ask, Any, tuple[int, bool]]:
         """The total and whether it is exact, worked out by asking the store:
-        yields ``("row", sql)`` (answer: the statement's one row, with
-        :attr:`count_values`) or ``("scope", "")`` (answer:
-        :meth:`scope_total` of the tallies). A store drives it (see
-        :func:`drive`); every statement asked for reads a bounded number of rows."""
+        yields ``("row", sql, values)`` (answer: the statement's one row) or
+        ``("scope", "", [])`` (answer: :meth:`scope_total` of the tallies).
+        Each store drives it in its own way; every statement asked for reads
+        a bounded number of rows."""
         known = self.total_from_page(page_rows)
         if known is not None:
             return known, True
         if self.counts_from_tallies:
-            return (yield ("scope", "")), True
+            return (yield _SCOPE), True
         if self._search:
-            read, hits = yield ("row", self.search_sample())
+            read, hits = yield ("row", self.search_sample(), self._counted_values)
             if read < ESTIMATE_SAMPLE:  # every job in scope was read
                 return int(hits), True
             if self._task:
                 scope = yield from self._task_total()
             else:
-                scope = yield ("scope", "")
+                scope = yield _SCOPE
             return max(int(hits), round(scope * hits / read)), False
-        (counted,) = yield ("row", self.capped_count())
+        (counted,) = yield ("row", self.capped_count(), self._counted_values)
         if counted <= EXACT_COUNT_CAP:
             return int(counted), True
         return (yield from self._task_total()), False
 
-    def _task_total(self) -> Generator[tuple[str, str], Any, int]:
+    def _task_total(self) -> Generator[Ask, Any, int]:
         """The jobs of the task in scope: counted to the cap, estimated past it."""
-        (counted,) = yield ("row", self.capped_count(search=False))
+        (counted,) = yield ("row", self.capped_count(search=False), self._unsearched_values)
         if counted <= EXACT_COUNT_CAP:
             return int(counted)
-        read, hits = yield ("row", self.sample())
-        return estimate((yield ("scope", "")), read, hits)
+        read, hits = yield ("row", self.sample(), self._unsearched_values)
+        return estimate((yield _SCOPE), read, hits)
 
     def _union(self, select: str, clauses: list[str], limit: int | None, *, filtered: bool) -> str:
         """Every arm's newest ``limit`` rows (all, for None) that meet ``clauses``."""

@@ -837,11 +837,11 @@ class PostgresStore:
             try:
                 ask = next(steps)
                 while True:
-                    kind, sql = ask
+                    kind, sql, values = ask
                     if kind == "scope":
                         answer: Any = listing.scope_total(await self._tallies(conn, now))
                     else:
-                        answer = await conn.fetchrow(sql, *listing.count_values)
+                        answer = await conn.fetchrow(sql, *values)
                     ask = steps.send(answer)
             except StopIteration as done:
                 total, exact = done.value

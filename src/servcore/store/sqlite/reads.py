@@ -56,11 +56,11 @@ def select_page(conn: sqlite3.Connection, query: JobQuery, now: datetime) -> Job
         try:
             ask = next(steps)
             while True:
-                kind, sql = ask
+                kind, sql, values = ask
                 if kind == "scope":
                     answer: Any = listing.scope_total(_tallies(conn, now_us))
                 else:
-                    answer = conn.execute(sql, listing.count_values).fetchone()
+                    answer = conn.execute(sql, values).fetchone()
                 ask = steps.send(answer)
         except StopIteration as done:
             total, exact = done.value
