@@ -97,7 +97,12 @@ class WorkerNode:
         # Jobs of workers that died while we were down go back before we claim.
         await self.rescuer.run_once(self.clock.now())
         executor = Executor(
-            self.registry, self.clock, self._threads, config.runtime.backoff, self._processes
+            self.registry,
+            self.clock,
+            self._threads,
+            config.runtime.backoff,
+            self._processes,
+            config.runtime.max_result_bytes,
         )
         events = JobEvents(self.telemetry, config.node, self.clock)
         for name, slots in concurrency.items():

@@ -117,7 +117,19 @@ async def test_many_waiters_on_one_job_are_woken_by_its_one_finish(
         await gate.wait()
         return "for everyone"
 
+    warm_gate = asyncio.Event()
+
+    @service.task("warm")
+    async def warm(job: Job) -> None:
+        await warm_gate.wait()
+
     await service.start()
+    # Once one wait has been woken, the listener is in place: its first wake
+    # (every waiter, when it starts listening) is behind us.
+    warming = asyncio.create_task(service.run("warm", timeout=60))
+    await wait_for(lambda: len(service.node.finishes) == 1, message="the warm-up waiter")
+    warm_gate.set()
+    await warming
     job = await service.enqueue("gated")
     waiters = [asyncio.create_task(service.wait(job.id, timeout=60)) for _ in range(300)]
     await wait_for(lambda: len(service.node.finishes) == 300, message="300 waiters")
