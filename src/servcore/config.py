@@ -300,6 +300,9 @@ class RuntimeSettings(_Part):
     )
     lease: float = seconds(DEFAULT_LEASE, env="SERVCORE_LEASE")
     poll_interval: float = seconds(1.0)
+    # How late a waiter (service.wait, GET /jobs/{id}?wait=) sees a finish
+    # whose notification was lost: it reads its job this often besides.
+    wait_poll_interval: float = seconds(1.0)
     shutdown_grace: float = seconds(15.0, env="SERVCORE_SHUTDOWN_GRACE", at_least_zero=True)
     backoff: Backoff = setting(DEFAULT_BACKOFF, toml="table")
     # A handler's result, as JSON, at most: a larger one fails the attempt.

@@ -44,7 +44,6 @@ from servcore.jobs import (
     valid_queue_name,
 )
 from servcore.loop_thread import LoopThread
-from servcore.notifier.waiters import FALLBACK_POLL
 from servcore.queue_router import QueueRouter
 from servcore.store.base import Store
 from servcore.tasks import TaskSpec
@@ -359,8 +358,9 @@ class JobClient:
         such job, or it went (``result_ttl``, pruning) meanwhile.
 
         Woken by this process's one listener (see ``notifier.waiters``): the
-        store is read once at the start, once per finish heard, and once per
-        ``FALLBACK_POLL`` in case a notification was lost."""
+        store is read once at the start, once per finish heard, and every
+        ``wait_poll_interval`` (1 s) in case a notification was lost."""
+        poll = self.config.runtime.wait_poll_interval
         self.node.listen()
         loop = asyncio.get_running_loop()
         deadline = None if within is None else loop.time() + within
@@ -370,11 +370,11 @@ class JobClient:
                 job = await self.get_job(job_id)
                 if job is None:
                     raise JobNotFound(f"job {job_id} does not exist (or its result expired)")
-                left = FALLBACK_POLL if deadline is None else deadline - loop.time()
+                left = poll if deadline is None else deadline - loop.time()
                 if job.status.finished or left <= 0:
                     return job
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(left, FALLBACK_POLL)):
+                    async with asyncio.timeout(min(left, poll)):
                         await woken.wait()
 
     async def run(

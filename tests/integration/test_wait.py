@@ -14,9 +14,9 @@ from tests.conftest import hanging, wait_for
 
 
 @pytest.fixture
-def no_fallback_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_fallback_poll(service: Service) -> None:
     """Waiters read their job only when woken: only a notification can end a wait early."""
-    monkeypatch.setattr("servcore.job_client.FALLBACK_POLL", 600.0)
+    service.configure(wait_poll_interval=600.0)
 
 
 async def test_wait_returns_the_finished_job_as_soon_as_it_finishes(

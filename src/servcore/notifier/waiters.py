@@ -5,8 +5,8 @@ to :meth:`FinishWaiters.finished`, which wakes the waiters of that job; a
 thousand waiters cost a thousand events, not a thousand pollers. A woken
 waiter reads its job once. A finish whose notification was lost (a full
 socket, a dropped connection) is still seen: a waiter also reads its job
-every :data:`FALLBACK_POLL` seconds, and a listener that reconnects wakes
-them all.
+every ``wait_poll_interval`` seconds (a setting, 1 s), and a listener that
+(re)connects wakes them all.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-
-FALLBACK_POLL = 1.0  # s: how late a finish whose notification was lost is seen
 
 
 class FinishWaiters:
