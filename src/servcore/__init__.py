@@ -12,7 +12,7 @@ async def send_email(job):
 
 from servcore.clock import Clock, SystemClock
 from servcore.config import ServiceConfig
-from servcore.errors import ConfigError, ServcoreError
+from servcore.errors import ConfigError, JobNotFound, ServcoreError
 from servcore.http.app import create_app, job_routes
 from servcore.job_requests import JobRequestError, UniqueConflict
 from servcore.jobs import Job, JobError, JobStatus, NewJob
@@ -38,6 +38,7 @@ __all__ = [
     "Discard",
     "Job",
     "JobError",
+    "JobNotFound",
     "JobRequestError",
     "JobStatus",
     "MemoryStore",

@@ -33,6 +33,11 @@ DEFAULT_STORE = "sqlite:///servcore.db"
 DEFAULT_PORT = 4000
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_QUEUES = ("default",)
+# A result is stored in the job's row and read back with it (GET /jobs/{id},
+# listings): 1 MiB, as Celery's and Oban's advice goes, keeps large outputs
+# in object storage, referred to by the result, not in the queue's table.
+DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
+MAX_RESULT_BYTES_LIMIT = 256 * 1024 * 1024
 
 
 def default_node() -> str:
@@ -295,8 +300,20 @@ class RuntimeSettings(_Part):
     )
     lease: float = seconds(DEFAULT_LEASE, env="SERVCORE_LEASE")
     poll_interval: float = seconds(1.0)
+    # How late a waiter (service.wait, GET /jobs/{id}?wait=) sees a finish
+    # whose notification was lost: it reads its job this often besides.
+    wait_poll_interval: float = seconds(1.0)
     shutdown_grace: float = seconds(15.0, env="SERVCORE_SHUTDOWN_GRACE", at_least_zero=True)
     backoff: Backoff = setting(DEFAULT_BACKOFF, toml="table")
+    # A handler's result, as JSON, at most: a larger one fails the attempt.
+    max_result_bytes: int = setting(
+        DEFAULT_MAX_RESULT_BYTES,
+        toml="integer",
+        env="SERVCORE_MAX_RESULT_BYTES",
+        parse=_integer,
+        valid=lambda v: 1 <= v <= MAX_RESULT_BYTES_LIMIT,
+        rule=f"must be between 1 and {MAX_RESULT_BYTES_LIMIT}",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,3 +16,7 @@ class ServcoreError(Exception):
 
 class ConfigError(ServcoreError, ValueError):
     """A setting with a value that cannot be used; the message names it."""
+
+
+class JobNotFound(ServcoreError, LookupError):
+    """No such job: never stored, pruned, or past its ``result_ttl``."""

@@ -9,6 +9,7 @@ once, other nodes hear of it from the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from typing import Any
 from servcore.clock import Clock
 from servcore.config import ServiceConfig
 from servcore.cron import CronEntry
+from servcore.errors import JobNotFound
 from servcore.job_reads import (
     FinishedHistory,
     Insertion,
@@ -358,6 +360,61 @@ class JobClient:
         if job is not None and job.result_ttl is not None and job.expired(self.clock.now()):
             return None
         return job
+
+    # -- waiting ----------------------------------------------------------
+
+    async def wait(self, job_id: int, timeout: float | None = None) -> Job:  # noqa: ASYNC109
+        """The job once it has finished (``done``, ``failed`` or ``cancelled``),
+        whichever process runs it. Raises :class:`TimeoutError` if it has not
+        within ``timeout`` seconds (None: no limit), :class:`JobNotFound` if
+        there is no such job (or it is past its ``result_ttl``)."""
+        job = await self.await_job(job_id, timeout)
+        if not job.status.finished:
+            raise TimeoutError(
+                f"job {job_id} is still {job.status.value} after {timeout:g} s"
+                if timeout is not None
+                else f"job {job_id} is still {job.status.value}"
+            )
+        return job
+
+    async def await_job(self, job_id: int, within: float | None) -> Job:
+        """The job as soon as it has finished, or as it is after ``within``
+        seconds (None: no limit). Raises :class:`JobNotFound` if there is no
+        such job, or it went (``result_ttl``, pruning) meanwhile.
+
+        Woken by this process's one listener (see ``notifier.waiters``): the
+        store is read once at the start, once per finish heard, and every
+        ``wait_poll_interval`` (1 s) in case a notification was lost."""
+        poll = self.config.runtime.wait_poll_interval
+        self.node.listen()
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
+        with self.node.finishes.watch(job_id) as woken:
+            while True:
+                woken.clear()  # before the read: a finish after it wakes us
+                job = await self.get_job(job_id)
+                if job is None:
+                    raise JobNotFound(f"job {job_id} does not exist (or its result expired)")
+                left = poll if deadline is None else deadline - loop.time()
+                if job.status.finished or left <= 0:
+                    return job
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, poll)):
+                        await woken.wait()
+
+    async def run(
+        self,
+        task: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (Celery's get(timeout=): callers know it)
+        **options: Any,
+    ) -> Job:
+        """:meth:`enqueue` the job, then :meth:`wait` for it: the finished job
+        (its ``result`` when ``done``). Raises :class:`TimeoutError` if it has not
+        finished within ``timeout`` seconds; it stays queued or running."""
+        job = await self.enqueue(task, payload, **options)
+        return await self.wait(job.id, timeout)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         return await self.store.list_jobs(query, self.clock.now())

@@ -25,6 +25,7 @@ from servcore.maintenance.cron import CronScheduler
 from servcore.maintenance.periodic import Periodic
 from servcore.maintenance.pruner import Expirer, Pruner
 from servcore.maintenance.rescuer import Rescuer
+from servcore.notifier.waiters import FinishWaiters
 from servcore.runtime.executor import Executor
 from servcore.runtime.job_events import JobEvents
 from servcore.runtime.processes import ProcessPool
@@ -75,6 +76,9 @@ class WorkerNode:
         self._processes: ProcessPool | None = None
         self._hurry = asyncio.Event()
         self._started_at = clock.now()
+        # Waiters for jobs to finish, woken by this process's one listener.
+        self.finishes = FinishWaiters()
+        self._listening = False
 
     # -- starting ---------------------------------------------------------
 
@@ -99,7 +103,12 @@ class WorkerNode:
         # Jobs of workers that died while we were down go back before we claim.
         await self.rescuer.run_once(self.clock.now())
         executor = Executor(
-            self.registry, self.clock, self._threads, config.runtime.backoff, self._processes
+            self.registry,
+            self.clock,
+            self._threads,
+            config.runtime.backoff,
+            self._processes,
+            config.runtime.max_result_bytes,
         )
         events = JobEvents(self.telemetry, config.node, self.clock)
         for name, slots in concurrency.items():
@@ -117,13 +126,30 @@ class WorkerNode:
             )
             self.runtimes[name] = runtime
             runtime.start(self.supervisor)
-        notifier = self.store.notifier()
-        if notifier is not None:
-            self.supervisor.start("listener", lambda: notifier.run(self.notify, self.stop_run))
+        self.listen()
         self.supervisor.start("leadership", self.leadership.run)
         self._started_at = self.clock.now()
         await self._heartbeat(self._started_at)
         self._start_maintenance(cron_entries, list_queues)
+
+    def listen(self) -> None:
+        """Hear what other processes do to jobs, and every finish (this
+        process's too), through the store's notifier; one listener, started
+        once, by the worker side or by the first wait, whichever comes first."""
+        if self._listening:
+            return
+        notifier = self.store.notifier()
+        if notifier is None:
+            return
+        self._listening = True
+        self.supervisor.start(
+            "listener", lambda: notifier.run(self._heard, self.stop_run, self.finishes.finished)
+        )
+
+    def _heard(self, queue: str) -> None:
+        self.notify(queue)
+        if not queue:  # the listener was away: finishes too may have been missed
+            self.finishes.wake_all()
 
     def _start_maintenance(
         self,
@@ -197,6 +223,7 @@ class WorkerNode:
     async def shut_down(self) -> None:
         """End every part (after :meth:`drain`, or instead of it)."""
         await self.supervisor.stop()
+        self._listening = False
         if self.runtimes:
             with contextlib.suppress(StoreError):
                 await self.store.forget_node(self.config.node)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from servcore.notifier.base import cancel_message
+from servcore.notifier.base import cancel_message, finished_message
 from servcore.notifier.sqlite import wake_directory
 from servcore.store.base import Lease
 from servcore.store.sqlite.group_commit import GroupCommitWriter
@@ -154,8 +154,14 @@ async def test_a_running_job_cancelled_elsewhere_is_told_with_its_lease_token(
         assert sorted(await other.cancel_jobs([running.id, waiting.id], T0)) == sorted(
             [running.id, waiting.id]
         )
-        # Only the running one has a run to stop.
-        assert probe.datagrams() == [{cancel_message(running.id, running.lease_token)}]
+        # Only the running one has a run to stop; both finished.
+        assert probe.datagrams() == [
+            {
+                cancel_message(running.id, running.lease_token),
+                finished_message(running.id),
+                finished_message(waiting.id),
+            }
+        ]
         await wait_for(
             lambda: heard.cancels == [(running.id, running.lease_token)],
             within=5,

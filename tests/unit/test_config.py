@@ -15,6 +15,12 @@ def test_defaults_follow_the_design() -> None:
     )
     assert config.runtime.concurrency >= 1
     assert config.runtime.queues == ("default",)
+    assert config.runtime.max_result_bytes == 1024 * 1024
+
+
+def test_max_result_bytes_is_read_from_the_environment() -> None:
+    config = ServiceConfig.from_env({"SERVCORE_MAX_RESULT_BYTES": "2048"})
+    assert config.runtime.max_result_bytes == 2048
 
 
 def test_environment_then_flags_override_defaults() -> None:
@@ -42,6 +48,8 @@ def test_servcore_port_is_read_when_port_is_absent() -> None:
         ({"PORT": "http"}, "PORT must be a whole number"),
         ({"PORT": "70000"}, "port must be between"),
         ({"SERVCORE_CONCURRENCY": "0"}, "concurrency must be between"),
+        ({"SERVCORE_MAX_RESULT_BYTES": "0"}, "max_result_bytes must be between 1 and"),
+        ({"SERVCORE_MAX_RESULT_BYTES": "1MB"}, "SERVCORE_MAX_RESULT_BYTES must be a whole number"),
     ],
 )
 def test_bad_environment_values_name_the_setting(env: dict[str, str], message: str) -> None:

@@ -56,10 +56,11 @@ def running(
     max_attempts: int = 3,
     timeout: float | None = None,
     backoff: float | None = None,
+    payload: dict[str, Any] | None = None,
 ) -> Job:
     """A job as a claim hands it over: running, on ``attempt``."""
     new = NewJob(
-        payload={"n": 21},
+        payload={"n": 21} if payload is None else payload,
         run_at=T0,
         task=task,
         max_attempts=max_attempts,
@@ -234,6 +235,33 @@ async def test_an_unserialisable_result_fails_the_job_without_retries(
 
     assert failure.retry_at is None
     assert "not JSON-serialisable (dict)" in failure.error.error
+
+
+async def test_a_result_over_max_result_bytes_fails_the_attempt_and_is_retried(
+    registry: TaskRegistry, clock: FakeClock, threads: ThreadPoolExecutor
+) -> None:
+    executor = Executor(registry, clock, threads, BACKOFF, max_result_bytes=100)
+
+    @registry.task("work")
+    async def work(job: Job) -> object:
+        return job.payload["result"]
+
+    @registry.task("blocking")
+    def blocking(job: Job) -> object:
+        return job.payload["result"]
+
+    fits = "x" * 98  # 100 bytes as JSON, with its quotes
+    for task in ("work", "blocking"):
+        outcome = await executor.execute(running(task, payload={"result": fits}))
+        assert outcome.completion is not None
+        assert outcome.completion.result == fits
+        failure = failed(await executor.execute(running(task, payload={"result": fits + "x"})))
+        assert failure.retry_at == clock.now() + timedelta(seconds=2)  # attempts remain
+        assert failure.error.error.startswith("handler returned a result of 101 bytes as JSON")
+        assert "over the limit of 100 (max_result_bytes)" in failure.error.error
+    big = {"rows": list(range(100))}
+    last = failed(await executor.execute(running(payload={"result": big}, attempt=3)))
+    assert last.retry_at is None  # the last attempt: failed for good
 
 
 async def test_an_async_handler_past_its_timeout_is_cancelled_and_the_attempt_failed(

@@ -12,6 +12,7 @@ EXPECTED = {
     "Discard",
     "Job",
     "JobError",
+    "JobNotFound",
     "JobRequestError",
     "JobStatus",
     "MemoryStore",

@@ -9,11 +9,12 @@ same contract by construction.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from servcore.errors import JobNotFound
 from servcore.http import validation
 from servcore.http.serialization import encode, job_to_json
 from servcore.http.validation import MAX_JOB_ID, SCHEDULE_FIELDS, BadRequest
@@ -192,15 +193,25 @@ async def schedule_job(service: Service, body: bytes, queue: str | None = None) 
     )
 
 
-async def get_job(service: Service, id_text: str, queue: str | None = None) -> Answer:
-    """``GET /jobs/{id}``."""
+async def get_job(
+    service: Service, id_text: str, queue: str | None = None, wait_text: str | None = None
+) -> Answer:
+    """``GET /jobs/{id}``; with ``?wait=S``, once the job has finished or after S
+    seconds, whichever comes first (woken by the process's one listener: see
+    ``JobClient.await_job``)."""
     try:
         job_id = validation.job_id(id_text)
+        within = validation.wait_seconds(wait_text) if wait_text is not None else None
     except BadRequest as problem:
         return error(problem.message, problem.status)
     job = await service.get_job(job_id)
     if job is None or (queue is not None and job.queue != queue):
         return JOB_NOT_FOUND
+    if within is not None and not job.status.finished:
+        try:
+            job = await service.await_job(job_id, within)
+        except JobNotFound:  # pruned or expired meanwhile
+            return JOB_NOT_FOUND
     return 200, encode(job_to_json(job, service.clock.now()))
 
 
@@ -335,6 +346,7 @@ class RawRequest:
     params: Mapping[str, str]
     headers: Sequence[tuple[bytes, bytes]]
     body: bytes = b""
+    query: Mapping[str, str] = field(default_factory=dict)
 
     def header(self, name: bytes) -> str | None:
         """The first header called ``name`` (lower case), or None."""
@@ -352,4 +364,4 @@ async def raw_create_job(service: Service, queue: str | None, request: RawReques
 
 async def raw_get_job(service: Service, queue: str | None, request: RawRequest) -> Answer:
     """:func:`get_job` from a :class:`RawRequest` (the ASGI path's ``GET /jobs/{id}``)."""
-    return await get_job(service, request.params["id"], queue)
+    return await get_job(service, request.params["id"], queue, request.query.get("wait"))

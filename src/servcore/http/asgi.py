@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
@@ -116,7 +117,8 @@ class ServcoreApp:
                 body = await _read_body(scope, receive, self._service.config.http.max_body_bytes)
             except BadRequest as problem:
                 return answers.error(problem.message, problem.status)
-        request = answers.RawRequest(params, scope["headers"], body)
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), True))
+        request = answers.RawRequest(params, scope["headers"], body, query)
         return await fast(route.service, route.queue, request)
 
     async def _answer(self, send: Send, answering: Awaitable[answers.Answer]) -> None:

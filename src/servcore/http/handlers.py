@@ -217,7 +217,8 @@ def _page_headers(request: Request, page: JobPage, params: validation.ListParams
 
 async def get_job(request: Request, service: Service, queue: str | None = None) -> Response:
     """``GET /jobs/{id}``."""
-    return _response(await answers.get_job(service, request.path_params["id"], queue))
+    wait = request.query_params.get("wait")
+    return _response(await answers.get_job(service, request.path_params["id"], queue, wait))
 
 
 async def cancel_jobs(request: Request, service: Service) -> Response:

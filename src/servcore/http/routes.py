@@ -37,7 +37,7 @@ from servcore.http.openapi import (
     path_parameter,
     query_parameter,
 )
-from servcore.http.validation import MAX_JOB_ID, MAX_PAGE, MAX_PER_PAGE, MAX_SEARCH
+from servcore.http.validation import MAX_JOB_ID, MAX_PAGE, MAX_PER_PAGE, MAX_SEARCH, MAX_WAIT
 from servcore.job_reads import EXACT_COUNT_CAP
 from servcore.service import Service
 
@@ -349,9 +349,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         f"{JOBS}/{{id}}",
         "read",
         handlers.get_job,
-        parameters=(path_parameter("id", ID),),
+        parameters=(
+            path_parameter("id", ID),
+            query_parameter(
+                "wait",
+                {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WAIT},
+                "Answer once the job has finished (done, failed or cancelled), or after "
+                "this many seconds with its state then; without it, at once",
+            ),
+        ),
         responses={
-            "200": json_answer("The job", JOB),
+            "200": json_answer(
+                "The job (with wait: finished, or as it is when the wait ran out)", JOB
+            ),
             "400": BAD,
             "404": error("Job not found"),
         },

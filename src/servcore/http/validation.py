@@ -6,6 +6,7 @@ nothing here lets bad input through to the store or raises anything else.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,23 @@ def job_id(text: str) -> int:
     value = int(text) if len(text) <= 20 else MAX_JOB_ID + 1
     if not 1 <= value <= MAX_JOB_ID:
         raise BadRequest(f"Job id must be between 1 and {MAX_JOB_ID}")
+    return value
+
+
+MAX_WAIT = 60  # s: the longest GET /jobs/{id}?wait= holds a request
+
+
+def wait_seconds(text: str) -> float:
+    """``?wait=S``: seconds, more than 0 and at most :data:`MAX_WAIT`."""
+    try:
+        value = float(text) if text.isascii() else math.nan
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_WAIT:  # NaN fails too
+        raise BadRequest(
+            f"'wait' must be a number of seconds more than 0 and at most {MAX_WAIT}, "
+            f"got {text[:40]!r}"
+        )
     return value
 
 

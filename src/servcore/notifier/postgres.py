@@ -2,12 +2,13 @@
 
 The store sends ``pg_notify(channel, queue)`` in the transaction that
 inserts jobs, so the notification arrives when, and only if, they commit;
-cancelling a running job sends ``cancel:<id>:<lease token>`` (see
-``notifier.base``).
+cancelling a running job sends ``cancel:<id>:<lease token>``, and every
+write that finishes jobs ``finished:<ids>`` (see ``notifier.base``).
 The listener holds one connection of its own. When that connection drops
 (PostgreSQL restarted, the connection terminated) it says so — the service
-reports DEGRADED — reconnects with backoff, and wakes every queue once it is
-back, since notifications sent meanwhile were lost.
+reports DEGRADED — reconnects with backoff, and wakes every queue (and
+every waiter) once it is back, since notifications sent meanwhile were lost;
+so it does when it first listens.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 
 import asyncpg
 
-from servcore.notifier.base import OnCancel, OnQueue, deliver
+from servcore.notifier.base import OnCancel, OnFinish, OnQueue, deliver
 
 log = logging.getLogger("servcore.notifier")
 
@@ -54,9 +55,11 @@ class PostgresNotifier:
     def problem(self) -> str | None:
         return self._problem
 
-    async def run(self, on_queue: OnQueue, on_cancel: OnCancel) -> None:
+    async def run(
+        self, on_queue: OnQueue, on_cancel: OnCancel, on_finish: OnFinish | None = None
+    ) -> None:
         def heard(payload: str) -> None:
-            deliver(payload, on_queue, on_cancel)
+            deliver(payload, on_queue, on_cancel, on_finish)
 
         failures = 0
         while True:
@@ -79,7 +82,8 @@ class PostgresNotifier:
             await conn.add_listener(self._channel, lambda _c, _p, _ch, payload: heard(payload))
             if self._problem is not None:
                 log.info("Listener reconnected to PostgreSQL")
-                on_queue("")  # every queue: what was sent while we were away is lost
+            # Every queue, every waiter: what was sent before we listened is lost.
+            on_queue("")
             self._problem = None
             while not lost.is_set():
                 # A cheap query now and then notices a half-open connection.

@@ -14,9 +14,12 @@ serve``, an app that only enqueues, ``servcore enqueue`` — sends from its
 SQLite writer thread, right after a commit and never before it (see
 ``store.sqlite.group_commit``), one datagram to each socket there but its
 own: the messages the commit told (``notifier.base``: queue names that got
-jobs, ``cancel:<id>:<lease token>`` for running jobs cancelled), one per
-line. A group commit carries a burst of inserts, so a burst costs one send
-per listener, not one per job.
+jobs, ``cancel:<id>:<lease token>`` for running jobs cancelled,
+``finished:<id>`` for jobs done, failed or cancelled), one per line. A group
+commit carries a burst of inserts, so a burst costs one send per listener,
+not one per job. The finishes a commit told are handed to this process's own
+listener too, on its loop (whoever waits on a job here hears of it the same
+way wherever it ran).
 
 Sending never blocks and never fails a write: ``MSG_DONTWAIT``; a listener
 whose queue is full already has wake-ups waiting; a socket nobody is bound
@@ -65,10 +68,10 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 
-from servcore.notifier.base import OnCancel, OnQueue, deliver
+from servcore.notifier.base import FINISHED_PREFIX, OnCancel, OnFinish, OnQueue, deliver
 
 log = logging.getLogger("servcore.notifier")
 
@@ -160,17 +163,27 @@ class WakeSender:
         self.sent = 0  # datagrams, for tests and curiosity
         # The writer thread sends, and so do callers of insert_jobs_blocking.
         self._lock = threading.Lock()
+        # This store's own listener, for the finishes it commits (any thread).
+        self._hear_own: Callable[[list[str]], None] | None = None
 
-    def own(self, name: str) -> None:
+    def own(self, name: str, hear: Callable[[list[str]], None] | None = None) -> None:
         self._own = self._own | {name}
+        self._hear_own = hear
 
     def disown(self, name: str) -> None:
         self._own = self._own - {name}
+        self._hear_own = None
 
     def send(self, messages: Collection[str]) -> None:
-        """Send ``messages`` to every other listener now; never blocks, never raises."""
+        """Send ``messages`` to every other listener now, and the finishes among
+        them to this store's own; never blocks, never raises."""
         with self._lock:
             self._send(messages)
+        hear = self._hear_own
+        if hear is not None:
+            finishes = [message for message in messages if message.startswith(FINISHED_PREFIX)]
+            if finishes:
+                hear(finishes)
 
     def _send(self, messages: Collection[str]) -> None:
         try:
@@ -253,7 +266,9 @@ class SqliteNotifier:
     def problem(self) -> str | None:
         return self._problem
 
-    async def run(self, on_queue: OnQueue, on_cancel: OnCancel) -> None:
+    async def run(
+        self, on_queue: OnQueue, on_cancel: OnCancel, on_finish: OnFinish | None = None
+    ) -> None:
         failures = 0
         while True:
             try:
@@ -273,7 +288,7 @@ class SqliteNotifier:
             failures = 0
             self._problem = None
             try:
-                await self._listen(listening, on_queue, on_cancel)
+                await self._listen(listening, on_queue, on_cancel, on_finish)
             finally:
                 self._close(listening)
 
@@ -305,9 +320,22 @@ class SqliteNotifier:
             raise
         return _Listening(sock, name, address, inode)
 
-    async def _listen(self, listening: _Listening, on_queue: OnQueue, on_cancel: OnCancel) -> None:
+    async def _listen(
+        self,
+        listening: _Listening,
+        on_queue: OnQueue,
+        on_cancel: OnCancel,
+        on_finish: OnFinish | None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         sock = listening.socket
+
+        def heard(messages: Collection[str]) -> None:
+            for message in messages:
+                try:
+                    deliver(message, on_queue, on_cancel, on_finish)
+                except ValueError:
+                    log.debug("Ignored a wake-up message that means nothing: %r", message)
 
         def readable() -> None:
             messages: set[str] = set()
@@ -316,13 +344,13 @@ class SqliteNotifier:
                     messages.update(unpack(sock.recv(65536)))
                 except OSError:  # nothing more to read (BlockingIOError) or nothing to read from
                     break
-            for message in messages:
-                try:
-                    deliver(message, on_queue, on_cancel)
-                except ValueError:
-                    log.debug("Ignored a wake-up message that means nothing: %r", message)
+            heard(messages)
 
-        self._sender.own(listening.name)
+        def heard_own(finishes: list[str]) -> None:  # from the writer thread
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(heard, finishes)
+
+        self._sender.own(listening.name, heard_own if on_finish is not None else None)
         loop.add_reader(sock.fileno(), readable)
         self.address = listening.address
         try:

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from servcore.clock import Clock
+from servcore.config import DEFAULT_MAX_RESULT_BYTES
 from servcore.jobs import Job, JobError, describe_error
 from servcore.retry import Backoff
 from servcore.runtime.processes import ProcessPool, ProcessTaskError
@@ -59,12 +60,14 @@ class Executor:
         threads: ThreadPoolExecutor,
         default_backoff: Backoff,
         processes: ProcessPool | None = None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
         self._registry = registry
         self._clock = clock
         self._threads = threads
         self._default_backoff = default_backoff
         self._processes = processes
+        self._max_result_bytes = max_result_bytes
 
     async def execute(self, job: Job, token: CancelToken | None = None) -> Outcome:
         """Run ``job``; ``token`` is how the runtime tells a thread handler to stop."""
@@ -80,7 +83,7 @@ class Executor:
             else:
                 async with asyncio.timeout(timeout) as deadline:
                     value = await self._perform(spec, job, token)
-            result = _json_copy(value)
+            result = _json_copy(value, self._max_result_bytes)
         except TimeoutError as error:
             if deadline is not None and deadline.expired():
                 message = f"timed out after {timeout:g} s"
@@ -89,6 +92,10 @@ class Executor:
             return self._failed(job, spec, describe_error(error), traceback.format_exc())
         except _Unserialisable as error:
             return self._failed(job, spec, str(error), None, final=True)
+        except _TooLarge as error:
+            # Like any failed attempt (retried while attempts remain): the size
+            # of a result may depend on what the handler fetched this time.
+            return self._failed(job, spec, str(error), None)
         except Retry as retry:
             return self._failed(job, spec, retry.reason, None, delay=retry.after)
         except Discard as discard:
@@ -109,6 +116,10 @@ class Executor:
         except ProcessTaskError as error:
             return self._failed(job, spec, str(error), None, final=True)
         if ran.kind == "value":
+            try:
+                _check_size(ran.value, self._max_result_bytes)
+            except _TooLarge as error:
+                return self._failed(job, spec, str(error), None)
             return Outcome(
                 completion=Completion(job.id, job.lease_token, self._clock.now(), ran.value)
             )
@@ -172,14 +183,36 @@ class _Unserialisable(Exception):
     pass
 
 
-def _json_copy(value: Any) -> Any:
-    """The result as it will read back from any store: plain JSON values."""
-    if value is None or isinstance(value, str | int | float | bool):
+class _TooLarge(Exception):
+    pass
+
+
+def _json_copy(value: Any, max_bytes: int) -> Any:
+    """The result as it will read back from any store: plain JSON values, at
+    most ``max_bytes`` of them."""
+    if value is None or isinstance(value, int | float | bool):
         return value
     try:
-        return _decode(_encode(value))
+        encoded = _encode(value)
     except (TypeError, ValueError, OverflowError) as error:
         raise _Unserialisable(
             f"handler returned a value that is not JSON-serialisable "
             f"({type(value).__name__}): {error}"
         ) from None
+    _check_encoded(encoded, max_bytes)
+    return value if isinstance(value, str) else _decode(encoded)
+
+
+def _check_size(value: Any, max_bytes: int) -> None:
+    """A JSON value (from a process handler) at most ``max_bytes`` encoded."""
+    if not (value is None or isinstance(value, int | float | bool)):
+        _check_encoded(_encode(value), max_bytes)
+
+
+def _check_encoded(encoded: bytes, max_bytes: int) -> None:
+    if len(encoded) > max_bytes:
+        raise _TooLarge(
+            f"handler returned a result of {len(encoded)} bytes as JSON, over the limit of "
+            f"{max_bytes} (max_result_bytes): store large outputs elsewhere (a file, object "
+            "storage) and return a reference to them"
+        )

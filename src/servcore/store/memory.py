@@ -23,6 +23,7 @@ from servcore.job_reads import (
 )
 from servcore.jobs import Job, JobStatus, NewJob
 from servcore.leadership.base import LeaderTerm
+from servcore.notifier.local import LocalNotifier
 from servcore.store.base import (
     ClaimParams,
     Completion,
@@ -58,6 +59,7 @@ class MemoryStore:
         self._paused: dict[str, bool] = {}
         # The leader lease: (node, term, until); the term survives a resign.
         self._leader: tuple[str, int, datetime] | None = None
+        self._finishes = LocalNotifier()
 
     # -- life cycle -------------------------------------------------------
 
@@ -111,8 +113,9 @@ class MemoryStore:
             key=lambda info: info.node,
         )
 
-    def notifier(self) -> None:
-        return None  # one process: local submissions wake the queues directly
+    def notifier(self) -> LocalNotifier:
+        """Finishes only: in one process, submissions wake the queues directly."""
+        return self._finishes
 
     def problem(self) -> str | None:
         return None
@@ -129,6 +132,8 @@ class MemoryStore:
 
     def _set(self, old: Job, new: Job) -> None:
         self._jobs[new.id] = new
+        if new.status.finished and not old.status.finished:
+            self._finishes.finished(new.id)
         if old.status is not new.status:
             self._counts[old.status] -= 1
             self._counts[new.status] += 1

@@ -28,7 +28,7 @@ from servcore.job_reads import (
 )
 from servcore.jobs import DEFAULT_LEASE, Job, NewJob
 from servcore.leadership.base import LeaderTerm
-from servcore.notifier.base import CANCEL_PREFIX
+from servcore.notifier.base import CANCEL_PREFIX, FINISHED_PREFIX
 from servcore.notifier.postgres import PostgresNotifier
 from servcore.store.base import (
     ClaimParams,
@@ -115,6 +115,20 @@ _CLAIM_PLANNER = ", ".join(
 # _settle_late) a run that was rescued and not followed by another one.
 # (which rows, their rescue count after):
 _HELD = ("j.status = 'running'", "j.rescued")
+
+
+# A CTE "told" that says which jobs finished (``notifier.base``: ``finished:<ids>``),
+# a notification per 300 ids: a payload holds under 8,000 bytes. Sent at
+# commit, heard by every listener, this process's own too.
+def _tell_finished(ids: str, channel: str, prefix: str) -> str:
+    return f"""told AS (
+                SELECT pg_notify({channel}, {prefix}::text || string_agg(id::text, ','))
+                FROM (SELECT id, (row_number() OVER ()) / 300 AS chunk FROM ({ids}) AS f(id))
+                    AS numbered
+                GROUP BY chunk
+            )"""
+
+
 _RESCUED_FROM_THIS_RUN = (
     "j.status IN ('queued', 'scheduled', 'failed') AND j.rescued > 0",
     "j.rescued - 1",
@@ -423,18 +437,24 @@ class PostgresStore:
         held, rescued = whose
         return await self._fetch(
             f"""
-            UPDATE {self._jobs} AS j
-            SET status = 'done', finished_at = v.finished_at, result = v.result::json,
-                locked_until = NULL, rescued = {rescued}
-            FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[])
-                 AS v(id, token, finished_at, result)
-            WHERE j.id = v.id AND j.lease_token = v.token AND {held}
-            RETURNING j.id
+            WITH finished AS (
+                UPDATE {self._jobs} AS j
+                SET status = 'done', finished_at = v.finished_at, result = v.result::json,
+                    locked_until = NULL, rescued = {rescued}
+                FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[])
+                     AS v(id, token, finished_at, result)
+                WHERE j.id = v.id AND j.lease_token = v.token AND {held}
+                RETURNING j.id
+            ),
+            {_tell_finished("SELECT id FROM finished", "$5", "$6")}
+            SELECT id FROM finished WHERE (SELECT count(*) FROM told) >= 0
             """,
             [done.id for done in completions],
             [done.lease_token for done in completions],
             [done.finished_at for done in completions],
             [to_json(done.result) for done in completions],
+            self.channel,
+            FINISHED_PREFIX,
         )
 
     async def fail_jobs(self, failures: Sequence[Failure]) -> list[int]:
@@ -458,6 +478,7 @@ class PostgresStore:
         ]
         return await self._fetch(
             f"""
+            WITH changed AS (
             UPDATE {self._jobs} AS j
             SET status = v.status,
                 run_at = COALESCE(v.retry_at, j.run_at),
@@ -470,7 +491,10 @@ class PostgresStore:
                         $5::timestamptz[], $6::text[])
                  AS v(id, token, status, retry_at, at, error)
             WHERE j.id = v.id AND j.lease_token = v.token AND {held}
-            RETURNING j.id
+            RETURNING j.id, v.retry_at IS NULL AS final
+            ),
+            {_tell_finished("SELECT id FROM changed WHERE final", "$7", "$8")}
+            SELECT id FROM changed WHERE (SELECT count(*) FROM told) >= 0
             """,
             [f.id for f in failures],
             [f.lease_token for f in failures],
@@ -478,6 +502,8 @@ class PostgresStore:
             [f.retry_at for f in failures],
             [f.error.at for f in failures],
             [to_json(f.error) for f in failures],
+            self.channel,
+            FINISHED_PREFIX,
         )
 
     async def _settle_late(
@@ -618,6 +644,14 @@ class PostgresStore:
                     to_json(error),
                 )
                 (report.requeued if requeue else report.failed).append(job.id)
+            if report.failed:
+                await conn.execute(
+                    f"WITH {_tell_finished('SELECT unnest($1::bigint[])', '$2', '$3')} "
+                    "SELECT count(*) FROM told",
+                    report.failed,
+                    self.channel,
+                    FINISHED_PREFIX,
+                )
         return report
 
     async def set_paused(self, queue: str, paused: bool) -> None:
@@ -678,17 +712,20 @@ class PostgresStore:
                 WHERE j.id = before.id AND before.status IN ('queued', 'scheduled', 'running')
                 RETURNING j.id, j.lease_token, before.status AS was
             ),
-            told AS (
+            stopped AS (
                 SELECT pg_notify($3, $4::text || id::text || ':' || lease_token::text)
                 FROM cancelled WHERE was = 'running'
-            )
-            -- Referring to "told" is what makes PostgreSQL run it.
-            SELECT id FROM cancelled WHERE (SELECT count(*) FROM told) >= 0
+            ),
+            {_tell_finished("SELECT id FROM cancelled", "$3", "$5")}
+            -- Referring to "stopped" and "told" is what makes PostgreSQL run them.
+            SELECT id FROM cancelled
+            WHERE (SELECT count(*) FROM stopped) >= 0 AND (SELECT count(*) FROM told) >= 0
             """,
             list(ids),
             now,
             self.channel,
             CANCEL_PREFIX,
+            FINISHED_PREFIX,
         )
         return sorted(row["id"] for row in rows)
 

@@ -32,7 +32,7 @@ from servcore.job_reads import (
 )
 from servcore.jobs import Job, NewJob
 from servcore.leadership.base import LeaderTerm
-from servcore.notifier.base import cancel_message
+from servcore.notifier.base import cancel_message, finished_message
 from servcore.notifier.sqlite import SqliteNotifier, WakeSender
 from servcore.store.base import (
     ClaimParams,
@@ -444,6 +444,8 @@ class SqliteStore:
                 "locked_until = NULL WHERE id = ? AND lease_token = ?",
                 [row for row in rows if row[2] in held or row[2] in late],
             )
+            for job_id in held | late:
+                self._tell(finished_message(job_id))
             return [done.id for done in completions if done.id not in held and done.id not in late]
 
         return await self._write(complete)
@@ -469,6 +471,7 @@ class SqliteStore:
                 else:
                     status = "cancelled" if failure.cancel else "failed"
                     finals.append((status, at, error, failure.id))
+                    self._tell(finished_message(failure.id))
             conn.executemany(
                 "UPDATE jobs SET status = ?, run_at = ?, errors = json_insert(errors, '$[#]', "
                 "json(?)), locked_by = NULL, locked_until = NULL WHERE id = ?",
@@ -597,6 +600,7 @@ class SqliteStore:
                         (now_us, encode_json(error), job.id),
                     )
                     report.failed.append(job.id)
+                    self._tell(finished_message(job.id))
             return report
 
         return await self._write(rescue)
@@ -640,6 +644,8 @@ class SqliteStore:
                 f"RETURNING id",
                 [now_us, *ids],
             ).fetchall()
+            for (job_id,) in rows:
+                self._tell(finished_message(job_id))
             return sorted(job_id for (job_id,) in rows)
 
         return await self._write(cancel)
