@@ -184,20 +184,17 @@ async def test_a_claim_that_waited_for_a_pause_sees_it() -> None:
         await store.close()
 
 
-async def test_a_version_6_schema_gets_counts_of_the_finished_jobs_it_holds() -> None:
+async def test_a_version_6_schema_gets_counts_of_the_finished_jobs_it_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     require_postgres()
     url = postgres_url()
     schema = url.rsplit("schema=", 1)[1]
     conn = await asyncpg.connect(DSN)
     try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.execute(
-            f'CREATE TABLE "{schema}".servcore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)'
-        )
-        for version in range(1, 7):
-            for statement in postgres_schema._migrations(schema)[version]:
-                await conn.execute(statement)
-        await conn.execute(f"INSERT INTO \"{schema}\".servcore_meta VALUES ('schema_version', '6')")
+        with monkeypatch.context() as patch:
+            patch.setattr(postgres_schema, "SCHEMA_VERSION", 6)
+            await postgres_schema.migrate(conn, schema)
         for queue, status in [("a", "done"), ("a", "done"), ("a", "failed"), ("b", "cancelled")]:
             await conn.execute(
                 f'INSERT INTO "{schema}".servcore_jobs (queue, task, payload, status, '

@@ -314,14 +314,13 @@ async def test_a_version_4_file_is_brought_forward_with_its_jobs(db_path: Path) 
     assert read_file(db_path, version) == [(str(SCHEMA_VERSION),)]
 
 
-async def test_a_version_6_file_gets_counts_of_the_finished_jobs_it_holds(db_path: Path) -> None:
-    conn = sqlite3.connect(db_path)
-    conn.execute("CREATE TABLE servcore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    for version in range(1, 7):
-        steps = sqlite_schema._MIGRATIONS[version]
-        assert isinstance(steps, str)
-        conn.executescript(steps)
-    conn.execute("INSERT INTO servcore_meta VALUES ('schema_version', '6')")
+async def test_a_version_6_file_gets_counts_of_the_finished_jobs_it_holds(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_schema, "SCHEMA_VERSION", 6)
+        sqlite_schema.migrate(conn)
     for queue, status in [("a", "done"), ("a", "done"), ("a", "failed"), ("b", "cancelled")]:
         conn.execute(
             "INSERT INTO jobs (queue, task, payload, status, max_attempts, run_at, inserted_at, "

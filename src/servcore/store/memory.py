@@ -32,6 +32,7 @@ from servcore.store.base import (
     RescueReport,
     rescue_verdict,
 )
+from servcore.store.queue_sql import tallied_queues
 
 _replace = msgspec.structs.replace
 _QUEUED = JobStatus.QUEUED
@@ -394,20 +395,7 @@ class MemoryStore:
                     oldest = tally.get("oldest")
                     tally["oldest"] = job.run_at if oldest is None else min(oldest, job.run_at)
             tally[kind] = tally.get(kind, 0) + 1
-        return [
-            QueueInfo(
-                name=name,
-                paused=self._paused.get(name, False),
-                available=t.get("available", 0),
-                scheduled=t.get("scheduled", 0),
-                running=t.get("running", 0),
-                done=t.get("done", 0),
-                failed=t.get("failed", 0),
-                cancelled=t.get("cancelled", 0),
-                oldest_available_at=t.get("oldest"),
-            )
-            for name, t in sorted(tallies.items())
-        ]
+        return tallied_queues(tallies, self._paused)
 
     async def cancel_jobs(self, ids: Sequence[int], now: datetime) -> list[int]:
         done = []

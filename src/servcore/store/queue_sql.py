@@ -68,6 +68,15 @@ def queue_infos(
     for queue, status, count in finished:
         if count:
             tallies.setdefault(queue, {})[status] = count
+    return tallied_queues(tallies, paused)
+
+
+def tallied_queues(
+    tallies: Mapping[str, Mapping[str, Any]], paused: Mapping[str, Any]
+) -> list[QueueInfo]:
+    """Queues by name from tallies of kind -> jobs (``available``,
+    ``scheduled``, ``running``, the finished statuses; ``oldest``: the
+    earliest due run_at), every store's ``list_queues`` answer."""
     return [
         QueueInfo(
             name=name,
